@@ -1,0 +1,3 @@
+"""Commands of this step, registered by leafsub.cli."""
+
+COMMANDS = []

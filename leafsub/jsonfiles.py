@@ -1,0 +1,76 @@
+"""Reading and writing the JSON files leafsub ships and produces, validated once at the boundary."""
+
+import functools
+import json
+import os
+import tempfile
+from importlib import resources
+
+from .errors import UsageError
+
+
+@functools.lru_cache(maxsize=None)
+def schema(name):
+    """The shipped JSON Schema ``leafsub/schemas/<name>.schema.json`` as a dict."""
+    text = resources.files("leafsub").joinpath("schemas", name + ".schema.json").read_text()
+    return json.loads(text)
+
+
+def _field(error):
+    path = ".".join(str(p) for p in error.absolute_path)
+    return path or "(top level)"
+
+
+def validate(instance, schema_name, source, what):
+    """Validate ``instance`` against a shipped schema.
+
+    Raises:
+      UsageError naming ``source`` (a file path), the field and what was expected.
+    """
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(schema(schema_name))
+    errors = sorted(validator.iter_errors(instance), key=lambda e: (len(list(e.absolute_path)), e.message))
+    if errors:
+        error = jsonschema.exceptions.best_match(errors)
+        more = "" if len(errors) == 1 else " (and %d more problem%s)" % (
+            len(errors) - 1, "s" if len(errors) > 2 else "")
+        raise UsageError(
+            "%s: invalid %s: field '%s': %s%s. Fix the field (the schema is %s.schema.json "
+            "in the leafsub package) or re-create the file with leafsub."
+            % (source, what, _field(error), error.message, more, schema_name))
+    return instance
+
+
+def read_json(path, what):
+    """Parse a JSON file, turning every failure into a UsageError naming the file."""
+    try:
+        with open(path, "r", encoding="utf-8") as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise UsageError("%s: no such file; expected the %s there." % (path, what)) from None
+    except json.JSONDecodeError as e:
+        raise UsageError("%s: the %s is not valid JSON (line %d, column %d: %s). Fix the file "
+                         "or re-create it with leafsub." % (path, what, e.lineno, e.colno, e.msg)) from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise UsageError("%s: cannot read the %s (%s)." % (path, what, e)) from None
+
+
+def dumps(data):
+    """The canonical text leafsub writes: sorted keys, 2-space indent, final newline."""
+    return json.dumps(data, indent=2, sort_keys=True) + "\n"
+
+
+def write_atomic(path, text):
+    """Write ``text`` to ``path`` so that no reader ever sees a half-written file."""
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".leafsub-", dir=directory)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise

@@ -1,0 +1,68 @@
+"""Challenge profiles: the platform's protocol as data (see schemas/profile.schema.json)."""
+
+import copy
+import os
+from importlib import resources
+
+from .errors import UsageError
+from .jsonfiles import read_json, validate
+
+DEFAULT_PROFILE = "an2dl-2022"
+
+_DEFAULTS = {
+    ("input", "channel_order"): "RGB",
+    ("input", "batch_size"): 32,
+    ("interface", "working_dir"): "submission",
+    ("output", "container"): "any",
+}
+
+
+def builtin_names():
+    """Names of the profiles shipped with leafsub, sorted."""
+    folder = resources.files("leafsub").joinpath("profiles")
+    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".json"))
+
+
+def _with_defaults(profile):
+    profile = copy.deepcopy(profile)
+    for (section, key), value in _DEFAULTS.items():
+        profile[section].setdefault(key, value)
+    return profile
+
+
+def load_profile(name_or_path=None):
+    """Load a built-in profile by name, or a user's profile from a JSON file.
+
+    Args:
+      name_or_path: e.g. ``"an2dl-2022"`` or ``"my-challenge.json"``; None for
+        the default (``an2dl-2022``).
+
+    Returns:
+      The validated profile dict, optional fields filled with their defaults.
+
+    Raises:
+      UsageError naming the unknown profile (and the built-in ones) or the
+      invalid file and field.
+    """
+    name_or_path = name_or_path or DEFAULT_PROFILE
+    if isinstance(name_or_path, dict):
+        return _with_defaults(validate(name_or_path, "profile", "<profile dict>", "profile"))
+    text = os.fspath(name_or_path)
+    if text.endswith(".json") or os.sep in text or os.path.exists(text):
+        data = read_json(text, "challenge profile")
+        return _with_defaults(validate(data, "profile", text, "profile"))
+    if text not in builtin_names():
+        raise UsageError("Unknown profile %r. Built-in profiles: %s; or pass your own as "
+                         "--profile path/to/profile.json (copy the 'generic' one to start)."
+                         % (text, ", ".join(builtin_names())))
+    source = resources.files("leafsub").joinpath("profiles", text + ".json")
+    with resources.as_file(source) as path:
+        data = read_json(path, "built-in profile")
+    return _with_defaults(validate(data, "profile", str(source), "profile"))
+
+
+def model_dir(profile, index, count):
+    """The folder name of member ``index`` (1-based) in a submission of ``count`` models."""
+    if count == 1:
+        return profile["layout"]["model_dir"]
+    return profile["layout"]["multi_model_dir"].replace("{i}", str(index))

@@ -1,0 +1,379 @@
+"""leafsub runtime: preprocessing, test-time augmentation (TTA) and ensembling.
+
+This module is the single source of truth for what happens to an image between
+the platform's ``predict(X)`` call and the model. ``leafsub build`` copies this
+file's source, unchanged, into the submission's ``model.py``; leafsub's own
+checks (export goldens, build self-check, the evaluator's mismatch detective)
+import the very same module. There is never a second implementation to drift.
+
+It imports only the standard library, numpy and tensorflow, because that is all
+a submission can count on having on the platform.
+
+Conventions:
+  * Images enter as a batch ``[N, H, W, C]`` of RGB values in the 0-255 range,
+    any numeric dtype, numpy array or ``tf.Tensor``.
+  * No function here mutates its input (keras' ``preprocess_input`` does, on
+    numpy arrays; that is the wart we avoid).
+  * A preprocessing *spec* is a plain dict (it is stored in the model card and in
+    ``model.py``)::
+
+        {"mode": "caffe", "resize_method": "bilinear",
+         "scale": None, "offset": None}
+
+    ``mode`` is one of ``MODES``; ``scale``/``offset`` are per-channel lists used
+    only by ``mode="affine"`` (``y = x * scale + offset``).
+"""
+
+import numpy as np
+import tensorflow as tf
+
+# Keras-applications constants (keras/src/applications/imagenet_utils.py).
+CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
+TORCH_MEAN_RGB = (0.485, 0.456, 0.406)
+TORCH_STD_RGB = (0.229, 0.224, 0.225)
+
+MODES = ("caffe", "tf", "torch", "rescale", "none", "affine")
+RESIZE_METHODS = ("bilinear", "nearest", "bicubic", "area")
+
+# What keras.applications.<arch>.preprocess_input does, by architecture name.
+# "none" means the model carries its own Rescaling/Normalization layers.
+PRESETS = {
+    "vgg16": "caffe", "vgg19": "caffe",
+    "resnet50": "caffe", "resnet101": "caffe", "resnet152": "caffe",
+    "resnet": "caffe",
+    "resnet50v2": "tf", "resnet101v2": "tf", "resnet152v2": "tf",
+    "resnet_v2": "tf",
+    "inception_v3": "tf", "inception_resnet_v2": "tf", "xception": "tf",
+    "mobilenet": "tf", "mobilenet_v2": "tf", "nasnet": "tf",
+    "mobilenet_v3": "none",
+    "densenet": "torch", "densenet121": "torch", "densenet169": "torch",
+    "densenet201": "torch",
+    "efficientnet": "none", "efficientnet_v2": "none",
+    "convnext": "none", "regnet": "none",
+}
+
+TTA_VIEWS = (
+    "identity", "hflip", "vflip", "rot90", "rot180", "rot270",
+    "crop_center", "crop_tl", "crop_tr", "crop_bl", "crop_br",
+)
+# Crops keep this fraction of each side, then are resized back.
+CROP_FRACTION = 0.875
+
+COMBINERS = ("mean", "weighted", "geometric", "vote")
+
+
+def preset(arch):
+    """Return the preprocessing mode keras.applications uses for ``arch``.
+
+    Args:
+      arch: an architecture name such as ``"resnet50"`` or ``"EfficientNetB4"``
+        (case and a trailing size/variant suffix are ignored).
+
+    Returns:
+      One of ``MODES``.
+
+    Example:
+      >>> preset("ResNet50")
+      'caffe'
+    """
+    key = str(arch).strip().lower().replace("-", "_")
+    if key in PRESETS:
+        return PRESETS[key]
+    # EfficientNetB4 -> efficientnet, ConvNeXtTiny -> convnext, DenseNet121 -> densenet
+    for name in sorted(PRESETS, key=len, reverse=True):
+        if key.startswith(name):
+            return PRESETS[name]
+    raise ValueError(
+        "Unknown architecture %r for a preprocessing preset; known: %s. "
+        "Declare the mode explicitly instead." % (arch, ", ".join(sorted(PRESETS))))
+
+
+def validate_spec(spec):
+    """Check a preprocessing spec and return a normalised copy.
+
+    Raises:
+      ValueError naming the bad field and the allowed values.
+    """
+    if not isinstance(spec, dict):
+        raise ValueError("preprocessing spec must be a dict, got %r" % (spec,))
+    mode = spec.get("mode")
+    if mode not in MODES:
+        raise ValueError("preprocessing mode %r is not one of %s" % (mode, ", ".join(MODES)))
+    method = spec.get("resize_method", "bilinear")
+    if method not in RESIZE_METHODS:
+        raise ValueError("resize_method %r is not one of %s" % (method, ", ".join(RESIZE_METHODS)))
+    out = {"mode": mode, "resize_method": method, "scale": None, "offset": None}
+    if mode == "affine":
+        for key in ("scale", "offset"):
+            value = spec.get(key)
+            if not isinstance(value, (list, tuple)) or not value or not all(
+                    isinstance(v, (int, float)) for v in value):
+                raise ValueError(
+                    "affine preprocessing needs %r as a list of 1 or 3 numbers, got %r" % (key, value))
+            out[key] = [float(v) for v in value]
+    return out
+
+
+def _as_float_batch(images):
+    """A float32 tf.Tensor view of ``images``; never writes to the input."""
+    x = tf.convert_to_tensor(images)
+    if x.dtype != tf.float32:
+        x = tf.cast(x, tf.float32)
+    if x.shape.rank == 3:
+        x = x[tf.newaxis]
+    if x.shape.rank != 4:
+        raise ValueError("expected images of shape [N, H, W, C], got shape %s" % (x.shape,))
+    return x
+
+
+def resize(images, size, method="bilinear"):
+    """Resize a batch to ``size = (height, width)`` the way tf.image.resize does.
+
+    Returns the input (as a float32 tensor) unchanged when it already has that size.
+    """
+    x = _as_float_batch(images)
+    size = (int(size[0]), int(size[1]))
+    if tuple(x.shape[1:3]) == size:
+        return x
+    if method not in RESIZE_METHODS:
+        raise ValueError("resize method %r is not one of %s" % (method, ", ".join(RESIZE_METHODS)))
+    return tf.image.resize(x, size, method=method)
+
+
+def normalize(images, spec):
+    """Apply the spec's value transform (no resizing) to a 0-255 RGB batch."""
+    x = _as_float_batch(images)
+    mode = spec["mode"]
+    if mode == "none":
+        return x
+    if mode == "rescale":
+        return x / 255.0
+    if mode == "tf":
+        return x / 127.5 - 1.0
+    if mode == "caffe":
+        return x[..., ::-1] - tf.constant(CAFFE_MEAN_BGR, tf.float32)
+    if mode == "torch":
+        return (x / 255.0 - tf.constant(TORCH_MEAN_RGB, tf.float32)) / tf.constant(
+            TORCH_STD_RGB, tf.float32)
+    if mode == "affine":
+        return x * tf.constant(spec["scale"], tf.float32) + tf.constant(spec["offset"], tf.float32)
+    raise ValueError("preprocessing mode %r is not one of %s" % (mode, ", ".join(MODES)))
+
+
+def preprocess(images, spec, size=None):
+    """Resize (when ``size`` is given and differs) then normalise a batch.
+
+    Args:
+      images: ``[N, H, W, C]`` RGB, 0-255, numpy array or tensor (not modified).
+      spec: a preprocessing spec (see the module docstring).
+      size: the model's ``(height, width)``, or None to keep the input size.
+
+    Returns:
+      A float32 ``tf.Tensor`` ready for the model.
+
+    Example:
+      >>> x = np.full((1, 4, 4, 3), 255, np.uint8)
+      >>> float(preprocess(x, {"mode": "tf"})[0, 0, 0, 0])
+      1.0
+    """
+    x = _as_float_batch(images)
+    if size is not None:
+        x = resize(x, size, spec.get("resize_method", "bilinear"))
+    return normalize(x, spec)
+
+
+def _crop(x, where):
+    h, w = int(x.shape[1]), int(x.shape[2])
+    ch, cw = max(1, int(round(h * CROP_FRACTION))), max(1, int(round(w * CROP_FRACTION)))
+    top = {"center": (h - ch) // 2, "tl": 0, "tr": 0, "bl": h - ch, "br": h - ch}[where]
+    left = {"center": (w - cw) // 2, "tl": 0, "tr": w - cw, "bl": 0, "br": w - cw}[where]
+    return tf.image.resize(x[:, top:top + ch, left:left + cw, :], (h, w), method="bilinear")
+
+
+def tta_view(images, view):
+    """One test-time-augmentation view of a batch (same shape as the input)."""
+    x = _as_float_batch(images)
+    if view == "identity":
+        return x
+    if view == "hflip":
+        return x[:, :, ::-1, :]
+    if view == "vflip":
+        return x[:, ::-1, :, :]
+    if view in ("rot90", "rot180", "rot270"):
+        if view != "rot180" and x.shape[1] != x.shape[2]:
+            raise ValueError("TTA view %r needs square images, got %dx%d"
+                             % (view, x.shape[1], x.shape[2]))
+        return tf.image.rot90(x, k={"rot90": 1, "rot180": 2, "rot270": 3}[view])
+    if view.startswith("crop_") and view[5:] in ("center", "tl", "tr", "bl", "br"):
+        return _crop(x, view[5:])
+    raise ValueError("unknown TTA view %r; known: %s" % (view, ", ".join(TTA_VIEWS)))
+
+
+def tta_batch(images, views):
+    """All ``views`` of a batch stacked into one batch of ``len(views) * N`` images.
+
+    View ``v`` of image ``i`` is at index ``v * N + i``; ``merge_views`` undoes it.
+    """
+    x = _as_float_batch(images)
+    views = list(views) or ["identity"]
+    if views == ["identity"]:
+        return x
+    return tf.concat([tta_view(x, v) for v in views], axis=0)
+
+
+def merge_views(outputs, n_views):
+    """Average per-view outputs ``[k * N, C]`` back to ``[N, C]``."""
+    y = np.asarray(outputs)
+    if n_views <= 1:
+        return y
+    return y.reshape((n_views, -1) + y.shape[1:]).mean(axis=0)
+
+
+def to_probabilities(outputs, kind):
+    """Turn a model's outputs into class probabilities.
+
+    ``kind`` is ``"probabilities"`` (returned as float64 unchanged) or
+    ``"logits"`` (a numerically stable softmax). A single sigmoid column
+    ``[N, 1]`` becomes two columns ``[1 - p, p]``.
+    """
+    y = np.asarray(outputs, dtype=np.float64)
+    if y.ndim == 1:
+        y = y[:, None]
+    if kind == "logits":
+        if y.shape[1] == 1:
+            y = 1.0 / (1.0 + np.exp(-y))
+        else:
+            y = np.exp(y - y.max(axis=1, keepdims=True))
+            return y / y.sum(axis=1, keepdims=True)
+    elif kind != "probabilities":
+        raise ValueError("output kind %r is not 'probabilities' or 'logits'" % (kind,))
+    if y.shape[1] == 1:
+        y = np.concatenate([1.0 - y, y], axis=1)
+    return y
+
+
+def combine(probabilities, method="mean", weights=None):
+    """Combine the members' ``[N, C]`` probabilities into one ``[N, C]`` score.
+
+    Args:
+      probabilities: a list of ``m`` arrays ``[N, C]``.
+      method: ``"mean"``, ``"weighted"`` (needs ``weights``), ``"geometric"``,
+        ``"vote"`` (majority of argmax, ties broken by the mean probability), or
+        a callable ``f(probabilities, weights) -> [N, C]``.
+      weights: ``m`` non-negative numbers (normalised here), or None.
+
+    Returns:
+      ``[N, C]`` float64 scores whose argmax is the ensemble's label.
+    """
+    probs = [np.asarray(p, dtype=np.float64) for p in probabilities]
+    if not probs:
+        raise ValueError("combine() needs at least one member's probabilities")
+    shapes = {p.shape for p in probs}
+    if len(shapes) != 1:
+        raise ValueError("members disagree on the output shape: %s" % sorted(shapes))
+    m = len(probs)
+    if weights is None:
+        w = np.full(m, 1.0 / m)
+    else:
+        w = np.asarray(weights, dtype=np.float64)
+        if w.shape != (m,) or np.any(w < 0) or w.sum() <= 0:
+            raise ValueError("need %d non-negative weights with a positive sum, got %r"
+                             % (m, list(weights)))
+        w = w / w.sum()
+    if callable(method):
+        return np.asarray(method(probs, list(w)), dtype=np.float64)
+    stack = np.stack(probs)  # [m, N, C]
+    if method in ("mean", "weighted"):
+        if method == "weighted" and weights is None:
+            raise ValueError("combine method 'weighted' needs weights")
+        return np.tensordot(w, stack, axes=1)
+    if method == "geometric":
+        log = np.tensordot(w, np.log(np.clip(stack, 1e-12, 1.0)), axes=1)
+        g = np.exp(log - log.max(axis=1, keepdims=True))
+        return g / g.sum(axis=1, keepdims=True)
+    if method == "vote":
+        n_classes = stack.shape[2]
+        votes = np.tensordot(w, np.eye(n_classes)[stack.argmax(axis=2)], axes=1)
+        # Ties go to the higher mean probability; the tie-break term is < one vote.
+        tie_break = np.tensordot(w, stack, axes=1) * (w.min() * 0.5)
+        return votes + tie_break
+    raise ValueError("combine method %r is not one of %s or a callable"
+                     % (method, ", ".join(COMBINERS)))
+
+
+def load_saved_model(path):
+    """Load a SavedModel for inference and return ``f(batch) -> np.ndarray``.
+
+    Uses ``tf.saved_model.load`` and the ``serving_default`` signature, so it
+    works under Keras 2 and Keras 3 alike and never touches optimizer state.
+    """
+    loaded = tf.saved_model.load(str(path))
+    signature = loaded.signatures["serving_default"]
+    _, kwargs = signature.structured_input_signature
+    if len(kwargs) != 1:
+        raise ValueError("%s: serving_default takes %d inputs; leafsub supports one image input"
+                         % (path, len(kwargs)))
+    (input_name, input_spec), = kwargs.items()
+    outputs = sorted(signature.structured_outputs)
+    if len(outputs) != 1:
+        raise ValueError("%s: serving_default has %d outputs; leafsub supports one"
+                         % (path, len(outputs)))
+    output_name = outputs[0]
+
+    def call(batch):
+        x = tf.cast(batch, input_spec.dtype)
+        return signature(**{input_name: x})[output_name].numpy()
+
+    call.saved_model = loaded  # keep the trackable objects alive
+    call.input_shape = tuple(input_spec.shape)
+    return call
+
+
+class Member:
+    """One model of a submission: its SavedModel, preprocessing and output kind."""
+
+    def __init__(self, path, preprocess_spec, input_size, output_kind):
+        self.path = path
+        self.spec = validate_spec(preprocess_spec)
+        self.input_size = tuple(input_size)
+        self.output_kind = output_kind
+        self.call = load_saved_model(path)
+
+    def predict_proba(self, images, views=("identity",)):
+        """``[N, C]`` probabilities, TTA views averaged, all views in one model call."""
+        x = resize(images, self.input_size, self.spec["resize_method"])
+        batch = normalize(tta_batch(x, views), self.spec)
+        probs = to_probabilities(self.call(batch), self.output_kind)
+        return merge_views(probs, len(list(views) or ["identity"]))
+
+
+class Ensemble:
+    """The submission's predictor: members, TTA views and a combiner.
+
+    ``predict_proba(X)`` returns ``[N, C]`` scores; ``predict(X)`` their argmax.
+    Large inputs are processed in chunks of ``chunk_size`` images.
+    """
+
+    def __init__(self, members, views=("identity",), method="mean", weights=None,
+                 chunk_size=64):
+        self.members = list(members)
+        self.views = list(views) or ["identity"]
+        self.method = method
+        self.weights = weights
+        self.chunk_size = int(chunk_size)
+
+    def predict_proba(self, images):
+        x = _as_float_batch(images)
+        n = int(x.shape[0])
+        if n == 0:
+            return np.zeros((0, 0))
+        chunks = []
+        for start in range(0, n, self.chunk_size):
+            part = x[start:start + self.chunk_size]
+            probs = [m.predict_proba(part, self.views) for m in self.members]
+            chunks.append(combine(probs, self.method, self.weights) if len(probs) > 1
+                          else probs[0])
+        return np.concatenate(chunks, axis=0)
+
+    def predict(self, images):
+        return np.argmax(self.predict_proba(images), axis=1).astype(np.int64)
