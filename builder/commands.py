@@ -1,3 +1,6 @@
-"""Commands of this step, registered by leafsub.cli."""
+"""Commands of the training-side steps (export, build), registered by leafsub.cli."""
 
-COMMANDS = []
+from .export import export_command
+from .build import build_command
+
+COMMANDS = [export_command, build_command]

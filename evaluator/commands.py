@@ -1,3 +1,6 @@
-"""Commands of this step, registered by leafsub.cli."""
+"""Commands of the evaluation step (evaluate, compare), registered by leafsub.cli."""
 
-COMMANDS = []
+from .evaluate import evaluate_command
+from .compare import compare_command
+
+COMMANDS = [evaluate_command, compare_command]

@@ -1,3 +1,6 @@
-"""Commands of this step, registered by leafsub.cli."""
+"""The data tools and the demo, registered by leafsub.cli."""
 
-COMMANDS = []
+from .data import data_group
+from .demo import demo_command
+
+COMMANDS = [data_group, demo_command]
