@@ -17,8 +17,12 @@ def schema(name):
 
 
 def _field(error):
-    path = ".".join(str(p) for p in error.absolute_path)
-    return path or "(top level)"
+    parts = [str(p) for p in error.absolute_path]
+    if error.validator == "required" and isinstance(error.instance, dict):
+        missing = [k for k in error.validator_value if k not in error.instance]
+        if missing:  # a missing field is named by itself, not by its parent
+            parts.append(missing[0])
+    return ".".join(parts) or "(top level)"
 
 
 def validate(instance, schema_name, source, what):
