@@ -1,0 +1,192 @@
+"""The HTML report: self-contained, escaped, and rendered by a real browser (headless Chromium)."""
+
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+
+import numpy as np
+import pytest
+
+from leafsub.evaluator import metrics, report_html
+
+NAMES = ["Apple scab", "Black rot", "Cedar <rust>", "Healthy & \"fine\""]
+
+
+def _images(n, seed=0):
+    """n distinct 64x64 RGB images: a coloured leaf-ish ellipse on a background."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:64, 0:64]
+    out = np.empty((n, 64, 64, 3), np.uint8)
+    for i in range(n):
+        bg = rng.integers(150, 230, 3)
+        fg = rng.integers(20, 140, 3)
+        cy, cx = rng.integers(24, 40, 2)
+        mask = ((yy - cy) / 22.0) ** 2 + ((xx - cx) / 14.0) ** 2 < 1
+        out[i] = np.where(mask[..., None], fg, bg)
+    return out
+
+
+def make_result(n=120, seed=0, passed=False):
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 4, n)
+    predictions = np.where(rng.random(n) < 0.8, labels, rng.integers(0, 4, n))
+    m = metrics.classification_metrics(labels, predictions, 4, NAMES)
+    low, high = metrics.bootstrap_ci(labels, predictions, n_boot=500)
+    m["accuracy_ci"] = {"low": low, "high": high, "level": 0.95, "n_boot": 500}
+    conf = rng.uniform(0.3, 1.0, n)
+    return {
+        "passed": passed,
+        "profile": "an2dl-2022",
+        "submission": "/home/student/<script>alert(1)</script>/submission.zip",
+        "data": "data/val.npz",
+        "n_images": n,
+        "metrics": m,
+        "checks": [
+            {"name": "zip layout", "status": "pass", "detail": "model.py, metadata, SubmissionModel/"},
+            {"name": "loads", "status": "pass", "detail": "model(path) in 2.1 s"},
+            {"name": "deterministic", "status": "warn", "detail": "2 of 120 labels differ between runs"},
+            {"name": "goldens", "status": "fail" if not passed else "pass",
+             "detail": "probe labels differ on 3 of 16 images: <b>check preprocessing</b>"},
+        ],
+        "timing": {"load_s": 2.13, "predict_s": 7.5, "images_per_s": n / 7.5},
+        "predictions": predictions.tolist(),
+        "labels": labels.tolist(),
+        "confidence": conf.tolist(),
+        "misclassified": np.flatnonzero(predictions != labels).tolist(),
+        "assumptions": ["The platform calls predict(X) with a tf.Tensor <float32>.",
+                        "Class 0 is 'Apple scab'."],
+    }
+
+
+def test_report_is_self_contained_and_escaped(tmp_path):
+    result = make_result()
+    images = _images(result["n_images"])
+    path = report_html.write_report(result, tmp_path / "report.html", images=lambda idx: images[idx])
+    text = open(path, encoding="utf-8").read()
+    assert '<meta name="viewport"' in text
+    # no network: nothing loaded from anywhere but data: URIs
+    assert not re.search(r"""(src|href)\s*=\s*["'](?!data:)""", text)
+    assert "<script" not in text.lower().replace("&lt;script&gt;", "")
+    assert "http://" not in text and "https://" not in text
+    # user strings escaped
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in text
+    assert "Cedar &lt;rust&gt;" in text and "Healthy &amp; &quot;fine&quot;" in text
+    assert "&lt;b&gt;check preprocessing&lt;/b&gt;" in text
+    assert "tf.Tensor &lt;float32&gt;" in text
+    # verdict at the top, before the metrics
+    assert text.index('id="verdict"') < text.index('id="checks"') < text.index('id="metrics"')
+    assert "FAILED" in text and "goldens" in text
+    n_miss = len(result["misclassified"])
+    assert text.count('<figure class="miss">') == n_miss
+    assert text.count("data:image/png;base64,") == n_miss
+    assert "95% CI" in text
+
+
+def test_gallery_is_capped_most_confident_first(tmp_path):
+    result = make_result(n=400)
+    text = report_html.render_report(result, images=_images(400), max_gallery=5)
+    assert text.count('<figure class="miss">') == 5
+    conf = np.asarray(result["confidence"])
+    top = sorted(result["misclassified"], key=lambda i: (-conf[i], i))[:5]
+    shown = [int(i) for i in re.findall(r'<span class="index">#(\d+)</span>', text)]
+    assert shown == top
+    assert "showing 5" in text
+
+
+def test_minimal_result_and_no_images(tmp_path):
+    """A submission that never loaded: checks only, no metrics; the page still renders."""
+    result = {"passed": False, "profile": "generic", "checks": [
+        {"name": "loads", "status": "fail", "detail": "ImportError: no module named 'mymodule'"}]}
+    text = report_html.render_report(result)
+    assert "FAILED" in text and "mymodule" in text
+    assert 'id="confusion-matrix"' not in text
+    # labels and predictions but no images: captions without thumbnails
+    full = make_result(passed=True)
+    text = report_html.render_report(full)
+    assert "PASSED" in text and "no image" in text and "No images were given" in text
+
+
+def test_result_object_with_to_dict():
+    class Result:
+        def to_dict(self):
+            return make_result(n=20)
+    assert "Confusion matrix" in report_html.render_report(Result())
+
+
+def test_ci_shapes():
+    m = {"accuracy": 0.8}
+    assert report_html._ci({}, dict(m, accuracy_ci=[0.7, 0.9])) == (0.7, 0.9, 0.95)
+    assert report_html._ci({}, dict(m, accuracy_ci={"low": 0.7, "high": 0.9, "level": 0.9})) == (0.7, 0.9, 0.9)
+    assert report_html._ci({}, dict(m, ci={"accuracy": [0.7, 0.9]})) == (0.7, 0.9, 0.95)
+    assert report_html._ci({}, m) is None
+
+
+# --------------------------------------------------------------------------- real browser
+
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                  "--disable-dev-shm-usage", "--hide-scrollbars"]
+
+
+def _chromium():
+    """Path of a Chromium binary; installs the Debian package when running as root with apt-get."""
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        path = shutil.which(name)
+        if path:
+            return path
+    if hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("apt-get"):
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        try:
+            subprocess.run(["apt-get", "update", "-qq"], check=True, capture_output=True, timeout=600, env=env)
+            subprocess.run(["apt-get", "install", "-y", "-qq", "chromium"], check=True, capture_output=True,
+                           timeout=1200, env=env)
+        except (subprocess.SubprocessError, OSError) as err:
+            pytest.skip("headless Chromium is not installed and 'apt-get install chromium' failed (%s)" % err)
+        path = shutil.which("chromium")
+        if path:
+            return path
+    pytest.skip("headless Chromium is not installed (Debian: apt-get install chromium; needs root)")
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    return _chromium()
+
+
+def _run_chromium(binary, html_path, *extra, width=1280, height=2000):
+    with tempfile.TemporaryDirectory(prefix="leafsub-chromium-") as profile:
+        cmd = [binary, *CHROMIUM_FLAGS, "--user-data-dir=" + profile, "--window-size=%d,%d" % (width, height),
+               *extra, "file://" + os.path.abspath(html_path)]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("width, height", [(1280, 2000), (390, 2400)])  # laptop, phone
+def test_report_renders_in_chromium(tmp_path, chromium, width, height):
+    from PIL import Image
+
+    result = make_result()
+    images = _images(result["n_images"])
+    html_path = report_html.write_report(result, tmp_path / "report.html", images=lambda idx: images[idx])
+
+    dom = _run_chromium(chromium, html_path, "--dump-dom", width=width, height=height)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    text = dom.stdout
+    assert 'id="confusion-matrix"' in text
+    assert text.count('class="cm-cell') == 16
+    assert text.count('<figure class="miss">') == len(result["misclassified"])
+    assert text.count('<img src="data:image/png;base64,') == len(result["misclassified"])
+    assert "FAILED" in text
+
+    png = tmp_path / ("shot-%d.png" % width)
+    shot = _run_chromium(chromium, html_path, "--screenshot=%s" % png, width=width, height=height)
+    assert png.exists(), shot.stderr[-2000:]
+    img = np.asarray(Image.open(png).convert("RGB"))
+    assert img.shape[:2] == (height, width)
+    non_white = np.any(img < 235, axis=-1).mean()
+    colours = len(np.unique(img.reshape(-1, 3)[::7], axis=0))
+    assert non_white > 0.03, "screenshot is almost blank (%.1f %% non-white)" % (100 * non_white)
+    assert colours > 50, "screenshot has only %d distinct colours" % colours
+    if os.environ.get("LEAFSUB_KEEP_SCREENSHOTS"):
+        shutil.copy(png, os.path.join(os.environ["LEAFSUB_KEEP_SCREENSHOTS"], png.name))
