@@ -344,7 +344,7 @@ def _gallery_html(result, names, images, max_items):
 
 def _phases_html(result):
     phases = result.get("phases") or []
-    if len(phases) < 1:
+    if len(phases) < 2:  # one phase is the whole result shown above
         return ""
     rows = []
     for i, phase in enumerate(phases):

@@ -190,3 +190,13 @@ def test_report_renders_in_chromium(tmp_path, chromium, width, height):
     assert colours > 50, "screenshot has only %d distinct colours" % colours
     if os.environ.get("LEAFSUB_KEEP_SCREENSHOTS"):
         shutil.copy(png, os.path.join(os.environ["LEAFSUB_KEEP_SCREENSHOTS"], png.name))
+
+
+def test_phases_table_when_several_packs():
+    result = make_result(n=40)
+    result["phases"] = [{"name": "phase 1 <val>", "n_images": 40, "passed": True, "metrics": result["metrics"]},
+                        {"name": "phase 2", "n_images": 40, "passed": False, "metrics": result["metrics"]}]
+    text = report_html.render_report(result)
+    assert 'id="phases"' in text and "phase 1 &lt;val&gt;" in text
+    result["phases"] = result["phases"][:1]
+    assert 'id="phases"' not in report_html.render_report(result)
