@@ -1,9 +1,867 @@
-"""PLACEHOLDER: replaced by its owner during this session."""
+"""``leafsub build``: run dirs -> a checked, deterministic submission zip.
+
+The steps, in order (each failure is one paragraph naming the file and the fix):
+
+1. read the arguments, the profile and every run dir's card (UsageError, exit 2);
+2. verify the SavedModel files against the SHA-256 sums of their cards;
+3. check the expected zip size against the profile's limit before anything costly
+   (CheckFailed, exit 1, with the largest contributors and the remedies);
+4. stage exactly the zip's files in a temporary folder beside the output:
+   ``model.py`` rendered from submission_template/, ``metadata`` when the profile
+   wants it, ``SubmissionModel[i]/``, a user combiner's module,
+   ``leafsub-manifest.json`` and ``leafsub-probe.npz``;
+5. self-check: import the staged model.py in a fresh Python process; every member's
+   goldens must be reproduced and the ensemble must equal leafsub's own
+   ``runtime.Ensemble`` (CheckFailed naming the member and the difference);
+6. write the zip (sorted entries, fixed times and modes, streamed, ZIP64 when
+   needed) to a temporary file and rename it into place; check its real size.
+
+A failed build leaves no zip behind, and an existing output is only replaced
+with ``force``.
+"""
+
+import ast
+import dataclasses
+import functools
+import importlib
+import io
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+import zipfile
 
 import click
+import numpy as np
+
+from .. import __version__
+from ..card import read_card, sha256_file
+from ..errors import CheckFailed, LeafsubError, UsageError
+from ..jsonfiles import dumps, write_atomic
+from ..profiles import load_profile, model_dir
+from . import zipwrite
+
+MANIFEST_NAME = "leafsub-manifest.json"
+PROBE_NAME = "leafsub-probe.npz"
+METADATA_NAME = "metadata"
+MB = 1_000_000
+# Images per model call are chosen so that one call's input (all TTA views of a
+# chunk, float32) stays below this many bytes; at most MAX_CHUNK images.
+CHUNK_BYTES = 32 * MB
+MAX_CHUNK = 64
+SMALL_FILES_ALLOWANCE = 64 * 1024   # manifest + model.py, for the size pre-check
+
+
+# --------------------------------------------------------------------------- result
+
+@dataclasses.dataclass
+class BuildResult:
+    """What a build wrote and checked. ``to_dict()`` is the ``--json`` output."""
+
+    path: str
+    sha256: str
+    size_bytes: int
+    profile: str
+    members: list
+    files: list
+    combine: str
+    weights: list
+    tta: list
+    compression: dict
+    checks: list
+    selfcheck: dict
+    limit_bytes: int
+    timing: dict
+    notes: list = dataclasses.field(default_factory=list)
+
+    passed = True
+    exit_code = 0
+
+    def to_dict(self):
+        return {"passed": True, "exit_code": 0, "path": self.path, "sha256": self.sha256,
+                "size_bytes": self.size_bytes, "limit_bytes": self.limit_bytes,
+                "profile": self.profile, "members": self.members, "files": self.files,
+                "combine": self.combine, "weights": self.weights, "tta": self.tta,
+                "compression": self.compression, "checks": self.checks,
+                "selfcheck": self.selfcheck, "timing": self.timing, "notes": self.notes,
+                "versions": {"leafsub": __version__}}
+
+
+# --------------------------------------------------------------------------- helpers
+
+@functools.lru_cache(maxsize=None)
+def runtime_constants():
+    """MODES, TTA_VIEWS, COMBINERS, RESIZE_METHODS read from runtime.py without importing
+    it (importing it imports TensorFlow, too slow for argument checking)."""
+    from .render import runtime_source
+
+    wanted = {"MODES", "TTA_VIEWS", "COMBINERS", "RESIZE_METHODS"}
+    out = {}
+    for node in ast.parse(runtime_source()).body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(
+                node.targets[0], ast.Name) and node.targets[0].id in wanted:
+            out[node.targets[0].id] = tuple(ast.literal_eval(node.value))
+    return out
+
+
+def _split(value):
+    """``"a,b"`` / ``["a", "b,c"]`` -> ``["a", "b", "c"]`` (None stays None)."""
+    if value is None:
+        return None
+    items = [value] if isinstance(value, (str, os.PathLike)) else list(value)
+    out = []
+    for item in items:
+        if isinstance(item, (str, os.PathLike)):
+            out += [s.strip() for s in os.fspath(item).split(",") if s.strip()]
+        else:
+            out.append(item)
+    return out
+
+
+def _mb(n):
+    return "%.1f MB" % (n / MB) if n >= 100_000 else "%.2f MB" % (n / MB)
+
+
+class _Progress:
+    def __init__(self, enabled):
+        self.enabled = enabled
+        self.started = time.time()
+
+    def __call__(self, message):
+        if self.enabled:
+            click.echo("build: %s" % message, err=True)
+
+
+def _parse_weights(weights, n_models):
+    if weights is None:
+        return None
+    raw = _split(weights)
+    try:
+        values = [float(w) for w in raw]
+    except (TypeError, ValueError):
+        raise UsageError("--weights %s: not a list of numbers. Pass one number per model, e.g. "
+                         "--weights 0.5,0.3,0.2." % ",".join(map(str, raw))) from None
+    if len(values) != n_models:
+        raise UsageError("--weights: got %d weight%s for %d model%s. Pass exactly one weight per "
+                         "--models entry, in the same order." % (
+                             len(values), "" if len(values) == 1 else "s", n_models,
+                             "" if n_models == 1 else "s"))
+    if any(not np.isfinite(v) or v < 0 for v in values) or sum(values) <= 0:
+        raise UsageError("--weights %s: weights must be non-negative numbers with a positive "
+                         "sum (they are normalised to sum to 1)." % ",".join(map(str, raw)))
+    return values
+
+
+def _resolve_combine(combine, weights, n_models, notes):
+    """Returns ``(name, function or None, module path or None)``."""
+    combiners = runtime_constants()["COMBINERS"]
+    if combine is None:
+        combine = "weighted" if weights is not None else "mean"
+    combine = str(combine).strip()
+    if ":" not in combine:
+        if combine not in combiners:
+            raise UsageError("--combine %r is not one of %s, or MODULE:FUNCTION for your own "
+                             "combiner." % (combine, ", ".join(combiners)))
+        if combine == "weighted" and weights is None:
+            raise UsageError("--combine weighted needs --weights, one per model (e.g. --weights "
+                             "0.5,0.3,0.2).")
+        if combine == "mean" and weights is not None:
+            raise UsageError("--combine mean ignores weights: use --combine weighted (the "
+                             "default when --weights is given), or drop --weights.")
+        if n_models == 1 and (combine != "mean" or weights is not None):
+            notes.append("one model: --combine/--weights have no effect")
+        return combine, None, None
+    module_name, _, function_name = combine.partition(":")
+    if not module_name.isidentifier() or not function_name.isidentifier():
+        raise UsageError("--combine %r: use MODULE:FUNCTION where MODULE is a single .py file in "
+                         "the current folder (or on sys.path), e.g. --combine "
+                         "mycombine:combine." % combine)
+    sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+        function = getattr(module, function_name)
+    except Exception as e:
+        raise UsageError("--combine %s: cannot import %s from %s.py (%s: %s). The module must be "
+                         "a .py file in the current folder or on sys.path."
+                         % (combine, function_name, module_name, type(e).__name__, e)) from None
+    finally:
+        sys.path.remove(os.getcwd())
+    path = getattr(module, "__file__", None)
+    if not path or os.path.basename(path) != module_name + ".py":
+        raise UsageError("--combine %s: %s is not a single .py file (found %s). Put the combiner in "
+                         "one file next to where you run leafsub; it is copied next to model.py "
+                         "in the zip." % (combine, module_name, path or "a built-in module"))
+    if not callable(function):
+        raise UsageError("--combine %s: %s.%s is not a function." % (combine, module_name,
+                                                                     function_name))
+    _note_imports(path, notes)
+    if n_models == 1:
+        notes.append("one model: the combiner %s is not used and not copied" % combine)
+        return "mean", None, None
+    return combine, function, os.path.abspath(path)
+
+
+def _note_imports(path, notes):
+    """Warn about imports a platform may not have (only stdlib, numpy, tensorflow are safe)."""
+    try:
+        tree = ast.parse(open(path, "r", encoding="utf-8").read())
+    except (OSError, SyntaxError, UnicodeDecodeError) as e:
+        raise UsageError("%s: cannot read the combiner module (%s)." % (path, e)) from None
+    allowed = set(getattr(sys, "stdlib_module_names", ())) | {"numpy", "tensorflow"}
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            found.add(node.module.split(".")[0])
+    others = sorted(found - allowed) if allowed - {"numpy", "tensorflow"} else []
+    if others:
+        notes.append("%s imports %s: the platform may not have %s (only the standard library, "
+                     "numpy and tensorflow are safe)" % (os.path.basename(path), ", ".join(others),
+                                                         "it" if len(others) == 1 else "them"))
+
+
+def _resolve_preprocess(preprocess, cards, runs):
+    """The effective spec of every member and where it comes from."""
+    consts = runtime_constants()
+    if preprocess is None:
+        overrides = [None] * len(cards)
+    else:
+        overrides = [preprocess] if isinstance(preprocess, dict) else _split(preprocess)
+        if len(overrides) != len(cards):
+            raise UsageError("--preprocess: got %d entr%s for %d models. Give one per --models "
+                             "entry, in the same order ('card' keeps what the model card says), "
+                             "e.g. --preprocess caffe,card,none." % (
+                                 len(overrides), "y" if len(overrides) == 1 else "ies", len(cards)))
+    specs = []
+    for card, run, over in zip(cards, runs, overrides):
+        card_spec = dict(card["preprocess"])
+        card_spec.setdefault("resize_method", "bilinear")
+        if over is None or over in ("", "card", "-"):
+            specs.append((_normalise_spec(card_spec, run), "card (%s)" % card.get(
+                "preprocess_source", "declared")))
+            continue
+        if isinstance(over, dict):
+            spec = dict(over)
+        elif over in consts["MODES"]:
+            if over == "affine":
+                raise UsageError("--preprocess affine needs scale and offset: declare it at export "
+                                 "(preprocess={'mode': 'affine', ...}) and use 'card' here.")
+            spec = {"mode": over}
+        else:
+            from ..submission_template import runtime  # a preset name: needs runtime.preset
+            try:
+                spec = {"mode": runtime.preset(over)}
+            except ValueError as e:
+                raise UsageError("--preprocess %r (for %s): %s" % (over, run, e)) from None
+        spec.setdefault("resize_method", card_spec["resize_method"])
+        specs.append((_normalise_spec(spec, run), "--preprocess %s" % (
+            over if isinstance(over, str) else "dict")))
+    return specs
+
+
+def _normalise_spec(spec, run):
+    consts = runtime_constants()
+    mode, method = spec.get("mode"), spec.get("resize_method", "bilinear")
+    if mode not in consts["MODES"] or method not in consts["RESIZE_METHODS"]:
+        raise UsageError("%s: preprocessing %r is not valid (mode one of %s, resize_method one of "
+                         "%s)." % (run, spec, ", ".join(consts["MODES"]),
+                                   ", ".join(consts["RESIZE_METHODS"])))
+    out = {"mode": mode, "resize_method": method, "scale": None, "offset": None}
+    if mode == "affine":
+        for key in ("scale", "offset"):
+            value = spec.get(key)
+            if not isinstance(value, (list, tuple)) or len(value) not in (1, 3):
+                raise UsageError("%s: affine preprocessing needs %s as 1 or 3 numbers, got %r."
+                                 % (run, key, value))
+            out[key] = [float(v) for v in value]
+    return out
+
+
+def _check_classes(cards, runs, profile, notes):
+    first = cards[0]["class_names"]
+    for card, run in zip(cards[1:], runs[1:]):
+        names = card["class_names"]
+        if names != first:
+            if len(names) != len(first):
+                what = "%d classes, %s has %d" % (len(names), runs[0], len(first))
+            else:
+                i = next(k for k, (a, b) in enumerate(zip(names, first)) if a != b)
+                what = "class %d is %r, in %s it is %r" % (i, names[i], runs[0], first[i])
+            raise UsageError("%s: its class names differ from the first model's (%s). Every "
+                             "member must predict the same classes in the same order; export it "
+                             "again with class_names in the right order." % (run, what))
+    count = profile["classes"]["count"]
+    if len(first) != count:
+        raise UsageError("%s: the model has %d classes but profile %s expects %d. Pass the right "
+                         "--profile, or export a model for this challenge." % (
+                             runs[0], len(first), profile["name"], count))
+    names = profile["classes"].get("names")
+    if names and list(names) != list(first):
+        notes.append("the models' class names (%s) differ from profile %s's (%s); label i is "
+                     "taken to mean the profile's i-th class" % (
+                         ", ".join(first[:4]) + (", ..." if len(first) > 4 else ""),
+                         profile["name"], ", ".join(names[:4]) + (", ..." if len(names) > 4 else "")))
+
+
+def _member_files(run, card):
+    """``[(relative path inside the SavedModel, absolute path, sha256 or None for folders)]``.
+
+    Raises:
+      CheckFailed when a file recorded in the card is missing or changed since export.
+    """
+    saved = os.path.join(run, card["saved_model"])
+    if not os.path.isdir(saved):
+        raise UsageError("%s: the SavedModel folder %s recorded in leafsub.json is missing. "
+                         "Export the model again." % (run, card["saved_model"]))
+    prefix = card["saved_model"].rstrip("/") + "/"
+    expected = {k[len(prefix):]: v for k, v in card["files"].items() if k.startswith(prefix)}
+    if not expected:
+        raise UsageError("%s: leafsub.json lists no SavedModel files. Export the model again."
+                         % run)
+    out, seen, extra = [], set(), []
+    for folder, dirs, files in os.walk(saved):
+        dirs.sort()
+        rel_dir = os.path.relpath(folder, saved).replace(os.sep, "/")
+        if rel_dir != ".":
+            out.append((rel_dir + "/", folder, None))
+        for name in sorted(files):
+            rel = name if rel_dir == "." else rel_dir + "/" + name
+            if rel in expected:
+                out.append((rel, os.path.join(folder, name), expected[rel]))
+                seen.add(rel)
+            else:
+                extra.append(rel)
+    missing = sorted(set(expected) - seen)
+    if missing:
+        raise CheckFailed("%s: %d SavedModel file(s) recorded at export are missing (%s). "
+                          "Export the model again." % (run, len(missing), ", ".join(missing[:5])))
+    changed = [rel for rel, path, digest in out if digest and sha256_file(path) != digest]
+    if changed:
+        raise CheckFailed("%s: %d SavedModel file(s) changed since export (%s: the SHA-256 differs "
+                          "from leafsub.json). Export the model again." % (
+                              run, len(changed), ", ".join(changed[:5])))
+    return out, extra
+
+
+def _chunk_size(members, n_views):
+    largest = max(m["input_size"][0] * m["input_size"][1] for m in members)
+    per_image = largest * 3 * 4 * max(1, n_views)
+    return int(max(1, min(MAX_CHUNK, CHUNK_BYTES // per_image)))
+
+
+def _npz_bytes(arrays):
+    """``np.savez`` output with fixed timestamps (np.savez stamps the current time)."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as z:
+        for name in sorted(arrays):
+            item = io.BytesIO()
+            np.lib.format.write_array(item, np.ascontiguousarray(arrays[name]), allow_pickle=False)
+            info = zipfile.ZipInfo(name + ".npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.external_attr = 0o644 << 16
+            info.create_system = 3
+            z.writestr(info, item.getvalue())
+    return buf.getvalue()
+
+
+def _link_or_copy(src, dst):
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copyfile(src, dst)
+
+
+def _size_error(profile, total, limit, contributors, members, compression, deflate_saving,
+                actual):
+    what = "is" if actual else "would be about"
+    top = sorted(contributors, key=lambda c: -c[1])[:3]
+    remedies = []
+    if len(members) > 1:
+        remedies.append("drop a member (the ensemble has %d; %s is the largest)"
+                        % (len(members), top[0][0]))
+    remedies.append("use a smaller architecture or input size for the largest member")
+    remedies.append("export a float16 copy of the weights (halves their size; check the "
+                    "accuracy after)")
+    if compression != "deflate" and deflate_saving > 0.01 * total:
+        remedies.append("--compression deflate (saves about %s here)" % _mb(deflate_saving))
+    remedies.append("if your challenge allows more, set limits.zip_mb in your own profile "
+                    "(--profile path.json); TTA and the combiner do not change the size")
+    return CheckFailed(
+        "The submission %s %s, above profile %s's limit of %s (limits.zip_mb); no zip was written. "
+        "Largest contributors: %s. Remedies: %s." % (
+            what, _mb(total), profile["name"], _mb(limit),
+            ", ".join("%s %s" % (name, _mb(size)) for name, size in top), "; ".join(remedies)))
+
+
+# --------------------------------------------------------------------------- build
+
+def build(models, weights=None, combine=None, tta=None, profile=None, output="submission.zip",
+          json_path=None, force=False, compression="auto", preprocess=None, progress=True,
+          workers=None):
+    """Build a submission zip from exported run dirs, checked before it is written.
+
+    Args:
+      models: run dirs written by ``leafsub.export`` (a list, or "a,b,c").
+      weights: one number per model (normalised); implies ``combine="weighted"``.
+        Also accepted by "geometric", "vote" and a user combiner.
+      combine: "mean" (default), "weighted", "geometric", "vote", or
+        "module:function" for your own combiner: a function
+        ``f(probabilities, weights) -> scores`` where ``probabilities`` is a list
+        with one ``[N, C]`` array per model and ``weights`` the normalised
+        weights. The module must be a single .py file in the current folder (or
+        on sys.path); it is copied next to model.py and must import only the
+        standard library, numpy and tensorflow.
+      tta: view names (identity, hflip, vflip, rot90, rot180, rot270,
+        crop_center, crop_tl, crop_tr, crop_bl, crop_br); default identity.
+      profile: a built-in profile name or a profile JSON path (default an2dl-2022).
+      output: the zip to write.
+      json_path: also write the result (or the failure) as JSON there.
+      force: replace an existing ``output``.
+      compression: "auto" (deflate what shrinks: small files, and large ones when a
+        sample saves >= 10 %), "deflate" or "store".
+      preprocess: per model, a mode (caffe, tf, torch, rescale, none), an
+        architecture preset (resnet50, ...) or None/"card" to keep the card's.
+      progress: print progress messages on stderr.
+      workers: compression threads (default: all CPUs).
+
+    Returns:
+      BuildResult (``.path``, ``.sha256``, ``.size_bytes``, ``.members``, ``.checks``,
+      ``.to_dict()``).
+
+    Raises:
+      UsageError (exit 2) for bad arguments or unreadable run dirs; CheckFailed
+      (exit 1) when the self-check or the size limit fails. No zip is written then.
+
+    Example:
+      >>> leafsub.build(["runs/resnet", "runs/effnet"], tta=["identity", "hflip"],
+      ...               profile="an2dl-2022", output="submission.zip")
+    """
+    checks = []
+    try:
+        return _build(models, weights, combine, tta, profile, output, json_path, force,
+                      compression, preprocess, progress, workers, checks)
+    except LeafsubError as e:
+        if json_path:
+            write_atomic(json_path, dumps({"passed": False, "exit_code": e.exit_code,
+                                           "error": str(e), "checks": checks,
+                                           "versions": {"leafsub": __version__}}))
+        raise
+
+
+def _build(models, weights, combine, tta, profile_arg, output, json_path, force, compression,
+           preprocess, progress, workers, checks):
+    say = _Progress(progress)
+    timing = {}
+    started = time.time()
+    notes = []
+
+    # 1. arguments, profile, cards -------------------------------------------------------
+    shown = [os.fspath(m) for m in (_split(models) or [])]
+    runs = [os.path.abspath(m) for m in shown]
+    if not runs:
+        raise UsageError("No models given: pass the run dirs written by 'leafsub export', e.g. "
+                         "--models runs/resnet,runs/effnet.")
+    profile = load_profile(profile_arg)
+    if compression not in zipwrite.POLICIES:
+        raise UsageError("--compression %r is not one of %s." % (compression,
+                                                                 ", ".join(zipwrite.POLICIES)))
+    output = os.path.abspath(os.fspath(output or "submission.zip"))
+    if os.path.isdir(output):
+        raise UsageError("%s: is a folder; -o/--output names the zip file to write, e.g. "
+                         "-o submission.zip." % output)
+    if os.path.exists(output) and not force:
+        raise UsageError("%s: already exists. Pass --force (force=True) to replace it, or choose "
+                         "another -o/--output." % output)
+    say("profile %s; reading %d run dir%s" % (profile["name"], len(runs),
+                                              "" if len(runs) == 1 else "s"))
+    cards = [read_card(run) for run in runs]
+    _check_classes(cards, runs, profile, notes)
+    specs = _resolve_preprocess(preprocess, cards, runs)
+    weights = _parse_weights(weights, len(runs))
+    combine_name, combine_fn, combine_path = _resolve_combine(combine, weights, len(runs), notes)
+    views = _split(tta) or ["identity"]
+    known_views = runtime_constants()["TTA_VIEWS"]
+    for view in views:
+        if view not in known_views:
+            raise UsageError("--tta %r is not a view leafsub knows; choose from %s."
+                             % (view, ", ".join(known_views)))
+    if len(set(views)) != len(views):
+        raise UsageError("--tta %s: a view is listed twice (it would count double)."
+                         % ",".join(views))
+    for card, run in zip(cards, runs):
+        if card["input"]["channels"] != profile["input"]["shape"][2]:
+            raise UsageError("%s: the model takes %d-channel images, profile %s feeds %d."
+                             % (run, card["input"]["channels"], profile["name"],
+                                profile["input"]["shape"][2]))
+        if card["input"]["height"] != card["input"]["width"] and {"rot90", "rot270"} & set(views):
+            raise UsageError("%s: --tta rot90/rot270 need a square model input, this one is %dx%d."
+                             % (run, card["input"]["height"], card["input"]["width"]))
+    limit = int(profile["limits"]["zip_mb"] * MB)
+
+    members = []
+    for i, (run, card, (spec, spec_source)) in enumerate(zip(runs, cards, specs), start=1):
+        directory = model_dir(profile, i, len(runs))
+        given = shown[i - 1]
+        members.append({
+            "index": i, "run_dir": run, "name": card["name"], "dir": directory, "card": card,
+            "preprocess": spec, "preprocess_source": spec_source,
+            "input_size": [card["input"]["height"], card["input"]["width"]],
+            "output": card["output"], "label": "member %d (%s -> %s/)" % (i, given, directory),
+        })
+    reserved = {profile["interface"]["module"] + ".py", METADATA_NAME, MANIFEST_NAME, PROBE_NAME}
+    reserved |= {m["dir"] for m in members}
+    if combine_path and os.path.basename(combine_path) in reserved:
+        raise UsageError("--combine %s: the module name %s clashes with a file of the submission; "
+                         "rename it." % (combine_name, os.path.basename(combine_path)))
+
+    # 2. files ---------------------------------------------------------------------------
+    say("verifying the SavedModel files against their cards")
+    for m in members:
+        m["files"], extra = _member_files(m["run_dir"], m["card"])
+        if extra:
+            notes.append("%s: %d file(s) not recorded at export are left out (%s)"
+                         % (m["run_dir"], len(extra), ", ".join(extra[:3])))
+    timing["verify_s"] = round(time.time() - started, 3)
+
+    # 3. size, before anything costly ------------------------------------------------------
+    t = time.time()
+    model_entries = []
+    for m in members:
+        for rel, path, digest in m["files"]:
+            arcname = m["dir"] + "/" + rel
+            model_entries.append(zipwrite.dir_entry(arcname) if digest is None
+                                 else zipwrite.file_entry(arcname, path))
+    planned = zipwrite.plan(model_entries + [zipwrite.dir_entry(m["dir"]) for m in members],
+                            compression)
+    probe_count = int(cards[0]["probe"]["count"])
+    ph, pw, pc = profile["input"]["shape"]
+    probe_bytes = probe_count * ph * pw * pc * 4 + probe_count * 8 * (len(cards[0]["class_names"]) + 1)
+    extra_bytes = SMALL_FILES_ALLOWANCE + probe_bytes + (
+        os.path.getsize(combine_path) if combine_path else 0)
+    raw_total = sum(e.size for e in planned)
+    estimate = sum(e.estimate for e in planned) + extra_bytes + 100 * len(planned)
+    contributors = []
+    for m in members:
+        prefix = m["dir"] + "/"
+        m["bytes"] = sum(e.size for e in planned if e.name.startswith(prefix))
+        m["estimate"] = sum(e.estimate for e in planned if e.name.startswith(prefix))
+        contributors.append(("%s (%s)" % (m["dir"], m["name"]), m["estimate"]))
+    deflate_saving = 0
+    if estimate > limit:
+        if compression != "deflate":
+            alt = zipwrite.plan([dataclasses.replace(e) for e in model_entries], "deflate")
+            deflate_saving = max(0, sum(e.estimate for e in planned) - sum(e.estimate for e in alt))
+        raise _size_error(profile, estimate, limit, contributors, members, compression,
+                          deflate_saving, actual=False)
+    timing["plan_s"] = round(time.time() - t, 3)
+    say("expected size %s of %s allowed (%s of model files, compression %s)" % (
+        _mb(estimate), _mb(limit), _mb(raw_total), compression))
+
+    # 4. stage ---------------------------------------------------------------------------
+    out_dir = os.path.dirname(output)
+    os.makedirs(out_dir, exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=".leafsub-build-", dir=out_dir)
+    try:
+        return _stage_check_write(profile, members, views, combine_name, combine_fn,
+                                  combine_path, weights, compression, workers, output, json_path,
+                                  staging, limit, notes, checks, timing, started, say)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _stage_check_write(profile, members, views, combine_name, combine_fn, combine_path, weights,
+                       compression, workers, output, json_path, staging, limit, notes, checks,
+                       timing, started, say):
+    from .render import render_model_py
+
+    t = time.time()
+    for m in members:
+        root = os.path.join(staging, m["dir"])
+        os.makedirs(root)
+        for rel, path, digest in m["files"]:
+            target = os.path.join(root, *rel.rstrip("/").split("/"))
+            if digest is None:
+                os.makedirs(target, exist_ok=True)
+            else:
+                _link_or_copy(path, target)
+    config_members = [{"dir": m["dir"], "name": m["name"], "input_size": m["input_size"],
+                       "output": m["output"], "preprocess": m["preprocess"]} for m in members]
+    chunk = _chunk_size(members, len(views))
+    try:
+        text = render_model_py(profile, config_members, views, combine_name, weights, chunk)
+    except ValueError as e:
+        raise UsageError("profile %s: %s. Fix the profile's interface section." % (
+            profile["name"], e)) from None
+    module_file = profile["interface"]["module"] + ".py"
+    with open(os.path.join(staging, module_file), "w", encoding="utf-8", newline="\n") as f:
+        f.write(text)
+    required = profile["layout"]["required_files"]
+    if METADATA_NAME in required:
+        open(os.path.join(staging, METADATA_NAME), "wb").close()
+    unknown = [name for name in required if name not in (module_file, METADATA_NAME)]
+    if unknown:
+        notes.append("the profile requires %s, which leafsub does not create: add it to the zip "
+                     "yourself" % ", ".join(unknown))
+    if combine_path:
+        shutil.copyfile(combine_path, os.path.join(staging, os.path.basename(combine_path)))
+
+    # In-process reference: leafsub's own runtime on the staged SavedModels.
+    say("loading %d model%s with leafsub's runtime (TensorFlow)" % (
+        len(members), "" if len(members) == 1 else "s"))
+    from ..submission_template import runtime
+    import tensorflow as tf
+
+    loaded = [runtime.Member(os.path.join(staging, m["dir"]), m["preprocess"], m["input_size"],
+                             m["output"]) for m in members]
+    ensemble = runtime.Ensemble(loaded, views=views, method=combine_fn or combine_name,
+                                weights=weights, chunk_size=chunk)
+    probe = _probe_images(members[0], profile)
+    scores = np.asarray(ensemble.predict_proba(probe), dtype=np.float64)
+    labels = np.argmax(scores, axis=1).astype(np.int64)
+    tolerance = max(float(m["card"]["probe"]["tolerance"]) for m in members)
+    with open(os.path.join(staging, PROBE_NAME), "wb") as f:
+        f.write(_npz_bytes({"images": probe.astype(np.float32), "labels": labels,
+                            "scores": scores}))
+    try:
+        import keras
+        keras_version = keras.__version__
+    except ImportError:
+        keras_version = "none"
+    top_files = sorted(n for n in os.listdir(staging) if os.path.isfile(os.path.join(staging, n)))
+    manifest = {
+        "leafsub_manifest": 1,
+        "profile": profile["name"],
+        "versions": {"leafsub": __version__, "tensorflow": tf.__version__,
+                     "keras": keras_version, "numpy": np.__version__,
+                     "python": platform.python_version()},
+        "members": [{"dir": m["dir"], "name": m["name"], "card": m["card"],
+                     "preprocess": m["preprocess"], "preprocess_source": m["preprocess_source"],
+                     "files": {m["dir"] + "/" + rel: digest for rel, _, digest in m["files"]
+                               if digest}} for m in members],
+        "combine": combine_name,
+        "weights": weights,
+        "tta": list(views),
+        "chunk_size": chunk,
+        "files": {name: sha256_file(os.path.join(staging, name)) for name in top_files},
+        "probe": {"file": PROBE_NAME, "count": int(len(probe)), "tolerance": tolerance},
+    }
+    with open(os.path.join(staging, MANIFEST_NAME), "w", encoding="utf-8", newline="\n") as f:
+        f.write(dumps(manifest))
+    timing["stage_s"] = round(time.time() - t, 3)
+
+    # 5. self-check ----------------------------------------------------------------------
+    from .selfcheck import compare, run_child
+
+    entries = zipwrite.entries_from_tree(staging)  # the zip's files, before the child runs
+    say("self-check: importing the rendered %s in a fresh Python process" % (
+        profile["interface"]["module"] + ".py"))
+    t = time.time()
+    info, arrays = run_child(staging, profile,
+                             [os.path.join(m["run_dir"], m["card"]["probe"]["file"])
+                              for m in members], os.path.join(staging, PROBE_NAME))
+    goldens = []
+    for m in members:
+        with np.load(os.path.join(m["run_dir"], m["card"]["probe"]["file"])) as data:
+            goldens.append({"label": m["label"], "goldens": data["probabilities"],
+                            "images": data["images"],
+                            "tolerance": float(m["card"]["probe"]["tolerance"])})
+
+    def hint(i, diff):
+        return _mismatch_hint(members[i], loaded[i], goldens[i], runtime)
+
+    result = compare(info, arrays, profile, goldens, scores, hint)
+    checks.extend(result.checks)
+    timing["selfcheck_s"] = round(time.time() - t, 3)
+    if result.failures:
+        raise CheckFailed("Self-check failed; no zip was written. %s" % " ".join(result.failures))
+    say("self-check passed: goldens reproduced (max difference %.2g), ensemble equals leafsub's "
+        "runtime (max difference %.2g, tolerance %.2g)" % (
+            max(result.member_diffs), result.ensemble_diff, result.tolerance))
+
+    # 6. the zip -------------------------------------------------------------------------
+    t = time.time()
+    entries = zipwrite.plan(entries, compression)
+    say("writing %s (%d entries, compression %s)" % (output, len(entries), compression))
+
+    def verify(tmp, stats):
+        if stats.size > limit:
+            sizes = [("%s (%s)" % (m["dir"], m["name"]),
+                      sum(e.compressed for e in entries if e.name.startswith(m["dir"] + "/")))
+                     for m in members]
+            raise _size_error(profile, stats.size, limit, sizes, members, compression, 0,
+                              actual=True)
+
+    stats, digest = zipwrite.write_zip_atomic(output, entries, compression, workers=workers,
+                                              planned=True, verify=verify)
+    timing["zip_s"] = round(time.time() - t, 3)
+    timing["total_s"] = round(time.time() - started, 3)
+    checks.append({"name": "size", "status": "pass",
+                   "detail": "%s of %s allowed" % (_mb(stats.size), _mb(limit))})
+
+    member_info = []
+    for m in members:
+        prefix = m["dir"] + "/"
+        member_info.append({
+            "name": m["name"], "run_dir": m["run_dir"], "dir": m["dir"],
+            "input_size": m["input_size"], "output": m["output"], "preprocess": m["preprocess"],
+            "preprocess_source": m["preprocess_source"], "bytes": m["bytes"],
+            "zip_bytes": sum(e.compressed for e in entries if e.name.startswith(prefix)),
+        })
+    other = [e for e in entries if "/" not in e.name]
+    files = [{"name": e.name, "bytes": e.size, "zip_bytes": e.compressed,
+              "method": "deflate" if e.method == zipwrite.DEFLATED else "store"}
+             for e in other]
+    result_obj = BuildResult(
+        path=output, sha256=digest, size_bytes=stats.size, profile=profile["name"],
+        members=member_info, files=files, combine=combine_name, weights=weights, tta=list(views),
+        compression={"policy": compression, "deflated_entries": stats.deflated_entries,
+                     "entries": stats.entries, "zip64": stats.zip64, "raw_bytes": stats.raw_bytes},
+        checks=checks, selfcheck=result.to_dict(), limit_bytes=limit, timing=timing, notes=notes)
+    if json_path:
+        write_atomic(json_path, dumps(result_obj.to_dict()))
+    return result_obj
+
+
+def _probe_images(first, profile):
+    """The build's probe batch at the profile's input shape, integer values in 0-255.
+
+    Member 1's probe images (resized) when they are real images, else the fixed
+    synthetic batch. Integer values, so that a uint8 platform sees the same batch.
+    """
+    from ..submission_template import runtime
+    from .export import synthetic_probe
+
+    h, w = profile["input"]["shape"][:2]
+    card = first["card"]
+    count = int(card["probe"]["count"])
+    if card["probe"]["source"] == "user":
+        with np.load(os.path.join(first["run_dir"], card["probe"]["file"])) as data:
+            images = data["images"]
+        images = np.asarray(runtime.resize(images, (h, w), first["preprocess"]["resize_method"]))
+    else:
+        images = synthetic_probe(count, (h, w))
+    return np.clip(np.round(images), 0, 255).astype(np.float32)
+
+
+def _mismatch_hint(member, loaded, golden, runtime):
+    """Which preprocessing reproduces the goldens, to name in the error."""
+    images, want, tol = golden["images"], np.asarray(golden["goldens"]), golden["tolerance"]
+    declared = member["preprocess"]["mode"]
+    card_mode = member["card"]["preprocess"]["mode"]
+    text = "model.py preprocesses it with %r (from %s)" % (declared, member["preprocess_source"])
+    if card_mode != declared:
+        text += "; its card (leafsub.json) says %r" % card_mode
+    best = None
+    for mode in ("caffe", "tf", "torch", "rescale", "none"):
+        if mode == declared:
+            continue
+        spec = dict(member["preprocess"], mode=mode)
+        try:
+            out = loaded.call(runtime.preprocess(images, spec))
+            diff = float(np.max(np.abs(runtime.to_probabilities(out, member["output"]) - want)))
+        except Exception:  # a hint only
+            continue
+        if best is None or diff < best[1]:
+            best = (mode, diff)
+    if best and best[1] <= tol:
+        text += ". With %r the goldens are reproduced (max difference %.2g): declare %r for it " \
+                "(or drop --preprocess to use the card's)" % (best[0], best[1], best[0])
+    else:
+        text += ". No standard preprocessing reproduces them either: re-export the model with " \
+                "preprocess_fn=<the function training used>"
+    return text + "."
+
+
+# --------------------------------------------------------------------------- CLI
+
+def _print_summary(result):
+    click.echo("built %s for profile %s" % (result.path, result.profile))
+    click.echo("  sha256 %s" % result.sha256)
+    desc = "%d model%s, TTA %s" % (len(result.members), "" if len(result.members) == 1 else "s",
+                                   "+".join(result.tta))
+    if len(result.members) > 1:
+        desc += ", combine %s" % result.combine
+        if result.weights is not None:
+            desc += " (weights %s)" % ", ".join("%g" % w for w in result.weights)
+    click.echo("  %s" % desc)
+    width = max(len(m["dir"]) for m in result.members)
+    for m in result.members:
+        h, w = m["input_size"]
+        click.echo("  %-*s  %-16s %4dx%-4d %-8s %10s  (in the zip %s)" % (
+            width, m["dir"], m["name"][:16], h, w, m["preprocess"]["mode"], _mb(m["bytes"]),
+            _mb(m["zip_bytes"])))
+    other = sum(f["zip_bytes"] for f in result.files)
+    click.echo("  %-*s  %s  %s" % (width, "other", ", ".join(f["name"] for f in result.files),
+                                   _mb(other)))
+    click.echo("  total %s of %s allowed (%.1f %%), %d entries, compression %s (%d deflated)" % (
+        _mb(result.size_bytes), _mb(result.limit_bytes),
+        100.0 * result.size_bytes / result.limit_bytes, result.compression["entries"],
+        result.compression["policy"], result.compression["deflated_entries"]))
+    click.echo("self-check (rendered model.py in a fresh Python process):")
+    for check in result.checks:
+        click.echo("  %-4s %s: %s" % (check["status"], check["name"], check["detail"]))
+    click.echo("  timing: %s" % ", ".join("%s %.1f s" % (k[:-2], v)
+                                          for k, v in result.timing.items()))
+    for note in result.notes:
+        click.echo("note: %s" % note, err=True)
 
 
 @click.command("build")
-def build_command():
-    """(not built yet)"""
-    raise click.ClickException("'build' is not built yet")
+@click.option("--models", "-m", "models", required=True, multiple=True,
+              metavar="RUN_DIR[,RUN_DIR...]",
+              help="Run dirs written by 'leafsub export', in ensemble order (comma-separated or "
+                   "repeated).")
+@click.option("--weights", metavar="W1,W2,...",
+              help="One weight per model (normalised); implies --combine weighted.")
+@click.option("--combine", metavar="METHOD",
+              help="mean (default), weighted, geometric, vote, or MODULE:FUNCTION: your own "
+                   "f(probabilities, weights) -> [N, C] scores in MODULE.py (current folder), "
+                   "copied next to model.py.")
+@click.option("--tta", metavar="VIEW[,VIEW...]",
+              help="Test-time augmentation views, averaged per model: identity, hflip, vflip, "
+                   "rot90, rot180, rot270, crop_center, crop_tl, crop_tr, crop_bl, crop_br "
+                   "(default identity).")
+@click.option("--preprocess", metavar="MODE[,MODE...]",
+              help="Override the cards' preprocessing, one per model: caffe, tf, torch, rescale, "
+                   "none, an architecture (resnet50, ...), or 'card' to keep it. The goldens "
+                   "must still be reproduced.")
+@click.option("--profile", metavar="NAME|FILE",
+              help="Challenge profile: an2dl-2021, an2dl-2022 (default), an2dl-2023, an2dl-2024, "
+                   "generic, or your own profile.json.")
+@click.option("-o", "--output", default="submission.zip", show_default=True,
+              type=click.Path(dir_okay=False), help="The zip to write.")
+@click.option("--compression", type=click.Choice(list(zipwrite.POLICIES)), default="auto",
+              show_default=True,
+              help="auto: deflate small files, and large ones when a compressed sample saves "
+                   ">= 10 %% (weights barely compress); deflate: everything; store: nothing.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False),
+              help="Write the result (or the failure) as JSON.")
+@click.option("--force", is_flag=True, help="Replace an existing output zip.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress messages on stderr.")
+def build_command(models, weights, combine, tta, preprocess, profile, output, compression,
+                  json_path, force, quiet):
+    """Build a CodaLab submission zip from exported run dirs.
+
+    The zip holds model.py (leafsub's runtime + this build's settings + the
+    profile's class), the SavedModels in SubmissionModel[i]/, metadata when the
+    profile wants it, leafsub-manifest.json and leafsub-probe.npz. Before the
+    zip is written, the rendered model.py is imported in a fresh Python process
+    and must reproduce every model's goldens and leafsub's own computation of
+    the ensemble. The same inputs give a byte-identical zip.
+
+    \b
+    Examples:
+      leafsub build -m runs/resnet -o submission.zip
+      leafsub build -m runs/a,runs/b,runs/c --weights 0.5,0.3,0.2 --tta identity,hflip \\
+          --profile an2dl-2022 -o submission.zip --force
+
+    Exit codes: 0 built and checked, 1 a check failed (goldens, size limit),
+    2 bad arguments or run dirs.
+    """
+    result = build(list(models), weights=weights, combine=combine, tta=tta, profile=profile,
+                   output=output, json_path=json_path, force=force, compression=compression,
+                   preprocess=preprocess, progress=not quiet)
+    _print_summary(result)

@@ -1,0 +1,244 @@
+"""Render a submission's ``model.py`` from ``submission_template/``.
+
+``model.py`` = a header docstring for the student + the runtime module's source,
+verbatim + ``CONFIG = {...}`` (this build's settings) + the profile's adapter
+class. Nothing here imports TensorFlow; the output is plain text and depends
+only on its arguments (same inputs, same bytes).
+"""
+
+import json
+import keyword
+import string
+import textwrap
+from importlib import resources
+
+from .. import __version__
+
+COMBINE_TEXT = {
+    "mean": "mean of the models' probabilities",
+    "weighted": "weighted mean of the models' probabilities",
+    "geometric": "geometric mean of the models' probabilities (renormalised)",
+    "vote": "majority vote of the models' top classes (ties go to the higher mean probability)",
+}
+MODE_TEXT = {
+    "caffe": "caffe (RGB->BGR, minus the ImageNet mean)",
+    "tf": "tf (scaled to [-1, 1])",
+    "torch": "torch (scaled to [0, 1], ImageNet mean/std)",
+    "rescale": "rescale (x / 255)",
+    "none": "none (the model normalises inside)",
+    "affine": "affine (x * scale + offset per channel)",
+}
+
+
+def runtime_source():
+    """The runtime module's source, exactly as shipped."""
+    return resources.files("leafsub.submission_template").joinpath("runtime.py").read_text(
+        encoding="utf-8")
+
+
+def _adapters():
+    from ..submission_template import adapters
+
+    return adapters
+
+
+def py_literal(value, indent=0, width=88):
+    """A readable Python literal for JSON-like data (dicts keep their order)."""
+    pad = " " * indent
+    if isinstance(value, dict):
+        if not value:
+            return "{}"
+        items = ",\n".join("%s    %s: %s" % (pad, json.dumps(str(k)), py_literal(v, indent + 4, width))
+                           for k, v in value.items())
+        return "{\n%s,\n%s}" % (items, pad)
+    if isinstance(value, (list, tuple)):
+        if all(not isinstance(v, (dict, list, tuple)) for v in value):
+            text = "[%s]" % ", ".join(py_literal(v) for v in value)
+            if len(text) + indent + 20 <= width:
+                return text
+        if not value:
+            return "[]"
+        items = ",\n".join("%s    %s" % (pad, py_literal(v, indent + 4, width)) for v in value)
+        return "[\n%s,\n%s]" % (items, pad)
+    if isinstance(value, str):
+        return json.dumps(value)  # a valid Python string literal, escapes included
+    if isinstance(value, bool) or value is None or isinstance(value, int):
+        return repr(value)
+    if isinstance(value, float):
+        return repr(value)
+    raise TypeError("cannot render %r into CONFIG" % (value,))
+
+
+def _docsafe(text):
+    """Text that cannot end or break the surrounding docstring."""
+    return str(text).replace("\\", "/").replace('"""', "'''").replace("\n", " ")
+
+
+def _check_identifier(value, field):
+    if not isinstance(value, str) or not value.isidentifier() or keyword.iskeyword(value):
+        raise ValueError("the profile's %s %r is not a Python identifier" % (field, value))
+
+
+def _x_doc(profile):
+    inp = profile["input"]
+    h, w, c = inp["shape"]
+    container = "tf.Tensor" if inp["container"] == "tensor" else "numpy.ndarray"
+    return "%s, %s, [batch, %d, %d, %d], %s %s-%s" % (
+        container, inp["dtype"], h, w, c, inp.get("channel_order", "RGB"),
+        _num(inp["range"][0]), _num(inp["range"][1]))
+
+
+def _usage(profile):
+    iface, out = profile["interface"], profile["output"]
+    x_doc = _x_doc(profile)
+    what = "labels" if out["kind"] == "labels" else "scores"
+    if iface["constructor"] == "path":
+        lines = ["    from %s import %s" % (iface["module"], iface["class_name"]),
+                 "    m = %s(path_to_the_unzipped_submission)" % iface["class_name"]]
+    else:
+        lines = ["    from %s import %s        # run in the unzipped submission's folder"
+                 % (iface["module"], iface["class_name"]),
+                 "    m = %s()" % iface["class_name"]]
+    lines.append("    %s = m.%s(X)   # X: %s" % (what, iface["method"], x_doc))
+    return "\n".join(lines)
+
+
+def _num(x):
+    return ("%d" % x) if float(x).is_integer() else ("%g" % x)
+
+
+def _returns(profile):
+    out = profile["output"]
+    container = {"tensor": "a tf.Tensor", "numpy": "a numpy array", "any": "a numpy array"}[
+        out.get("container", "any")]
+    if out["kind"] == "labels":
+        return "Class indices [batch] (int64), as %s." % container
+    return "Scores [batch, classes] (float32), as %s." % container
+
+
+def _steps(profile, members, tta, combine, weights):
+    h, w = profile["input"]["shape"][:2]
+    views = ", ".join(tta)
+    lines = []
+    first = ("Resize the batch to the model's input size (when it differs)" if len(members) == 1
+             else "For each model: resize the batch to its input size (when it differs)")
+    if list(tta) == ["identity"]:
+        text = "1. %s, preprocess it, run it through the model and turn its outputs into " \
+               "probabilities:" % first
+    else:
+        text = "1. %s, make the TTA views (%s), preprocess them, run all views through the " \
+               "model in one call, and average its probabilities over the views:" % (first, views)
+    lines.append(textwrap.fill(text, 79, initial_indent="  ", subsequent_indent="     "))
+    for m in members:
+        mh, mw = m["input_size"]
+        size = "%dx%d" % (mh, mw)
+        if (mh, mw) != (h, w):
+            size += " (resized from %dx%d, %s)" % (h, w, m["preprocess"]["resize_method"])
+        text = "%s (%s): %s, preprocessing %s%s" % (
+            m["dir"], _docsafe(m["name"]), size, MODE_TEXT[m["preprocess"]["mode"]],
+            ", logits -> softmax" if m["output"] == "logits" else "")
+        lines.append(textwrap.fill(text, 79, initial_indent=" " * 7,
+                                   subsequent_indent=" " * 11))
+    step = 2
+    if len(members) > 1:
+        if ":" in combine:
+            module, function = combine.split(":", 1)
+            text = "your function %s() from %s.py (next to this file)" % (function, module)
+        else:
+            text = COMBINE_TEXT[combine]
+        if weights is not None:
+            text += ", weights %s" % ", ".join(_num(x) for x in weights)
+        lines.append(textwrap.fill("%d. Combine the models: %s." % (step, _docsafe(text)), 79,
+                                   initial_indent="  ", subsequent_indent="     "))
+        step += 1
+    if profile["output"]["kind"] == "labels":
+        lines.append("  %d. Return the index of the highest score for each image." % step)
+    else:
+        lines.append("  %d. Return the scores." % step)
+    return "\n".join(lines)
+
+
+def _predict_body(profile, convert):
+    out = profile["output"]
+    x = "_as_rgb_0_255(X)" if convert else "X"
+    lines = []
+    if out["kind"] == "labels":
+        lines.append("        labels = self.ensemble.predict(%s)  # int64 numpy array [batch]" % x)
+        result = "labels"
+    else:
+        lines.append("        scores = self.ensemble.predict_proba(%s).astype(np.float32)" % x)
+        result = "scores"
+    if out.get("container", "any") == "tensor":
+        lines.append("        return tf.convert_to_tensor(%s)  # this platform expects a tf.Tensor"
+                     % result)
+    else:
+        lines.append("        return %s" % result)
+    return "\n".join(lines) + "\n"
+
+
+def _conversion_body(profile):
+    inp = profile["input"]
+    lo, hi = (float(v) for v in inp["range"])
+    body = ""
+    if (lo, hi) != (0.0, 255.0):
+        body += "    x = (x - %r) * (255.0 / %r)  # the platform's values are in [%s, %s]\n" % (
+            lo, hi - lo, _num(lo), _num(hi))
+    if inp.get("channel_order", "RGB") == "BGR":
+        body += "    x = x[..., ::-1]  # the platform feeds BGR; the runtime expects RGB\n"
+    return body
+
+
+def render_model_py(profile, members, tta, combine, weights, chunk_size, version=__version__):
+    """The text of ``model.py``.
+
+    Args:
+      profile: a loaded profile dict.
+      members: dicts ``{"dir", "name", "input_size": [h, w], "output", "preprocess": spec}``
+        in ensemble order.
+      tta: the list of view names.
+      combine: a runtime combiner name or ``"module:function"``.
+      weights: a list of floats or None.
+      chunk_size: images per model call.
+
+    Raises:
+      ValueError when the profile's module/class/method names are not identifiers.
+    """
+    a = _adapters()
+    iface = profile["interface"]
+    for field in ("module", "class_name", "method"):
+        _check_identifier(iface[field], "interface." + field)
+    config = {
+        "profile": profile["name"],
+        "members": [{"dir": m["dir"], "name": m["name"], "input_size": list(m["input_size"]),
+                     "output": m["output"], "preprocess": dict(m["preprocess"])} for m in members],
+        "tta": list(tta),
+        "combine": combine,
+        "weights": None if weights is None else [float(x) for x in weights],
+        "chunk_size": int(chunk_size),
+    }
+    user_combiner = ":" in combine and len(members) > 1
+    convert = _conversion_body(profile)
+    dirs = textwrap.fill(", ".join(m["dir"] for m in members), 79, initial_indent=" " * 8,
+                         subsequent_indent=" " * 8)
+    header = string.Template(a.HEADER).substitute(
+        title=textwrap.fill(_docsafe(profile.get("title", profile["name"])), 79), profile=_docsafe(profile["name"]),
+        version=version, usage=_usage(profile), method=iface["method"],
+        steps=_steps(profile, members, tta, combine, weights))
+    combine_note = (" (here: your module:function)" if user_combiner else "")
+    parts = [header, a.PART_1, runtime_source().rstrip("\n") + "\n",
+             string.Template(a.PART_2).substitute(config=py_literal(config),
+                                                  combine_note=combine_note),
+             a.PART_3]
+    if user_combiner:
+        parts.append(a.COMBINER_LOADER)
+    parts.append(string.Template(a.LOAD_ENSEMBLE).substitute(
+        method_expr="_combine_method(folder)" if user_combiner else 'CONFIG["combine"]'))
+    if convert:
+        parts.append(string.Template(a.INPUT_CONVERSION).substitute(body=convert))
+    template = a.ADAPTER_PATH if iface["constructor"] == "path" else a.ADAPTER_NONE
+    parts.append(string.Template(template).substitute(
+        class_name=iface["class_name"], method=iface["method"], dirs=dirs,
+        x_doc=_x_doc(profile), returns_doc=_returns(profile), predict_body=_predict_body(profile, bool(convert))))
+    text = "".join(parts)
+    compile(text, "model.py", "exec")  # a rendering bug must never reach a zip
+    return text

@@ -1,0 +1,99 @@
+"""leafsub build's self-check, run in a fresh Python process.
+
+Not leafsub: this script imports only the standard library, numpy, tensorflow
+and the rendered submission. ``leafsub build`` copies it to a temporary folder
+and runs ``python -B selfcheck_child.py REQUEST.json``. It imports the
+submission the way the platform does (working directory = the submission
+folder, the folder first on sys.path, ``from model import <class>``), then
+
+  * runs every member, through model.py's own code and CONFIG, on the images
+    its goldens were recorded on (the run dir's probe.npz, at the model's size);
+  * calls ``predict`` on the build's probe batch in the profile's container and
+    dtype, in batches of the profile's batch size;
+  * records the ensemble's scores on the same batch.
+
+It writes what it saw to RESULT.npz and RESULT.json; the parent compares.
+"""
+
+import importlib
+import json
+import os
+import sys
+import time
+import traceback
+
+sys.dont_write_bytecode = True
+
+
+def main(request_path):
+    with open(request_path, "r", encoding="utf-8") as f:
+        req = json.load(f)
+    folder = os.path.abspath(req["folder"])
+    os.chdir(folder)
+    sys.path.insert(0, folder)
+
+    import numpy as np
+    import tensorflow as tf
+
+    info = {"stage": "import"}
+    try:
+        started = time.time()
+        module = importlib.import_module(req["module"])
+        where = os.path.dirname(os.path.abspath(module.__file__))
+        if where != folder:
+            raise RuntimeError("imported %s from %s, not from the submission folder %s"
+                               % (req["module"], where, folder))
+        cls = getattr(module, req["class_name"])
+        info["stage"] = "construct"
+        instance = cls(folder) if req["constructor"] == "path" else cls()
+        info["load_s"] = time.time() - started
+        ensemble = instance.ensemble
+
+        arrays = {}
+        info["stage"] = "goldens"
+        for i, member in enumerate(req["members"]):
+            with np.load(member["probe"]) as probe:
+                images = probe["images"]
+            arrays["member%d" % i] = np.asarray(
+                ensemble.members[i].predict_proba(images, ["identity"]), dtype=np.float64)
+
+        info["stage"] = "predict"
+        with np.load(req["probe"]) as probe:
+            images = probe["images"]
+        if req["dtype"] == "uint8":
+            x = np.clip(np.round(images), 0, 255).astype(np.uint8)
+        else:
+            x = images.astype(np.float32)
+        batch = int(req["batch_size"])
+        outputs, types = [], []
+        started = time.time()
+        for start in range(0, len(x), batch):
+            xb = x[start:start + batch]
+            if req["container"] == "tensor":
+                xb = tf.constant(xb)
+            before = np.array(xb, copy=True)
+            y = getattr(instance, req["method"])(xb)
+            if not np.array_equal(np.asarray(xb), before):
+                raise RuntimeError("%s() modified its input batch in place" % req["method"])
+            types.append("%s.%s" % (type(y).__module__, type(y).__name__))
+            outputs.append(np.asarray(y))
+        info["predict_s"] = time.time() - started
+        arrays["predictions"] = np.concatenate(outputs, axis=0)
+        info["output_types"] = sorted(set(types))
+        info["output_dtype"] = str(arrays["predictions"].dtype)
+        xs = tf.constant(x) if req["container"] == "tensor" else x
+        arrays["scores"] = np.asarray(ensemble.predict_proba(xs), dtype=np.float64)
+        np.savez(req["result"] + ".npz", **arrays)
+        info["stage"] = "done"
+        info["ok"] = True
+    except BaseException as e:  # reported to the parent, which turns it into a clear error
+        info["ok"] = False
+        info["error"] = "%s: %s" % (type(e).__name__, e)
+        info["traceback"] = traceback.format_exc()[-4000:]
+    with open(req["result"] + ".json", "w", encoding="utf-8") as f:
+        json.dump(info, f)
+    return 0 if info["ok"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1]))
