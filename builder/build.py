@@ -379,13 +379,14 @@ def _size_error(profile, total, limit, contributors, members, compression, defla
     what = "is" if actual else "would be about"
     top = sorted(contributors, key=lambda c: -c[1])[:3]
     remedies = []
+    biggest = max(contributors[:len(members)], key=lambda c: c[1])[0]
     if len(members) > 1:
         remedies.append("drop a member (the ensemble has %d; %s is the largest)"
-                        % (len(members), top[0][0]))
+                        % (len(members), biggest))
     remedies.append("use a smaller architecture or input size for the largest member")
     remedies.append("export a float16 copy of the weights (halves their size; check the "
                     "accuracy after)")
-    if compression != "deflate" and deflate_saving > 0.01 * total:
+    if compression != "deflate" and deflate_saving > 0.01 * total and not actual:
         remedies.append("--compression deflate (saves about %s here)" % _mb(deflate_saving))
     remedies.append("if your challenge allows more, set limits.zip_mb in your own profile "
                     "(--profile path.json); TTA and the combiner do not change the size")
@@ -506,7 +507,8 @@ def _build(models, weights, combine, tta, profile_arg, output, json_path, force,
         directory = model_dir(profile, i, len(runs))
         given = shown[i - 1]
         members.append({
-            "index": i, "run_dir": run, "name": card["name"], "dir": directory, "card": card,
+            "index": i, "run_dir": run, "given": given, "name": card["name"], "dir": directory,
+            "card": card,
             "preprocess": spec, "preprocess_source": spec_source,
             "input_size": [card["input"]["height"], card["input"]["width"]],
             "output": card["output"], "label": "member %d (%s -> %s/)" % (i, given, directory),
@@ -528,53 +530,68 @@ def _build(models, weights, combine, tta, profile_arg, output, json_path, force,
 
     # 3. size, before anything costly ------------------------------------------------------
     t = time.time()
-    model_entries = []
+    model_entries = [zipwrite.dir_entry(m["dir"]) for m in members]
     for m in members:
         for rel, path, digest in m["files"]:
             arcname = m["dir"] + "/" + rel
             model_entries.append(zipwrite.dir_entry(arcname) if digest is None
                                  else zipwrite.file_entry(arcname, path))
-    planned = zipwrite.plan(model_entries + [zipwrite.dir_entry(m["dir"]) for m in members],
-                            compression)
     probe_count = int(cards[0]["probe"]["count"])
     ph, pw, pc = profile["input"]["shape"]
-    probe_bytes = probe_count * ph * pw * pc * 4 + probe_count * 8 * (len(cards[0]["class_names"]) + 1)
-    extra_bytes = SMALL_FILES_ALLOWANCE + probe_bytes + (
+    # model.py, the manifest, the probe batch (integer-valued float32: deflates to about half)
+    # and a user combiner: estimated generously, checked exactly once the zip is written.
+    own_bytes = SMALL_FILES_ALLOWANCE + probe_count * ph * pw * pc * 2 + (
         os.path.getsize(combine_path) if combine_path else 0)
-    raw_total = sum(e.size for e in planned)
-    estimate = sum(e.estimate for e in planned) + extra_bytes + 100 * len(planned)
-    contributors = []
-    for m in members:
-        prefix = m["dir"] + "/"
-        m["bytes"] = sum(e.size for e in planned if e.name.startswith(prefix))
-        m["estimate"] = sum(e.estimate for e in planned if e.name.startswith(prefix))
-        contributors.append(("%s (%s)" % (m["dir"], m["name"]), m["estimate"]))
-    deflate_saving = 0
+
+    def estimate_with(policy):
+        planned = zipwrite.plan([dataclasses.replace(e) for e in model_entries], policy)
+        per_member = [sum(e.estimate for e in planned if e.name.startswith(m["dir"] + "/"))
+                      for m in members]
+        return planned, per_member, sum(per_member) + own_bytes + 100 * len(planned)
+
+    planned, per_member, estimate = estimate_with(compression)
+    effective = compression
+    if estimate > limit and compression == "auto":
+        _, deflated_members, deflated = estimate_with("deflate")
+        if deflated <= limit:
+            notes.append("compression auto: deflating every file to fit under the %s limit "
+                         "(about %s instead of %s)" % (_mb(limit), _mb(deflated), _mb(estimate)))
+            effective, per_member, estimate = "deflate", deflated_members, deflated
+    for m, size in zip(members, per_member):
+        m["bytes"] = sum(e.size for e in planned if e.name.startswith(m["dir"] + "/"))
+        m["estimate"] = size
     if estimate > limit:
-        if compression != "deflate":
-            alt = zipwrite.plan([dataclasses.replace(e) for e in model_entries], "deflate")
-            deflate_saving = max(0, sum(e.estimate for e in planned) - sum(e.estimate for e in alt))
-        raise _size_error(profile, estimate, limit, contributors, members, compression,
-                          deflate_saving, actual=False)
+        contributors = [("%s (%s)" % (m["dir"], m["given"]), m["estimate"]) for m in members]
+        contributors.append(("model.py + manifest + probe", own_bytes))
+        saving = 0
+        if effective != "deflate":
+            saving = max(0, estimate - estimate_with("deflate")[2])
+        raise _size_error(profile, estimate, limit, contributors, members, effective, saving,
+                          actual=False)
+    raw_total = sum(m["bytes"] for m in members)
     timing["plan_s"] = round(time.time() - t, 3)
-    say("expected size %s of %s allowed (%s of model files, compression %s)" % (
-        _mb(estimate), _mb(limit), _mb(raw_total), compression))
+    say("expected size at most %s of %s allowed (%s of model files, compression %s)" % (
+        _mb(estimate), _mb(limit), _mb(raw_total), effective))
 
     # 4. stage ---------------------------------------------------------------------------
     out_dir = os.path.dirname(output)
-    os.makedirs(out_dir, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=".leafsub-build-", dir=out_dir)
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+        staging = tempfile.mkdtemp(prefix=".leafsub-build-", dir=out_dir)
+    except OSError as e:
+        raise UsageError("%s: cannot write in this folder (%s). Choose another -o/--output."
+                         % (out_dir, e.strerror or e)) from None
     try:
         return _stage_check_write(profile, members, views, combine_name, combine_fn,
-                                  combine_path, weights, compression, workers, output, json_path,
-                                  staging, limit, notes, checks, timing, started, say)
+                                  combine_path, weights, compression, effective, workers, output,
+                                  json_path, staging, limit, notes, checks, timing, started, say)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
 
 def _stage_check_write(profile, members, views, combine_name, combine_fn, combine_path, weights,
-                       compression, workers, output, json_path, staging, limit, notes, checks,
-                       timing, started, say):
+                       compression, effective, workers, output, json_path, staging, limit, notes,
+                       checks, timing, started, say):
     from .render import render_model_py
 
     t = time.time()
@@ -683,18 +700,20 @@ def _stage_check_write(profile, members, views, combine_name, combine_fn, combin
 
     # 6. the zip -------------------------------------------------------------------------
     t = time.time()
-    entries = zipwrite.plan(entries, compression)
-    say("writing %s (%d entries, compression %s)" % (output, len(entries), compression))
+    entries = zipwrite.plan(entries, effective)
+    say("writing %s (%d entries, compression %s)" % (output, len(entries), effective))
 
     def verify(tmp, stats):
         if stats.size > limit:
-            sizes = [("%s (%s)" % (m["dir"], m["name"]),
+            sizes = [("%s (%s)" % (m["dir"], m["given"]),
                       sum(e.compressed for e in entries if e.name.startswith(m["dir"] + "/")))
                      for m in members]
-            raise _size_error(profile, stats.size, limit, sizes, members, compression, 0,
+            sizes.append(("model.py + manifest + probe",
+                          sum(e.compressed for e in entries if "/" not in e.name)))
+            raise _size_error(profile, stats.size, limit, sizes, members, effective, 0,
                               actual=True)
 
-    stats, digest = zipwrite.write_zip_atomic(output, entries, compression, workers=workers,
+    stats, digest = zipwrite.write_zip_atomic(output, entries, effective, workers=workers,
                                               planned=True, verify=verify)
     timing["zip_s"] = round(time.time() - t, 3)
     timing["total_s"] = round(time.time() - started, 3)
@@ -717,7 +736,8 @@ def _stage_check_write(profile, members, views, combine_name, combine_fn, combin
     result_obj = BuildResult(
         path=output, sha256=digest, size_bytes=stats.size, profile=profile["name"],
         members=member_info, files=files, combine=combine_name, weights=weights, tta=list(views),
-        compression={"policy": compression, "deflated_entries": stats.deflated_entries,
+        compression={"policy": compression, "effective": effective,
+                     "deflated_entries": stats.deflated_entries,
                      "entries": stats.entries, "zip64": stats.zip64, "raw_bytes": stats.raw_bytes},
         checks=checks, selfcheck=result.to_dict(), limit_bytes=limit, timing=timing, notes=notes)
     if json_path:

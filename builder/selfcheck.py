@@ -66,7 +66,9 @@ def run_child(staging, profile, member_probes, probe_path, timeout=None):
         }
         with open(os.path.join(work, "request.json"), "w", encoding="utf-8") as f:
             json.dump(request, f)
-        env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1", TF_CPP_MIN_LOG_LEVEL="2")
+        # CPU only: the calling process (often the training notebook) may hold the whole GPU.
+        env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1", TF_CPP_MIN_LOG_LEVEL="2",
+                   CUDA_VISIBLE_DEVICES="-1")
         timeout = timeout or max(600.0, float(profile["limits"].get("time_s", 600)))
         try:
             proc = subprocess.run([sys.executable, "-B", script, os.path.join(work, "request.json")],
