@@ -570,7 +570,7 @@ def _build(models, weights, combine, tta, profile_arg, output, json_path, force,
                           actual=False)
     raw_total = sum(m["bytes"] for m in members)
     timing["plan_s"] = round(time.time() - t, 3)
-    say("expected size at most %s of %s allowed (%s of model files, compression %s)" % (
+    say("expected size about %s of %s allowed (%s of model files, compression %s)" % (
         _mb(estimate), _mb(limit), _mb(raw_total), effective))
 
     # 4. stage ---------------------------------------------------------------------------
