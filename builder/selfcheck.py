@@ -60,7 +60,8 @@ def run_child(staging, profile, member_probes, probe_path, timeout=None):
             "folder": os.path.abspath(staging), "module": iface["module"],
             "class_name": iface["class_name"], "constructor": iface["constructor"],
             "method": iface["method"], "container": inp["container"], "dtype": inp["dtype"],
-            "batch_size": int(inp.get("batch_size", 32)),
+            "batch_size": int(inp.get("batch_size", 32)), "range": list(inp["range"]),
+            "channel_order": inp.get("channel_order", "RGB"),
             "members": [{"probe": os.path.abspath(p)} for p in member_probes],
             "probe": os.path.abspath(probe_path), "result": result,
         }

@@ -60,10 +60,15 @@ def main(request_path):
         info["stage"] = "predict"
         with np.load(req["probe"]) as probe:
             images = probe["images"]
+        # The probe batch is RGB 0-255; the platform feeds its own range and channel order.
+        lo, hi = req["range"]
+        x = images.astype(np.float64) * ((hi - lo) / 255.0) + lo
+        if req["channel_order"] == "BGR":
+            x = x[..., ::-1]
         if req["dtype"] == "uint8":
-            x = np.clip(np.round(images), 0, 255).astype(np.uint8)
+            x = np.clip(np.round(x), 0, 255).astype(np.uint8)
         else:
-            x = images.astype(np.float32)
+            x = x.astype(np.float32)
         batch = int(req["batch_size"])
         outputs, types = [], []
         started = time.time()
@@ -81,8 +86,8 @@ def main(request_path):
         arrays["predictions"] = np.concatenate(outputs, axis=0)
         info["output_types"] = sorted(set(types))
         info["output_dtype"] = str(arrays["predictions"].dtype)
-        xs = tf.constant(x) if req["container"] == "tensor" else x
-        arrays["scores"] = np.asarray(ensemble.predict_proba(xs), dtype=np.float64)
+        arrays["scores"] = np.asarray(ensemble.predict_proba(images.astype(np.float32)),
+                                      dtype=np.float64)
         np.savez(req["result"] + ".npz", **arrays)
         info["stage"] = "done"
         info["ok"] = True

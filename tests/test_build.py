@@ -300,6 +300,28 @@ def test_size_limit_stops_the_build_with_remedies(tmp_path, runs):
     assert not out.exists() and sorted(os.listdir(tmp_path)) == ["big", "tiny.json"]
 
 
+def test_custom_profile_with_bgr_0_1_inputs_and_probability_tensors(tmp_path, runs):
+    """The self-check feeds what this platform feeds; a missing conversion would fail it."""
+    profile = json.loads(open(os.path.join(os.path.dirname(leafsub.__file__), "profiles",
+                                           "generic.json")).read())
+    profile.update(name="bgr-unit-range")
+    profile["input"].update(shape=[80, 80, 3], container="tensor", range=[0, 1],
+                            channel_order="BGR", batch_size=3)
+    profile["classes"]["count"] = 8
+    profile["output"] = {"kind": "probabilities", "container": "tensor"}
+    (tmp_path / "p.json").write_text(json.dumps(profile))
+    result = leafsub.build([runs["a-caffe"], runs["b-tf-64-logits"]], combine="geometric",
+                           weights=[2, 1], profile=str(tmp_path / "p.json"),
+                           output=tmp_path / "sub.zip", progress=False)
+    assert result.passed and os.path.exists(result.path)
+    statuses = {c["name"]: c["status"] for c in result.checks}
+    assert set(statuses.values()) == {"pass"} and "predict() output" in statuses
+    with zipfile.ZipFile(result.path) as z:
+        model_py = z.read("model.py").decode()
+        assert z.read("leafsub-manifest.json").decode().count('"profile": "bgr-unit-range"') == 1
+    assert "x = x[..., ::-1]" in model_py and "tf.convert_to_tensor(scores)" in model_py
+
+
 def test_existing_output_needs_force(tmp_path, runs):
     out = tmp_path / "sub.zip"
     out.write_bytes(b"keep me")
