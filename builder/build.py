@@ -508,8 +508,7 @@ def _build(models, weights, combine, tta, profile_arg, output, json_path, force,
         given = shown[i - 1]
         members.append({
             "index": i, "run_dir": run, "given": given, "name": card["name"], "dir": directory,
-            "card": card,
-            "preprocess": spec, "preprocess_source": spec_source,
+            "card": card, "preprocess": spec, "preprocess_source": spec_source,
             "input_size": [card["input"]["height"], card["input"]["width"]],
             "output": card["output"], "label": "member %d (%s -> %s/)" % (i, given, directory),
         })
@@ -566,6 +565,8 @@ def _build(models, weights, combine, tta, profile_arg, output, json_path, force,
         saving = 0
         if effective != "deflate":
             saving = max(0, estimate - estimate_with("deflate")[2])
+        checks.append({"name": "size", "status": "fail", "detail": "about %s expected, limit %s"
+                       % (_mb(estimate), _mb(limit))})
         raise _size_error(profile, estimate, limit, contributors, members, effective, saving,
                           actual=False)
     raw_total = sum(m["bytes"] for m in members)
@@ -710,6 +711,8 @@ def _stage_check_write(profile, members, views, combine_name, combine_fn, combin
                      for m in members]
             sizes.append(("model.py + manifest + probe",
                           sum(e.compressed for e in entries if "/" not in e.name)))
+            checks.append({"name": "size", "status": "fail",
+                           "detail": "%s, limit %s" % (_mb(stats.size), _mb(limit))})
             raise _size_error(profile, stats.size, limit, sizes, members, effective, 0,
                               actual=True)
 
@@ -856,7 +859,7 @@ def _print_summary(result):
 @click.option("--compression", type=click.Choice(list(zipwrite.POLICIES)), default="auto",
               show_default=True,
               help="auto: deflate small files, and large ones when a compressed sample saves "
-                   ">= 10 %% (weights barely compress); deflate: everything; store: nothing.")
+                   ">= 10 % (weights barely compress); deflate: everything; store: nothing.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False),
               help="Write the result (or the failure) as JSON.")
 @click.option("--force", is_flag=True, help="Replace an existing output zip.")

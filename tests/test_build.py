@@ -322,6 +322,25 @@ def test_custom_profile_with_bgr_0_1_inputs_and_probability_tensors(tmp_path, ru
     assert "x = x[..., ::-1]" in model_py and "tf.convert_to_tensor(scores)" in model_py
 
 
+def test_single_model_layout_sizes_and_stored_entries(tmp_path, runs):
+    result = leafsub.build(runs["b-tf-64-logits"], profile="an2dl-2022", compression="store",
+                           output=tmp_path / "sub.zip", json_path=tmp_path / "r.json",
+                           progress=False)
+    with zipfile.ZipFile(result.path) as z:
+        infos = z.infolist()
+    names = {i.filename for i in infos}
+    assert names == {"model.py", "metadata", "leafsub-manifest.json", "leafsub-probe.npz"} | \
+        tree_entries(os.path.join(runs["b-tf-64-logits"], "saved_model"), "SubmissionModel")
+    assert {i.compress_type for i in infos} == {zipfile.ZIP_STORED}
+    (member,) = result.members
+    assert member["dir"] == "SubmissionModel" and member["input_size"] == [64, 64]
+    stored = sum(i.compress_size for i in infos if i.filename.startswith("SubmissionModel/"))
+    assert member["zip_bytes"] == member["bytes"] == stored
+    saved = json.loads((tmp_path / "r.json").read_text())
+    assert saved["passed"] and saved["size_bytes"] == os.path.getsize(result.path)
+    assert saved["compression"]["policy"] == "store" and saved["members"][0]["bytes"] == stored
+
+
 def test_existing_output_needs_force(tmp_path, runs):
     out = tmp_path / "sub.zip"
     out.write_bytes(b"keep me")
