@@ -376,4 +376,7 @@ class Ensemble:
         return np.concatenate(chunks, axis=0)
 
     def predict(self, images):
-        return np.argmax(self.predict_proba(images), axis=1).astype(np.int64)
+        scores = self.predict_proba(images)
+        if scores.shape[0] == 0:  # an empty batch: no labels (argmax would raise)
+            return np.zeros((0,), dtype=np.int64)
+        return np.argmax(scores, axis=1).astype(np.int64)
