@@ -25,7 +25,6 @@ import dataclasses
 import functools
 import importlib
 import io
-import json
 import os
 import platform
 import shutil
