@@ -34,35 +34,35 @@ SPECIES = [
     dict(name="Acer_lobatum", tip=(0.95, 1.05), base=(0.75, 0.85), width=(0.95, 1.05),
          acuminate=(0.0, 0.1), notch=(0.25, 0.4), lobes=(5, 5), depth=(0.35, 0.55), sharp=(0.5, 0.8),
          teeth=(22, 32), tooth=(0.03, 0.07), double=0, veins="palmate",
-         rgb=(0.36, 0.55, 0.16), rgb_jitter=0.10, red=0.25),
+         rgb=(0.78, 0.42, 0.12), rgb_jitter=0.1, red=0.4),
     dict(name="Quercus_sinuata", tip=(1.0, 1.1), base=(0.75, 0.9), width=(0.5, 0.62),
          acuminate=(0.0, 0.05), notch=(0.05, 0.15), lobes=(9, 11), depth=(0.22, 0.36), sharp=(0.6, 0.9),
          teeth=(0, 0), tooth=(0, 0), double=0, veins="pinnate",
-         rgb=(0.24, 0.40, 0.14), rgb_jitter=0.08, red=0.1),
+         rgb=(0.26, 0.36, 0.12), rgb_jitter=0.06, red=0.1),
     dict(name="Salix_lanceola", tip=(1.0, 1.1), base=(0.85, 1.0), width=(0.17, 0.25),
          acuminate=(0.1, 0.25), notch=(0.0, 0.0), lobes=(0, 0), depth=(0.0, 0.0), sharp=(1.0, 1.0),
          teeth=(50, 70), tooth=(0.01, 0.03), double=0, veins="pinnate",
-         rgb=(0.50, 0.62, 0.40), rgb_jitter=0.08, red=0.0),
+         rgb=(0.62, 0.7, 0.58), rgb_jitter=0.06, red=0.0),
     dict(name="Tilia_cordifolia", tip=(0.95, 1.05), base=(0.7, 0.8), width=(0.78, 0.9),
          acuminate=(0.15, 0.3), notch=(0.2, 0.35), lobes=(0, 0), depth=(0.0, 0.0), sharp=(1.0, 1.0),
          teeth=(34, 48), tooth=(0.03, 0.06), double=0, veins="palmate3",
-         rgb=(0.34, 0.58, 0.20), rgb_jitter=0.08, red=0.0),
+         rgb=(0.3, 0.58, 0.18), rgb_jitter=0.07, red=0.0),
     dict(name="Fagus_ovalis", tip=(0.95, 1.05), base=(0.65, 0.8), width=(0.5, 0.6),
          acuminate=(0.05, 0.15), notch=(0.0, 0.0), lobes=(14, 20), depth=(0.0, 0.05), sharp=(1.0, 1.0),
          teeth=(0, 0), tooth=(0, 0), double=0, veins="pinnate",
-         rgb=(0.40, 0.64, 0.18), rgb_jitter=0.09, red=0.05),
+         rgb=(0.45, 0.68, 0.14), rgb_jitter=0.07, red=0.05),
     dict(name="Betula_deltoides", tip=(0.95, 1.05), base=(0.35, 0.45), width=(0.7, 0.8),
          acuminate=(0.15, 0.3), notch=(0.0, 0.0), lobes=(0, 0), depth=(0.0, 0.0), sharp=(1.0, 1.0),
          teeth=(26, 36), tooth=(0.04, 0.08), double=1, veins="pinnate",
-         rgb=(0.55, 0.66, 0.20), rgb_jitter=0.09, red=0.0),
+         rgb=(0.78, 0.72, 0.18), rgb_jitter=0.08, red=0.0),
     dict(name="Hedera_trilobata", tip=(0.9, 1.0), base=(0.7, 0.8), width=(0.85, 0.95),
          acuminate=(0.0, 0.1), notch=(0.15, 0.3), lobes=(3, 3), depth=(0.2, 0.4), sharp=(0.8, 1.2),
          teeth=(0, 0), tooth=(0, 0), double=0, veins="palmate",
-         rgb=(0.14, 0.30, 0.12), rgb_jitter=0.06, red=0.0, pale_veins=True),
+         rgb=(0.12, 0.26, 0.12), rgb_jitter=0.05, red=0.0, pale_veins=True),
     dict(name="Cercis_orbicularis", tip=(0.9, 1.0), base=(0.8, 0.9), width=(0.9, 1.0),
          acuminate=(0.0, 0.08), notch=(0.25, 0.4), lobes=(0, 0), depth=(0.0, 0.0), sharp=(1.0, 1.0),
          teeth=(0, 0), tooth=(0, 0), double=0, veins="palmate3",
-         rgb=(0.36, 0.50, 0.22), rgb_jitter=0.10, red=0.35),
+         rgb=(0.45, 0.2, 0.32), rgb_jitter=0.08, red=0.0),
     dict(name="Platanus_dentata", tip=(0.95, 1.05), base=(0.75, 0.85), width=(0.95, 1.05),
          acuminate=(0.0, 0.05), notch=(0.05, 0.2), lobes=(5, 5), depth=(0.15, 0.28), sharp=(1.0, 1.5),
          teeth=(10, 16), tooth=(0.05, 0.09), double=0, veins="palmate",
@@ -149,7 +149,7 @@ def _draw_params(labels, rng, n_classes=None):
     p["rgb"] = np.clip(rgb, 0.03, 0.95)
     # pose
     p["angle"] = rng.uniform(-np.pi, np.pi, n)
-    p["scale"] = rng.uniform(0.5, 0.85, n)        # leaf "radius" as a fraction of the half-image
+    p["scale"] = rng.uniform(0.6, 0.9, n)        # leaf "radius" as a fraction of the half-image
     p["cx"] = rng.normal(0, 0.16, n)
     p["cy"] = rng.normal(0, 0.16, n)
     p["stem"] = rng.uniform(0.15, 0.45, n)
@@ -163,8 +163,8 @@ def _draw_params(labels, rng, n_classes=None):
     p["shadow"] = rng.uniform(0.0, 0.45, n)
     p["shadow_dx"] = rng.integers(-4, 5, n)
     p["shadow_dy"] = rng.integers(-4, 5, n)
-    p["blur"] = np.where(rng.random(n) < 0.35, rng.uniform(0.3, 1.0, n), 0.0)
-    p["noise"] = rng.uniform(2.0, 14.0, n)
+    p["blur"] = np.where(rng.random(n) < 0.2, rng.uniform(0.3, 1.0, n), 0.0)
+    p["noise"] = rng.uniform(2.0, 9.0, n)
     p["vein_strength"] = rng.uniform(0.15, 0.4, n)
     return p
 
