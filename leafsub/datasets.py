@@ -269,7 +269,8 @@ class Pack:
         size = self.image_size()
         if size is None:
             raise UsageError("%s: the images do not all have the same size (%s); give a size "
-                             "to resize them to (e.g. size=(96, 96))." % (self.path, self._size_summary()))
+                             "to resize them to (--size 96x96 on the command line, size=(96, 96) "
+                             "in Python)." % (self.path, self._size_summary()))
         return size
 
     def _size_summary(self):
@@ -287,6 +288,11 @@ class Pack:
         if batch_size < 1:
             raise UsageError("batch size must be at least 1 (got %d)." % batch_size)
         return self._iter_raw(batch_size, _as_size(size))
+
+    def iter_images(self, batch_size):
+        """Yield lists of uint8 [h, w, 3] RGB images at their own size (sizes may differ)."""
+        for batch in self.iter_batches(batch_size):
+            yield list(batch)
 
     def read(self, indices, size=None):
         """The images at ``indices`` (any order, repeats allowed) as uint8 [k, H, W, 3]."""
@@ -321,6 +327,10 @@ class ArrayPack(Pack):
 
     def image_size(self):
         return tuple(int(s) for s in self._source.shape[1:3])
+
+    def image_sizes(self):
+        """(H, W) of every image: int64 [n, 2] (all equal in an array pack)."""
+        return np.tile(np.array(self.image_size(), dtype=np.int64), (self.n, 1))
 
     @property
     def dtype(self):
@@ -435,8 +445,9 @@ class FolderPack(Pack):
         sizes = self.image_sizes()
         values, counts = np.unique(sizes, axis=0, return_counts=True)
         order = np.argsort(-counts)[:3]
-        return ", ".join("%dx%d: %d images" % (values[i][1], values[i][0], counts[i]) for i in order) + (
-            ", ..." if len(values) > 3 else "")
+        return "height x width " + ", ".join(
+            "%dx%d: %d image%s" % (values[i][0], values[i][1], counts[i], "" if counts[i] == 1 else "s")
+            for i in order) + (", ..." if len(values) > 3 else "")
 
     def _load(self, name, size):
         from PIL import Image
@@ -494,6 +505,11 @@ class FolderPack(Pack):
             size = self._default_size()
         for start in range(0, self.n, batch_size):
             yield self._stack(self.files[start:start + batch_size], size)
+
+    def iter_images(self, batch_size):
+        batch_size = max(1, int(batch_size))
+        for start in range(0, self.n, batch_size):
+            yield [self._load(name, None) for name in self.files[start:start + batch_size]]
 
     def _read_raw(self, indices, size):
         return self._stack([self.files[i] for i in indices], size)
@@ -900,3 +916,104 @@ def write_npy(pack, path, size=None, batch_size=None, progress=None):
             os.unlink(tmp)
         raise
     return shape
+
+
+class NpzWriter:
+    """Write an images/labels ``.npz`` pack image batch by image batch (memory bounded).
+
+    The members are those :func:`open_pack` reads: ``images.npy`` (uint8 [n, H, W, 3]),
+    ``labels.npy`` (int64 [n]) and, when known, ``class_names.npy`` (str). Stored
+    uncompressed by default, so that readers can seek to any image; ``compress=True``
+    deflates (smaller, read in order). The file appears at ``path`` only on
+    :meth:`close` (temporary file + ``os.replace``); :meth:`abort` removes it.
+
+        with NpzWriter("test.npz", n, (96, 96)) as w:
+            for batch in pack.iter_batches(256, size=(96, 96)):
+                w.write(batch)
+            w.labels, w.class_names = pack.labels, pack.class_names
+    """
+
+    def __init__(self, path, n, size, compress=False, labels=None, class_names=None):
+        self.path = os.fspath(path)
+        self.n = int(n)
+        self.size = _as_size(size)
+        self.labels = labels
+        self.class_names = class_names
+        self.written = 0
+        directory = os.path.dirname(os.path.abspath(self.path))
+        fd, self._tmp = tempfile.mkstemp(prefix=".leafsub-", suffix=".npz", dir=directory)
+        os.close(fd)
+        mode = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
+        self._zip = zipfile.ZipFile(self._tmp, "w", mode, allowZip64=True)
+        self._images = self._zip.open("images.npy", "w", force_zip64=True)
+        header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.uint8)), "fortran_order": False,
+                  "shape": (self.n, self.size[0], self.size[1], 3)}
+        np.lib.format.write_array_header_1_0(self._images, header)
+
+    def write(self, batch):
+        batch = np.ascontiguousarray(batch, dtype=np.uint8)
+        if batch.shape[1:] != (self.size[0], self.size[1], 3):
+            raise ValueError("batch of shape %s written to a %s pack" % (batch.shape, self.size))
+        if self.written + len(batch) > self.n:
+            raise ValueError("more than the %d images announced" % self.n)
+        self._images.write(batch.tobytes())
+        self.written += len(batch)
+
+    def close(self):
+        if self.written != self.n:
+            self.abort()
+            raise ValueError("%d images written where %d were announced" % (self.written, self.n))
+        self._images.close()
+        labels = np.asarray(self.labels if self.labels is not None else np.zeros(0), dtype=np.int64)
+        if len(labels) != self.n:
+            self.abort()
+            raise ValueError("%d labels for %d images" % (len(labels), self.n))
+        with self._zip.open("labels.npy", "w") as f:
+            np.lib.format.write_array(f, labels)
+        if self.class_names is not None:
+            with self._zip.open("class_names.npy", "w") as f:
+                np.lib.format.write_array(f, np.array([str(c) for c in self.class_names], dtype=str))
+        self._zip.close()
+        os.replace(self._tmp, self.path)
+        return self.path
+
+    def abort(self):
+        try:
+            self._images.close()
+        except Exception:
+            pass
+        try:
+            self._zip.close()
+        except Exception:
+            pass
+        if os.path.exists(self._tmp):
+            os.unlink(self._tmp)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+        return False
+
+
+def write_npz(pack, path, size=None, compress=False, batch_size=None, progress=None):
+    """Write a whole pack as an images/labels ``.npz`` (the format ``open_pack`` reads).
+
+    Streams: memory stays bounded whatever the pack's size. Returns the images' shape.
+    """
+    if not isinstance(pack, Pack):
+        pack = open_pack(pack)
+    size = _as_size(size) or pack._default_size()
+    if batch_size is None:
+        batch_size = max(1, min(1024, CHUNK_BYTES // (size[0] * size[1] * 3)))
+    with NpzWriter(path, pack.n, size, compress=compress, labels=pack.labels,
+                   class_names=pack.class_names) as writer:
+        for batch in pack.iter_batches(batch_size, size=size):
+            writer.write(batch)
+            if progress is not None:
+                progress(writer.written, pack.n)
+    return (pack.n, size[0], size[1], 3)

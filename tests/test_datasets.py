@@ -306,3 +306,39 @@ def test_write_npy_memory_bounded_on_20000_images(tmp_path, compressed):
     assert np.array_equal(result[:, 0, 0, 0], labels.astype(np.uint8))
     assert np.array_equal(result[12345, 5], np.linspace(0, 255, size * size * 3).astype(
         np.uint8).reshape(size, size, 3)[5])
+
+
+# --------------------------------------------------------------------------- writing packs
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_write_npz_round_trip_from_a_folder(tmp_path, arrays, compress):
+    x, y = arrays
+    pack = open_pack(_folder(tmp_path / "data", x, y))
+    out = tmp_path / "pack.npz"
+    assert datasets.write_npz(pack, out, compress=compress, batch_size=6) == (40, 20, 24, 3)
+    again = open_pack(out)
+    assert again.class_names == pack.class_names and np.array_equal(again.labels, pack.labels)
+    assert np.array_equal(_all(again), _all(pack))
+    with zipfile.ZipFile(out) as z:
+        assert sorted(z.namelist()) == ["class_names.npy", "images.npy", "labels.npy"]
+        assert {i.compress_type for i in z.infolist()} == {
+            zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED}
+
+
+def test_npz_writer_refuses_a_short_write_and_leaves_nothing(tmp_path):
+    with pytest.raises(ValueError):
+        with datasets.NpzWriter(tmp_path / "x.npz", 3, (4, 4), labels=[0, 1, 2]) as w:
+            w.write(np.zeros((2, 4, 4, 3), np.uint8))
+    assert os.listdir(tmp_path) == []
+
+
+def test_iter_images_keeps_each_size(tmp_path, arrays):
+    x, y = arrays
+    root = _folder(tmp_path / "data", x[:4], y[:4])
+    Image.fromarray(np.zeros((30, 10, 3), np.uint8)).save(tmp_path / "data" / "class_0" / "tall.png")
+    pack = open_pack(root)
+    shapes = [im.shape for batch in pack.iter_images(2) for im in batch]
+    assert sorted(shapes) == sorted([(20, 24, 3)] * 4 + [(30, 10, 3)])
+    assert pack.image_sizes().tolist().count([30, 10]) == 1
+    with pytest.raises(UsageError, match="30x10: 1 image"):
+        next(pack.iter_batches(2))
