@@ -340,12 +340,12 @@ class ArrayPack(Pack):
         if self._scale is not None or self._source.dtype.kind != "f":
             return
         row_bytes = max(1, int(np.prod(self._source.shape[1:], dtype=np.int64)) * self._source.dtype.itemsize)
-        k = max(1, min(PROBE_ROWS, 4 * CHUNK_BYTES // row_bytes, self.n))
+        k = max(1, min(PROBE_ROWS, CHUNK_BYTES // row_bytes, self.n))
         if isinstance(self._source, _StreamNpySource):
             sample = self._source.head(k)
         else:
             sample = self._source.take(np.unique(np.linspace(0, self.n - 1, k).astype(np.int64)))
-        sample = np.asarray(sample, dtype=np.float64)
+        sample = np.asarray(sample)
         if not np.all(np.isfinite(sample)):
             raise UsageError("%s: the images contain NaN or infinite values. Save the raw images "
                              "(uint8 0..255, or float 0..1) in the pack." % self._where)
@@ -369,7 +369,8 @@ class ArrayPack(Pack):
         if dtype == np.uint8:
             out = raw
         elif dtype.kind == "f":
-            x = raw.astype(np.float32) * np.float32(self._scale)
+            x = raw.astype(np.float32)  # a copy: scaled and rounded in place below
+            x *= np.float32(self._scale)
             if not np.all(np.isfinite(x)):
                 raise UsageError("%s: NaN or infinite pixel values in images %d..%d."
                                  % (self._where, first_row, first_row + len(raw) - 1))
@@ -380,7 +381,9 @@ class ArrayPack(Pack):
                                     float(x.max()) / self._scale))
             if x.min() < -0.5 or x.max() > 255.5:
                 self._note("some pixel values were outside 0..255 and were clipped")
-            out = np.clip(np.rint(x), 0, 255).astype(np.uint8)
+            np.rint(x, out=x)
+            np.clip(x, 0, 255, out=x)
+            out = x.astype(np.uint8)
         elif dtype.kind in "iu":
             lo, hi = (int(raw.min()), int(raw.max())) if raw.size else (0, 0)
             if lo < 0 or hi > 255:
@@ -864,6 +867,16 @@ def from_arrays(images, labels, class_names=None, path="<arrays>"):
 # --------------------------------------------------------------------------- writing
 
 
+def _chunk_rows(pack, size):
+    """Images per chunk so that neither the raw rows read nor the uint8 rows written pass CHUNK_BYTES."""
+    row = size[0] * size[1] * 3
+    source = getattr(pack, "_source", None)
+    if source is not None:
+        raw = int(np.prod(source.shape[1:], dtype=np.int64)) * source.dtype.itemsize
+        row = max(row, raw * (2 if source.dtype.kind == "f" else 1))  # + the float32 working copy
+    return max(1, min(1024, CHUNK_BYTES // row))
+
+
 def write_npy(pack, path, size=None, batch_size=None, progress=None):
     """Stream every image of ``pack`` into one uint8 ``[n, H, W, 3]`` .npy at ``path``.
 
@@ -891,7 +904,7 @@ def write_npy(pack, path, size=None, batch_size=None, progress=None):
     h, w = size
     shape = (pack.n, h, w, 3)
     if batch_size is None:
-        batch_size = max(1, min(1024, CHUNK_BYTES // (h * w * 3)))
+        batch_size = _chunk_rows(pack, (h, w))
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=".leafsub-", suffix=".npy", dir=directory)
@@ -1009,7 +1022,7 @@ def write_npz(pack, path, size=None, compress=False, batch_size=None, progress=N
         pack = open_pack(pack)
     size = _as_size(size) or pack._default_size()
     if batch_size is None:
-        batch_size = max(1, min(1024, CHUNK_BYTES // (size[0] * size[1] * 3)))
+        batch_size = _chunk_rows(pack, size)
     with NpzWriter(path, pack.n, size, compress=compress, labels=pack.labels,
                    class_names=pack.class_names) as writer:
         for batch in pack.iter_batches(batch_size, size=size):
