@@ -602,6 +602,9 @@ def _pick(keys, accepted, path, what, all_keys):
         if k in keys:
             return k
     hint = ""
+    if not all_keys and path.lower().endswith(".zip"):
+        hint = (" The zip holds no .npy arrays: is it a submission zip? The data must be an .npz "
+                "saved with np.savez(path, images=images, labels=labels).")
     if any(k.startswith("arr_") for k in all_keys):
         hint = (" The keys arr_0, arr_1, ... come from np.savez with positional arrays: save with "
                 "np.savez(path, images=images, labels=labels) instead.")

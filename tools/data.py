@@ -177,7 +177,7 @@ def format_dedupe(r, moves=None, show=5):
 
 @data_group.command("dedupe")
 @click.argument("data", type=click.Path())
-@click.option("--threshold", default=None, type=click.IntRange(0, 32), metavar="BITS",
+@click.option("--threshold", default=None, type=click.IntRange(0, 16), metavar="BITS",
               help="Max pHash Hamming distance (of 64 bits) for a candidate pair [default: 10].")
 @click.option("--max-diff", default=None, type=click.FloatRange(0, 255), metavar="LEVELS",
               help="Max mean absolute difference of the 32x32 grey thumbnails for a pair to count "
