@@ -43,6 +43,7 @@ MAX_COLOUR_DIFF = 16.0
 THUMB = 32
 _CHUNKS = 4
 _CHUNK_BITS = 64 // _CHUNKS
+_BLOCK_PAIRS = 1 << 20
 
 
 # --------------------------------------------------------------------------- hashing
@@ -175,29 +176,36 @@ def near_pairs(hashes, threshold=DEFAULT_THRESHOLD):
     threshold = int(threshold)
     radius = max(0, threshold // _CHUNKS)
     masks = _flip_masks(_CHUNK_BITS, radius)
-    keys_all = []
     found = []
     idx = np.arange(n, dtype=np.int64)
     chunk_mask = np.uint64((1 << _CHUNK_BITS) - 1)
     for c in range(_CHUNKS):
         keys = (hashes >> np.uint64(c * _CHUNK_BITS)) & chunk_mask
-        keys_all.append(keys)
         order = np.argsort(keys, kind="stable")
         sorted_keys = keys[order]
         for mask in masks:
             probe = keys ^ mask
             lo = np.searchsorted(sorted_keys, probe, side="left")
             hi = np.searchsorted(sorted_keys, probe, side="right")
-            i, j = _pairs_from_ranges(idx, lo, hi, order)
-            keep = i < j
-            if keep.any():
-                found.append(i[keep] * n + j[keep])
+            # Crowded buckets (many images with the same coarse layout) give many raw pairs:
+            # expand them in blocks of about _BLOCK_PAIRS and keep only the close ones.
+            ends = np.cumsum(hi - lo)
+            first = 0
+            while first < n:
+                base = ends[first - 1] if first else 0
+                last = int(np.searchsorted(ends, base + _BLOCK_PAIRS, side="right"))
+                last = min(n, max(last, first + 1))
+                i, j = _pairs_from_ranges(idx[first:last], lo[first:last], hi[first:last], order)
+                keep = i < j
+                i, j = i[keep], j[keep]
+                keep = hamming(hashes[i], hashes[j]) <= threshold
+                if keep.any():
+                    found.append(i[keep] * n + j[keep])
+                first = last
     if not found:
         return np.zeros((0, 2), dtype=np.int64)
     codes = np.unique(np.concatenate(found))
-    i, j = codes // n, codes % n
-    close = hamming(hashes[i], hashes[j]) <= threshold
-    return np.stack([i[close], j[close]], axis=1)
+    return np.stack([codes // n, codes % n], axis=1)
 
 
 def verify_pairs(pairs, fp, max_diff=DEFAULT_MAX_DIFF, min_correlation=MIN_CORRELATION,
