@@ -1,0 +1,351 @@
+"""The evaluation child's interpreter: this one, --python PATH, or a cached --runtime venv.
+
+All tests but the last are fast: they use fake interpreters and a fake subprocess.run.
+The last one really creates the tensorflow==2.15.1 runtime in the default cache (so
+later runs and CI reuse it) and checks it imports TensorFlow 2.15.1 with Keras 2.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from leafsub.errors import UsageError
+from leafsub.evaluator import runtimes
+from leafsub.evaluator.runtimes import (Runtime, cache_dir, list_runtimes, parse_runtime_spec,
+                                        remove_runtime, resolve_runtime)
+
+PY = "%d.%d" % sys.version_info[:2]
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    """LEAFSUB_CACHE in tmp_path; returns its runtimes/ folder (not created)."""
+    monkeypatch.setenv("LEAFSUB_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache" / "runtimes"
+
+
+def no_subprocess(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("unexpected subprocess.run(%r)" % (args,))
+    monkeypatch.setattr(subprocess, "run", refuse)
+
+
+def fake_runtime(runtimes_root, spec="tensorflow==2.15.1", marker=True):
+    """A runtime folder as a finished build leaves it, with bin/python -> sys.executable."""
+    pkg, version = parse_runtime_spec(spec)
+    folder = runtimes_root / ("%s-%s" % (pkg, version))
+    (folder / "bin").mkdir(parents=True)
+    os.symlink(sys.executable, folder / "bin" / "python")
+    if marker:
+        (folder / runtimes.MARKER).write_text(json.dumps(
+            {"spec": spec, "python": "3.11.7", "tensorflow": version, "numpy": "1.26.4",
+             "keras": "2.15.0", "created": "2026-01-01T00:00:00+00:00"}))
+    return folder
+
+
+def fake_python(tmp_path, numpy=True, tensorflow=True):
+    """A bare venv (no pip: fast) with stub numpy/tensorflow packages in site-packages."""
+    venv = tmp_path / "fakevenv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    site = venv / "lib" / ("python" + PY) / "site-packages"
+    assert site.is_dir()
+    if numpy:
+        (site / "numpy").mkdir()
+        (site / "numpy" / "__init__.py").write_text('__version__ = "1.26.4"\n')
+    if tensorflow:
+        (site / "tensorflow").mkdir()
+        (site / "tensorflow" / "__init__.py").write_text(
+            '__version__ = "2.15.1"\nclass keras:\n    __version__ = "2.15.0"\n')
+    return venv / "bin" / "python"
+
+
+class FakeRun:
+    """Stands in for subprocess.run during a build: venv, pip, then the import probe."""
+
+    def __init__(self, pip_rc=0, pip_output="", tf_version="2.15.1"):
+        self.calls = []
+        self.pip_rc, self.pip_output, self.tf_version = pip_rc, pip_output, tf_version
+
+    def __call__(self, cmd, **kwargs):
+        self.calls.append(list(cmd))
+        if cmd[1:3] == ["-m", "venv"]:
+            venv = cmd[3]
+            os.makedirs(os.path.join(venv, "bin"))
+            os.symlink(sys.executable, os.path.join(venv, "bin", "python"))
+            with open(os.path.join(venv, "bin", "pip"), "w") as f:
+                f.write("#!%s/bin/python\nimport pip\n" % venv)
+            with open(os.path.join(venv, "pyvenv.cfg"), "w") as f:
+                f.write("home = /usr/bin\ncommand = python -m venv %s\n" % venv)
+            return subprocess.CompletedProcess(cmd, 0, "", "")
+        if cmd[1:4] == ["-m", "pip", "install"]:
+            return subprocess.CompletedProcess(cmd, self.pip_rc, "", self.pip_output)
+        if cmd[1] == "-c":                        # the probe
+            info = {"python": "3.11.7", "missing": {}, "tensorflow": self.tf_version,
+                    "numpy": "1.26.4", "keras": "2.15.0"}
+            return subprocess.CompletedProcess(
+                cmd, 0, "noise\n" + runtimes._PROBE_TAG + json.dumps(info) + "\n", "")
+        raise AssertionError("unexpected command %r" % (cmd,))
+
+    def kinds(self):
+        return ["venv" if c[1:3] == ["-m", "venv"] else "pip" if "pip" in c else "probe"
+                for c in self.calls]
+
+
+# --------------------------------------------------------------------------- specs
+
+@pytest.mark.parametrize("spec, expected", [
+    ("tensorflow==2.15.1", ("tensorflow", "2.15.1")),
+    ("tensorflow-cpu==2.15.1", ("tensorflow-cpu", "2.15.1")),
+    ("tensorflow_cpu==2.15.1", ("tensorflow-cpu", "2.15.1")),
+    ("2.15.1", ("tensorflow", "2.15.1")),
+    ("  TensorFlow == 2.17.0 ", ("tensorflow", "2.17.0")),
+    ("tensorflow==2.16.0rc0", ("tensorflow", "2.16.0rc0")),
+])
+def test_parse_good_specs(spec, expected):
+    assert parse_runtime_spec(spec) == expected
+
+
+@pytest.mark.parametrize("spec", [
+    "tensorflow", "tensorflow==", "tensorflow>=2.15", "tensorflow~=2.15.0", "tensorflow==2.*",
+    "tensorflow==2.15.1,<3", "tensorflow==latest", "torch==2.1.0", "keras==2.15.0",
+    "tf-nightly==2.16.0", "", None, "2", "2.15", "tensorflow==2.15",
+])
+def test_parse_bad_specs(spec):
+    with pytest.raises(UsageError) as err:
+        parse_runtime_spec(spec)
+    assert "tensorflow==2.15.1" in str(err.value)      # the message shows a good example
+
+
+def test_partial_version_is_explained():
+    with pytest.raises(UsageError, match="all three numbers"):
+        parse_runtime_spec("tensorflow==2.15")
+
+
+def test_cache_dir_precedence(tmp_path, monkeypatch):
+    monkeypatch.delenv("LEAFSUB_CACHE", raising=False)
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert cache_dir() == str(tmp_path / "home" / ".cache" / "leafsub")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert cache_dir() == str(tmp_path / "xdg" / "leafsub")
+    monkeypatch.setenv("LEAFSUB_CACHE", str(tmp_path / "mine"))
+    assert cache_dir() == str(tmp_path / "mine")
+
+
+# --------------------------------------------------------------------------- resolve
+
+def test_default_is_this_python_without_importing_tensorflow():
+    code = ("import sys\n"
+            "from leafsub.evaluator.runtimes import resolve_runtime\n"
+            "r = resolve_runtime(say=None)\n"
+            "assert 'tensorflow' not in sys.modules\n"
+            "print(r.python, r.created, r.label, sep='|')\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.strip().split("|")
+    assert out[0] == sys.executable and out[1] == "False"
+    assert out[2].startswith("this Python (tensorflow ") and "unknown" not in out[2]
+
+
+def test_default_runtime_in_process():
+    r = resolve_runtime()
+    assert r == Runtime(sys.executable, r.label, False)
+
+
+def test_runtime_and_python_are_exclusive():
+    with pytest.raises(UsageError, match="exclusive"):
+        resolve_runtime(runtime="tensorflow==2.15.1", python=sys.executable)
+
+
+def test_python_that_does_not_exist(tmp_path):
+    missing = tmp_path / "nope" / "python"
+    with pytest.raises(UsageError) as err:
+        resolve_runtime(python=str(missing))
+    assert str(missing) in str(err.value) and "--runtime tensorflow==" in str(err.value)
+
+
+def test_python_that_is_a_folder(tmp_path):
+    python = fake_python(tmp_path)
+    with pytest.raises(UsageError, match="Did you mean --python .*bin/python"):
+        resolve_runtime(python=str(python.parent.parent))
+
+
+def test_python_without_tensorflow(tmp_path):
+    python = fake_python(tmp_path, numpy=False, tensorflow=False)
+    with pytest.raises(UsageError) as err:
+        resolve_runtime(python=str(python))
+    message = str(err.value)
+    assert str(python) in message
+    assert "numpy and tensorflow are missing" in message
+    assert "install tensorflow into it, or use --runtime tensorflow==x.y.z" in message.lower()
+
+
+def test_python_without_only_tensorflow(tmp_path):
+    python = fake_python(tmp_path, tensorflow=False)
+    with pytest.raises(UsageError, match=r"tensorflow is missing.*No module named 'tensorflow'"):
+        resolve_runtime(python=str(python))
+
+
+def test_python_with_tensorflow(tmp_path):
+    python = fake_python(tmp_path)
+    r = resolve_runtime(python=str(python))
+    assert r.python == str(python)          # the venv's own bin/python, symlink not resolved
+    assert not r.created
+    assert r.label == "python %s (Python %s, tensorflow 2.15.1, numpy 1.26.4)" % (
+        python, ".".join(map(str, sys.version_info[:3])))
+
+
+# --------------------------------------------------------------------------- cached venvs
+
+def test_fast_path_reuses_existing_runtime(cache, monkeypatch):
+    folder = fake_runtime(cache)
+    no_subprocess(monkeypatch)
+    said = []
+    timings = []
+    for _ in range(3):
+        start = time.perf_counter()
+        r = resolve_runtime(runtime="tensorflow==2.15.1", say=said.append)
+        timings.append(time.perf_counter() - start)
+    assert r == Runtime(str(folder / "bin" / "python"),
+                        "tensorflow==2.15.1 (cached venv %s)" % folder, False)
+    assert min(timings) < 0.05
+    assert said == []
+    assert not (cache / ".lock-tensorflow-2.15.1").exists()     # no lock taken either
+
+
+def test_bare_version_uses_the_same_runtime(cache, monkeypatch):
+    folder = fake_runtime(cache)
+    no_subprocess(monkeypatch)
+    assert resolve_runtime(runtime="2.15.1").python == str(folder / "bin" / "python")
+
+
+def test_folder_without_marker_is_absent_and_rebuilt(cache, monkeypatch):
+    folder = fake_runtime(cache, marker=False)
+    assert [r["complete"] for r in list_runtimes()] == [False]
+    fake = FakeRun()
+    monkeypatch.setattr(subprocess, "run", fake)
+    said = []
+    r = resolve_runtime(runtime="tensorflow==2.15.1", say=said.append)
+    assert fake.kinds() == ["venv", "pip", "probe"]
+    assert r.created and r.python == str(folder / "bin" / "python")
+    assert said[0].startswith("Creating a virtual environment with tensorflow==2.15.1 in ")
+    assert "(once; a few minutes)..." in said[0]
+    marker = json.loads((folder / runtimes.MARKER).read_text())
+    assert marker["spec"] == "tensorflow==2.15.1"
+    assert {k: marker[k] for k in ("tensorflow", "numpy", "keras")} == {
+        "tensorflow": "2.15.1", "numpy": "1.26.4", "keras": "2.15.0"}
+    assert marker["python"] and marker["created"]
+    # built in a temporary sibling, renamed into place; scripts point at the final folder
+    assert fake.calls[0][3] != str(folder)
+    assert (folder / "bin" / "pip").read_text().startswith("#!%s/bin/python" % folder)
+    assert (folder / "pyvenv.cfg").read_text().endswith("venv %s\n" % folder)
+    assert sorted(os.listdir(cache)) == [".lock-tensorflow-2.15.1", "tensorflow-2.15.1"]
+    pip = fake.calls[1]
+    assert pip[-1] == "tensorflow==2.15.1" and "--disable-pip-version-check" in pip
+    # and the next call takes the fast path
+    no_subprocess(monkeypatch)
+    assert resolve_runtime(runtime="tensorflow==2.15.1") == Runtime(r.python, r.label, False)
+
+
+def test_pip_failure_leaves_nothing_behind(cache, monkeypatch):
+    fake_runtime(cache, marker=False)                      # an interrupted earlier build
+    output = ("ERROR: Could not find a version that satisfies the requirement "
+              "tensorflow==2.9.9 (from versions: 2.16.1, 2.17.0, 2.18.0)\n"
+              "ERROR: No matching distribution found for tensorflow==2.9.9\n")
+    monkeypatch.setattr(subprocess, "run", FakeRun(pip_rc=1, pip_output=output))
+    with pytest.raises(UsageError) as err:
+        resolve_runtime(runtime="tensorflow==2.9.9", say=None)
+    message = str(err.value)
+    assert "No matching distribution found for tensorflow==2.9.9" in message
+    assert "2.16.1, 2.17.0, 2.18.0" in message
+    assert ("pick a TensorFlow that supports Python %s, or pass --python with an interpreter "
+            "that has it" % PY) in message
+    assert sorted(os.listdir(cache)) == [".lock-tensorflow-2.9.9", "tensorflow-2.15.1"]
+
+
+def test_wrong_version_after_install_is_refused(cache, monkeypatch):
+    monkeypatch.setattr(subprocess, "run", FakeRun(tf_version="2.14.0"))
+    with pytest.raises(UsageError, match="imports tensorflow 2.14.0, not 2.15.1"):
+        resolve_runtime(runtime="tensorflow==2.15.1", say=None)
+    assert os.listdir(cache) == [".lock-tensorflow-2.15.1"]
+
+
+def test_waits_for_a_build_in_progress(cache, monkeypatch):
+    """Another process holds the lock and finishes the runtime: no second build."""
+    import fcntl
+
+    cache.mkdir(parents=True)
+    fd = os.open(cache / ".lock-tensorflow-2.15.1", os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    no_subprocess(monkeypatch)
+    said, result = [], []
+    thread = threading.Thread(target=lambda: result.append(
+        resolve_runtime(runtime="tensorflow==2.15.1", say=said.append)))
+    thread.start()
+    for _ in range(200):
+        if said:
+            break
+        time.sleep(0.01)
+    assert said and said[0].startswith("Waiting for another leafsub")
+    fake_runtime(cache)                        # the other process finishes...
+    os.close(fd)                               # ...and releases the lock
+    thread.join(10)
+    assert result and not result[0].created
+
+
+def test_list_and_remove(cache):
+    assert list_runtimes() == []
+    assert remove_runtime("tensorflow==2.15.1") is None
+    done = fake_runtime(cache)
+    fake_runtime(cache, "tensorflow-cpu==2.16.1", marker=False)
+    listed = list_runtimes()
+    assert [(r["name"], r["complete"]) for r in listed] == [
+        ("tensorflow-2.15.1", True), ("tensorflow-cpu-2.16.1", False)]
+    assert listed[0]["spec"] == "tensorflow==2.15.1" and listed[0]["path"] == str(done)
+    assert listed[0]["python_path"] == str(done / "bin" / "python")
+    assert remove_runtime("2.15.1") == str(done)
+    assert not done.exists()
+    assert remove_runtime("tensorflow-cpu==2.16.1")
+    assert list_runtimes() == []
+
+
+# --------------------------------------------------------------------------- the real thing
+
+@pytest.mark.runtime
+@pytest.mark.slow
+def test_real_tensorflow_2_15_runtime():
+    """Creates (once) and then reuses ~/.cache/leafsub/runtimes/tensorflow-2.15.1."""
+    said = []
+    start = time.monotonic()
+    r = resolve_runtime(runtime="tensorflow==2.15.1", say=lambda line: (said.append(line),
+                                                                        print(line)))
+    print("resolve_runtime took %.1f s (created=%s)" % (time.monotonic() - start, r.created))
+    assert r.python.endswith(os.path.join("runtimes", "tensorflow-2.15.1", "bin", "python"))
+    assert r.label.startswith("tensorflow==2.15.1 (cached venv ")
+    # tf.keras has no __version__ in TF 2.15: take the version of the package it resolves to
+    # (keras.api._v2.keras -> keras 2.15.0; with Keras 3 it would be keras._tf_keras.keras).
+    code = ("import json, numpy, tensorflow as tf\n"
+            "tfk = tf.keras\n"
+            "kv = getattr(tfk, '__version__', None) or "
+            "__import__(tfk.__name__.split('.')[0]).__version__\n"
+            "print(json.dumps([tf.__version__, kv, numpy.__version__, tfk.__name__]))\n")
+    proc = subprocess.run([r.python, "-c", code], capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    tf_version, keras_version, numpy_version, tf_keras = json.loads(
+        proc.stdout.strip().splitlines()[-1])
+    assert tf_version == "2.15.1"
+    assert keras_version.startswith("2.") and tf_keras == "keras.api._v2.keras"   # Keras 2
+    assert numpy_version.startswith("1.")
+    # the second call reuses it
+    start = time.perf_counter()
+    again = resolve_runtime(runtime="tensorflow==2.15.1", say=said.append)
+    assert time.perf_counter() - start < 0.05
+    assert again == Runtime(r.python, r.label, False)
+    marker, = [m for m in list_runtimes() if m["spec"] == "tensorflow==2.15.1"]
+    assert marker["complete"] and marker["tensorflow"] == "2.15.1"
+    assert marker["keras"] == keras_version and marker["numpy"] == numpy_version
