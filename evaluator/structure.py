@@ -1,0 +1,523 @@
+"""Static checks of an extracted submission, without importing it (standard library only).
+
+The checks read the profile's layout and interface (see
+``leafsub/schemas/profile.schema.json``) and look at the files and at
+``model.py``'s syntax tree: required files at the top, the class name, the
+constructor and method signatures, imports the platform may lack, and model
+folders that are not SavedModels. Running the submission is the harness's job.
+"""
+
+import ast
+import importlib.machinery
+import io
+import os
+import re
+import sys
+import tokenize
+
+from leafsub.errors import UsageError
+
+PLATFORM_PACKAGES = frozenset({"numpy", "tensorflow", "keras", "tf_keras", "PIL", "scipy",
+                               "sklearn", "h5py", "pandas", "cv2"})
+MODEL_FILE_SUFFIXES = (".keras", ".h5", ".hdf5")
+IMPORT_ERRORS = frozenset({"ImportError", "ModuleNotFoundError", "Exception", "BaseException"})
+SHOWN = 3
+
+
+def _check(name, status, detail):
+    return {"name": name, "status": status, "detail": detail}
+
+
+def _files_below(root):
+    """Relative POSIX paths of every file below ``root`` (links not followed), sorted."""
+    found = []
+    for folder, dirs, files in os.walk(root):
+        dirs.sort()
+        rel = os.path.relpath(folder, root)
+        for name in files:
+            found.append(name if rel == "." else "%s/%s" % (rel.replace(os.sep, "/"), name))
+    return sorted(found)
+
+
+def _listing(names):
+    """``a, b, c and 4 more``."""
+    names = list(names)
+    shown = ", ".join(names[:SHOWN])
+    return shown + (" and %d more" % (len(names) - SHOWN) if len(names) > SHOWN else "")
+
+
+def _module_file(profile):
+    """The file the platform imports, e.g. ``model.py`` for module ``model``."""
+    return profile["interface"]["module"].replace(".", "/") + ".py"
+
+
+def _profile_label(profile):
+    return "the %s profile" % profile.get("name", "challenge")
+
+
+def _missing_file_hint(root, name, files):
+    """Why ``name`` is not at the top of ``root``, and what to do.
+
+    Args:
+      root: the submission folder.
+      name: the required file.
+      files: every file below root (relative POSIX paths).
+
+    Returns:
+      One sentence naming a look-alike or a copy in a sub-folder, or the fix.
+    """
+    elsewhere = [path for path in files if path.rsplit("/", 1)[-1] == name and "/" in path]
+    if elsewhere:
+        return ("%s is only in %s, not at the top of the zip, where the platform looks for it: "
+                "move it up." % (name, _listing(elsewhere)))
+    stem = name.lower().rsplit(".", 1)[0]
+    alike = sorted(entry for entry in os.listdir(root)
+                   if entry.lower() == name.lower() or entry.lower().rsplit(".", 1)[0] == stem)
+    if alike:
+        return ("found %s instead: the platform looks for '%s' exactly (names are case-sensitive;"
+                " check the extension): rename it." % (_listing(alike), name))
+    if name == "metadata":
+        return ("create an empty file named metadata (no extension) at the top of the zip "
+                "(`leafsub build` does).")
+    return "add %s at the top of the zip (`leafsub build` writes it)." % name
+
+
+def _required_files_check(root, profile, files):
+    """Check that the profile's required files are files at the top of ``root``.
+
+    Args:
+      root: the submission folder.
+      profile: the challenge profile.
+      files: every file below root.
+
+    Returns:
+      The "layout: required files" check.
+    """
+    required = list(profile["layout"]["required_files"])
+    if _module_file(profile) not in required:
+        required.insert(0, _module_file(profile))
+    problems = []
+    for name in required:
+        path = os.path.join(root, name)
+        if os.path.isfile(path):
+            continue
+        if os.path.isdir(path):
+            problems.append("%s is a folder; it must be a file." % name)
+        else:
+            problems.append("%s is missing: %s" % (name, _missing_file_hint(root, name, files)))
+    if problems:
+        return _check("layout: required files", "fail",
+                      "%s expects %s at the top of the zip. %s"
+                      % (_profile_label(profile).capitalize(), " and ".join(required),
+                         " ".join(problems)))
+    return _check("layout: required files", "pass",
+                  "%s at the top of the zip, as %s expects." % (" and ".join(required),
+                                                               _profile_label(profile)))
+
+
+def _parse(path, module_file):
+    """Parse a Python file as the platform's interpreter would (PEP 263 encodings honoured).
+
+    Args:
+      path: the file.
+      module_file: its name in the submission, for the messages.
+
+    Returns:
+      ``(tree, check)``: the ``ast.Module`` (None when it does not parse) and
+      the "<module>: syntax" check.
+    """
+    name = "%s: syntax" % module_file
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read()
+    except OSError as error:
+        return None, _check(name, "fail", "Cannot read %s (%s): check the file's permissions and "
+                                          "rebuild the zip." % (module_file, error.strerror))
+    try:
+        encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
+        text = data.decode(encoding)
+    except UnicodeDecodeError as error:
+        line = data[:error.start].count(b"\n") + 1
+        return None, _check(name, "fail", "%s is not valid UTF-8 (line %d, byte 0x%02x): save it "
+                                          "as UTF-8 in your editor and rebuild the zip."
+                                          % (module_file, line, data[error.start]))
+    except SyntaxError as error:
+        return None, _check(name, "fail", "%s line %s: %s. Fix the encoding declaration, or "
+                                          "remove it and save the file as UTF-8."
+                                          % (module_file, error.lineno or 1, error.msg))
+    try:
+        tree = ast.parse(text, filename=module_file)
+    except SyntaxError as error:
+        shown = " (`%s`)" % error.text.strip() if error.text and error.text.strip() else ""
+        return None, _check(name, "fail", "%s line %s: %s%s. Fix it (`python -m py_compile %s` "
+                                          "shows the same error) and rebuild the zip."
+                                          % (module_file, error.lineno, error.msg, shown,
+                                             module_file))
+    except ValueError as error:
+        return None, _check(name, "fail", "%s cannot be parsed (%s): is it really a Python "
+                                          "source file?" % (module_file, error))
+    return tree, _check(name, "pass", "%s parses (%d lines)." % (module_file,
+                                                                 text.count("\n") + 1))
+
+
+def _top_level(body):
+    """Statements run at import time: ``body`` and the blocks of its if/try/with statements."""
+    for node in body:
+        yield node
+        if isinstance(node, (ast.If, ast.Try, ast.With)):
+            blocks = [node.body, getattr(node, "orelse", []), getattr(node, "finalbody", [])]
+            blocks += [handler.body for handler in getattr(node, "handlers", [])]
+            for block in blocks:
+                yield from _top_level(block)
+
+
+def _bindings(body, name):
+    """How ``name`` is bound at the top of a module or class body other than by class/def.
+
+    Returns:
+      A short description (e.g. "an assignment on line 12"), or None.
+    """
+    for node in _top_level(body):
+        if isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            if any(isinstance(t, ast.Name) and t.id == name for t in targets):
+                return "an assignment on line %d" % node.lineno
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            if any((alias.asname or alias.name.split(".")[0]) == name for alias in node.names):
+                return "an import on line %d" % node.lineno
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == name:
+            return "a function on line %d" % node.lineno
+    return None
+
+
+def _find_def(body, name, kinds):
+    """The last top-level definition of ``name`` among ``kinds`` in ``body``, or None."""
+    found = None
+    for node in _top_level(body):
+        if isinstance(node, kinds) and node.name == name:
+            found = node
+    return found
+
+
+def _expected_init(interface):
+    return "__init__(self, path)" if interface["constructor"] == "path" else "__init__(self)"
+
+
+def _class_check(tree, profile, module_file):
+    """Find the class the platform instantiates.
+
+    Args:
+      tree: the parsed module.
+      profile: the challenge profile.
+      module_file: e.g. ``model.py``.
+
+    Returns:
+      ``(check, classdef)``; classdef is None when the class cannot be
+      checked further (missing, or bound by something other than a class).
+    """
+    interface = profile["interface"]
+    wanted = interface["class_name"]
+    name = "%s: class" % module_file
+    cls = _find_def(tree.body, wanted, ast.ClassDef)
+    if cls is not None:
+        return _check(name, "pass", "%s defines class %s (line %d)." % (module_file, wanted,
+                                                                       cls.lineno)), cls
+    other = _bindings(tree.body, wanted)
+    if other:
+        return _check(name, "warn", "%s binds %s with %s, not a class statement, so its "
+                                    "constructor and %s() cannot be checked without running it "
+                                    "(the run checks do)." % (module_file, wanted, other,
+                                                              interface["method"])), None
+    classes = [node.name for node in _top_level(tree.body) if isinstance(node, ast.ClassDef)]
+    found = ("found class %s" % ", ".join(classes)) if classes else "found no top-level class"
+    hint = ""
+    if any(c.lower() == wanted.lower() for c in classes):
+        hint = " (lower-case)" if wanted.islower() else " (names are case-sensitive)"
+    return _check(name, "fail", "%s: %s; %s expects `class %s`%s, with %s. Rename the class or "
+                                "rebuild with the right --profile."
+                                % (module_file, found, _profile_label(profile), wanted, hint,
+                                   _expected_init(interface))), None
+
+
+def _is_static(fn):
+    return any(isinstance(d, ast.Name) and d.id == "staticmethod" for d in fn.decorator_list)
+
+
+def _accepts(fn, n_args):
+    """Whether a method can be called with exactly ``n_args`` positional arguments.
+
+    Args:
+      fn: the ``FunctionDef`` inside a class.
+      n_args: positional arguments the platform passes (after self).
+
+    Returns:
+      True when the call binds: enough positional slots (or ``*args``), at most
+      ``n_args`` required positional parameters, no required keyword-only ones.
+    """
+    args = fn.args
+    positional = args.posonlyargs + args.args
+    bound = 0 if _is_static(fn) else 1
+    if len(positional) < bound and not args.vararg:
+        return False
+    slots = max(len(positional) - bound, 0)
+    required = max(len(positional) - len(args.defaults) - bound, 0)
+    required_kw = [arg for arg, default in zip(args.kwonlyargs, args.kw_defaults)
+                   if default is None]
+    return (slots >= n_args or args.vararg is not None) and required <= n_args and not required_kw
+
+
+def _signature(fn):
+    return "%s(%s)" % (fn.name, ast.unparse(fn.args))
+
+
+def _inherits(cls):
+    """True when the class has a base other than ``object`` (it may inherit the method)."""
+    return any(not (isinstance(b, ast.Name) and b.id == "object") for b in cls.bases)
+
+
+def _constructor_check(cls, profile, module_file):
+    """Check ``__init__`` against the profile's constructor ("path" or "none").
+
+    Returns:
+      The "<module>: constructor" check.
+    """
+    interface = profile["interface"]
+    name = "%s: constructor" % module_file
+    expected = _expected_init(interface)
+    call = "%s(path)" % cls.name if interface["constructor"] == "path" else "%s()" % cls.name
+    n_args = 1 if interface["constructor"] == "path" else 0
+    init = _find_def(cls.body, "__init__", (ast.FunctionDef, ast.AsyncFunctionDef))
+    if init is None:
+        if _bindings(cls.body, "__init__") or _inherits(cls):
+            return _check(name, "warn", "%s: class %s gets __init__ from a base class or an "
+                                        "assignment, so it cannot be checked statically; the "
+                                        "platform calls %s (expected %s): the run checks will "
+                                        "tell." % (module_file, cls.name, call, expected))
+        if n_args == 0:
+            return _check(name, "pass", "%s: class %s has no __init__; %s works."
+                          % (module_file, cls.name, call))
+        return _check(name, "fail", "%s: class %s has no __init__, but the platform calls %s: "
+                                    "add `def %s:` that loads the model from path."
+                                    % (module_file, cls.name, call, expected))
+    if _accepts(init, n_args):
+        return _check(name, "pass", "%s: %s matches %s (the platform calls %s)."
+                      % (module_file, _signature(init), expected, call))
+    return _check(name, "fail", "%s: class %s has %s (line %d); %s expects %s: the platform "
+                                "calls %s. Change the signature and rebuild."
+                  % (module_file, cls.name, _signature(init), init.lineno,
+                     _profile_label(profile), expected, call))
+
+
+def _method_check(cls, profile, module_file):
+    """Check the prediction method: present and callable with one argument.
+
+    Returns:
+      The "<module>: method" check.
+    """
+    method = profile["interface"]["method"]
+    name = "%s: method" % module_file
+    expected = "%s(self, X)" % method
+    fn = _find_def(cls.body, method, (ast.FunctionDef, ast.AsyncFunctionDef))
+    if fn is None:
+        if _bindings(cls.body, method) or _inherits(cls):
+            return _check(name, "warn", "%s: class %s gets %s from a base class or an "
+                                        "assignment, so it cannot be checked statically; the run "
+                                        "checks will tell whether %s works."
+                                        % (module_file, cls.name, method, expected))
+        return _check(name, "fail", "%s: class %s has no method %s, but the platform calls "
+                                    "%s(...).%s(X) on each batch: add `def %s:`."
+                                    % (module_file, cls.name, method, cls.name, method,
+                                       expected))
+    if _accepts(fn, 1):
+        return _check(name, "pass", "%s: %s matches %s." % (module_file, _signature(fn), expected))
+    return _check(name, "fail", "%s: class %s has %s (line %d); %s expects %s: the platform "
+                                "passes one batch of images. Change the signature and rebuild."
+                  % (module_file, cls.name, _signature(fn), fn.lineno, _profile_label(profile),
+                     expected))
+
+
+def _catches_import_error(node):
+    """True for a try statement with a handler that catches ImportError."""
+    for handler in node.handlers:
+        if handler.type is None:
+            return True
+        types = handler.type.elts if isinstance(handler.type, ast.Tuple) else [handler.type]
+        if any(isinstance(t, ast.Name) and t.id in IMPORT_ERRORS for t in types):
+            return True
+    return False
+
+
+def _imports(tree):
+    """Absolute imports in a module.
+
+    Returns:
+      ``{top-level name: (dotted name, line, guarded)}`` for the first import of
+      each top-level module; guarded means inside ``try: ... except ImportError``.
+    """
+    guarded = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Try) and _catches_import_error(node):
+            guarded.update(id(sub) for stmt in node.body for sub in ast.walk(stmt))
+    found = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            dotted = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            dotted = [node.module]
+        else:
+            continue
+        for full in dotted:
+            top = full.split(".")[0]
+            previous = found.get(top)
+            if previous is None or (previous[2] and id(node) not in guarded):
+                found[top] = (full, node.lineno, id(node) in guarded)
+    return found
+
+
+def _local_modules(root):
+    """Top-level module names the submission itself provides (files and folders at its top)."""
+    suffixes = importlib.machinery.all_suffixes()
+    names = set()
+    for entry in os.listdir(root):
+        path = os.path.join(root, entry)
+        if os.path.isdir(path):
+            names.add(entry)
+            continue
+        for suffix in suffixes:
+            if entry.endswith(suffix):
+                names.add(entry[:-len(suffix)].split(".")[0])
+    return names
+
+
+def _imports_check(tree, root, module_file):
+    """Warn about imports that are neither stdlib, platform packages nor files in the zip.
+
+    Returns:
+      The "<module>: imports" check.
+    """
+    name = "%s: imports" % module_file
+    found = _imports(tree)
+    known = set(sys.stdlib_module_names) | PLATFORM_PACKAGES | _local_modules(root)
+    unknown = sorted((line, full) for top, (full, line, guarded) in found.items()
+                     if top not in known and not guarded)
+    if unknown:
+        shown = ["%s (line %d)" % (full, line) for line, full in unknown]
+        what = ("%s, which the platform may not have; it is not in the zip" % shown[0]
+                if len(shown) == 1 else
+                "%s and %s, which the platform may not have; they are not in the zip"
+                % (", ".join(shown[:-1]), shown[-1]))
+        return _check(name, "warn", "%s imports %s. Remove the import, guard it with try/except "
+                                    "ImportError, or add the module's .py file to the zip."
+                                    % (module_file, what))
+    if not found:
+        return _check(name, "pass", "%s imports nothing." % module_file)
+    return _check(name, "pass", "%s imports %s: standard library, packages the platform has, or "
+                                "files in the zip." % (module_file, ", ".join(sorted(found))))
+
+
+def _model_dir_pattern(layout):
+    """Regex matching the single-model folder and the numbered ensemble folders."""
+    numbered = r"\d+".join(re.escape(piece) for piece in layout["multi_model_dir"].split("{i}"))
+    return re.compile("^(?:%s|%s)$" % (re.escape(layout["model_dir"]), numbered))
+
+
+def _not_saved_model_detail(folder, files):
+    """Why ``folder`` is not a SavedModel: what it holds instead."""
+    inside = [path[len(folder) + 1:] for path in files if path.startswith(folder + "/")]
+    nested = [path for path in inside if path.endswith("/saved_model.pb")]
+    head = "%s/ is not a TensorFlow SavedModel (no saved_model.pb)" % folder
+    if nested:
+        sub = nested[0][:-len("/saved_model.pb")]
+        return ("%s; it is one level down, in %s/%s/: move the contents of %s/%s/ up into %s/."
+                % (head, folder, sub, folder, sub, folder))
+    if not inside:
+        return "%s; it is empty." % head
+    models = [path for path in inside if path.lower().endswith(MODEL_FILE_SUFFIXES)]
+    hint = " (a Keras model file, not a SavedModel)" if len(models) == 1 else ""
+    return "%s; it holds %s%s." % (head, _listing(inside), hint)
+
+
+def _models_check(root, profile, files):
+    """Check the model folders (SavedModels) and flag Keras files that depend on versions.
+
+    Args:
+      root: the submission folder.
+      profile: the challenge profile.
+      files: every file below root.
+
+    Returns:
+      The "layout: models" check.
+    """
+    layout = profile["layout"]
+    pattern = _model_dir_pattern(layout)
+    folders = sorted(entry for entry in os.listdir(root)
+                     if pattern.match(entry) and os.path.isdir(os.path.join(root, entry)))
+    good = [f for f in folders if os.path.isfile(os.path.join(root, f, "saved_model.pb"))]
+    fails = [_not_saved_model_detail(f, files) for f in folders if f not in good]
+    keras_files = [path for path in files if path.lower().endswith(MODEL_FILE_SUFFIXES)]
+    others = sorted(path[:-len("/saved_model.pb")] + "/" for path in files
+                    if path.endswith("/saved_model.pb") and path.split("/")[0] not in folders)
+    sentences = fails[:]
+    if good:
+        sentences.append("%s %s TensorFlow SavedModel%s." % (
+            _listing(f + "/" for f in good), "is a" if len(good) == 1 else "are",
+            "" if len(good) == 1 else "s"))
+    if others:
+        sentences.append("SavedModel in %s (not named %s/ or %s/: model.py must load it by that "
+                         "name)." % (_listing(others), layout["model_dir"],
+                                     layout["multi_model_dir"]))
+    if keras_files:
+        sentences.append("%s: loading it depends on the platform's Keras version (Keras 3 .keras "
+                         "files cannot be read by TF 2.15 and older)." % _listing(keras_files))
+    if keras_files or fails:
+        sentences.append("Export a SavedModel with `leafsub export` and rebuild the zip.")
+    if fails:
+        status = "fail"
+    elif keras_files:
+        status = "warn"
+    elif good or others:
+        status = "pass"
+    else:
+        status = "warn"
+        sentences.append("No %s/ folder and no model file found: model.py must build or download "
+                         "its model, which the platform may not allow; put the exported model in "
+                         "%s/ (`leafsub build` does)." % (layout["model_dir"], layout["model_dir"]))
+    return _check("layout: models", status, " ".join(sentences))
+
+
+def check_structure(root, profile):
+    """Static checks of an extracted submission: layout and model.py, without importing it.
+
+    Args:
+      root: the submission folder (``Extracted.root``).
+      profile: a profile dict from ``leafsub.profiles.load_profile``.
+
+    Returns:
+      Check dicts ``{"name", "status", "detail"}``: "layout: required files",
+      then for model.py (the profile's module) "syntax", "class",
+      "constructor", "method", "imports" (each only when the ones before it
+      let it run), then "layout: models".
+
+    Raises:
+      UsageError when ``root`` is not a folder.
+    """
+    root = os.fspath(root)
+    if not os.path.isdir(root):
+        raise UsageError("Submission folder %s does not exist or is not a folder: pass the "
+                         "folder the zip was extracted to." % root)
+    files = _files_below(root)
+    module_file = _module_file(profile)
+    checks = [_required_files_check(root, profile, files)]
+    module_path = os.path.join(root, module_file)
+    if os.path.isfile(module_path):
+        tree, syntax = _parse(module_path, module_file)
+        checks.append(syntax)
+        if tree is not None:
+            class_check, cls = _class_check(tree, profile, module_file)
+            checks.append(class_check)
+            if cls is not None:
+                checks.append(_constructor_check(cls, profile, module_file))
+                checks.append(_method_check(cls, profile, module_file))
+            checks.append(_imports_check(tree, root, module_file))
+    checks.append(_models_check(root, profile, files))
+    return checks
