@@ -1,9 +1,750 @@
-"""PLACEHOLDER: replaced by its owner during this session."""
+"""``leafsub evaluate``: replay the platform's hidden-test protocol on a submission zip.
+
+The flow (DESIGN.md, "evaluate"):
+
+  1. read the arguments, the profile and the labelled data (exit 2 on bad input);
+  2. extract the zip safely into a fresh temporary folder (``extract.py``) and read
+     its structure without importing it (``structure.py``);
+  3. stream the images, at the profile's size, into one uint8 .npy per phase; the
+     labels stay here;
+  4. start the child harness (``harness.py``, not leafsub) with the profile's
+     working directory, under the time, memory and output limits (``runner.py``)
+     and the OS isolation (``sandbox.py``); it loads the submission and returns
+     what ``predict`` said for every image;
+  5. judge: output contract, determinism, input mutation, harness variants,
+     goldens from ``leafsub-manifest.json``, the mismatch detective;
+  6. score (``metrics.py``) and report: terminal, ``--json``, ``--html``.
+
+The parent never imports TensorFlow and never runs the submission's code.
+"""
+
+import dataclasses
+import json
+import os
+import shutil
+import sys
+import tempfile
+import textwrap
+import time
 
 import click
+import numpy as np
+
+from ..errors import EXIT_CHECK_FAILED, EXIT_OK, UsageError
+from ..jsonfiles import dumps, write_atomic
+from . import checks as C
+from . import detective as D
+from . import metrics as M
+
+MANIFEST_NAME = "leafsub-manifest.json"
+DEFAULT_TIME_LIMIT = 1200
+DEFAULT_MEMORY_MB = 12000
+VARIANT_IMAGES = 21   # images the harness variants are tried on (3 batches of 7)
+
+
+@dataclasses.dataclass
+class EvaluationResult:
+    """What ``leafsub.evaluate`` returns. ``to_dict()`` is the ``--json`` content."""
+
+    data: dict
+
+    @property
+    def passed(self):
+        return bool(self.data["passed"])
+
+    @property
+    def exit_code(self):
+        return EXIT_OK if self.passed else EXIT_CHECK_FAILED
+
+    @property
+    def checks(self):
+        return self.data["checks"]
+
+    @property
+    def metrics(self):
+        return self.data.get("metrics")
+
+    @property
+    def accuracy(self):
+        return (self.data.get("metrics") or {}).get("accuracy")
+
+    @property
+    def predictions(self):
+        p = self.data.get("predictions")
+        return None if p is None else np.asarray(p, dtype=np.int64)
+
+    def check(self, name):
+        """The first check record named ``name`` (or None)."""
+        return next((c for c in self.data["checks"] if c["name"] == name), None)
+
+    def to_dict(self):
+        return self.data
+
+    def __repr__(self):
+        acc = self.accuracy
+        return "<EvaluationResult %s, accuracy %s, %d checks>" % (
+            "passed" if self.passed else "FAILED", "n/a" if acc is None else "%.4f" % acc,
+            len(self.checks))
+
+
+class _Progress:
+    """Progress on stderr: a bar on a terminal, a few lines elsewhere."""
+
+    def __init__(self, enabled):
+        self.enabled = enabled
+        self.tty = enabled and sys.stderr.isatty()
+        self.started = None
+        self.last_pct = -1
+
+    def say(self, message):
+        if self.enabled:
+            click.echo(message, err=True)
+
+    def bar(self, label):
+        self.started = time.monotonic()
+        self.last_pct = -1
+        self.label = label
+
+        def update(done, total):
+            if not self.enabled or not total:
+                return
+            rate = done / max(time.monotonic() - self.started, 1e-9)
+            if self.tty:
+                width = 24
+                fill = int(width * done / total)
+                sys.stderr.write("\r  %s [%s%s] %d/%d images, %.0f img/s " % (
+                    self.label, "#" * fill, "." * (width - fill), done, total, rate))
+                if done >= total:
+                    sys.stderr.write("\n")
+                sys.stderr.flush()
+            else:
+                pct = int(100 * done / total) // 25 * 25
+                if pct > self.last_pct:
+                    self.last_pct = pct
+                    click.echo("  %s: %d/%d images (%d %%), %.0f img/s" % (
+                        self.label, done, total, pct, rate), err=True)
+        return update
+
+
+def _as_list(data):
+    if data is None:
+        return []
+    if isinstance(data, (list, tuple)):
+        return list(data)
+    return [data]
+
+
+def _phase_name(path, i):
+    base = os.path.basename(os.path.normpath(os.fspath(path)))
+    return base or "phase %d" % (i + 1)
+
+
+def _read_manifest(root):
+    """The build's manifest and probe, when the zip has them and they are readable."""
+    path = os.path.join(root, MANIFEST_NAME)
+    if not os.path.isfile(path):
+        return None, None
+    try:
+        with open(path, "r", encoding="utf-8") as f:
+            manifest = json.load(f)
+        probe_file = (manifest.get("probe") or {}).get("file")
+        probe_path = os.path.join(root, probe_file) if probe_file else None
+        if not probe_path or not os.path.isfile(probe_path):
+            return manifest, None
+        with np.load(probe_path, allow_pickle=False) as probe:
+            images = np.asarray(probe["images"], dtype=np.float32)
+            labels = np.asarray(probe["labels"], dtype=np.int64)
+        return manifest, (images, labels)
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        return {"unreadable": "%s: %s" % (type(err).__name__, err)}, None
+
+
+def _explain_failure(error, stage, iface):
+    """A one-paragraph reason for a load/predict failure, with the usual fix."""
+    text = error or ""
+    hints = []
+    low = text.lower()
+    if "network is unreachable" in low or "errno 101" in low or "name or service not known" \
+            in low or "temporary failure in name resolution" in low or "connection refused" in low:
+        hints.append("The platform has no network: the submission tried to connect; bundle "
+                     "everything it needs in the zip.")
+    if "permission denied" in low or "read-only file system" in low:
+        hints.append("The submission tried to write outside its own folder, which the replay "
+                     "(like the platform) does not allow.")
+    if "modulenotfounderror" in low:
+        hints.append("The platform has only the standard library, numpy and tensorflow (and "
+                     "what the profile lists); put your own modules next to model.py in the zip.")
+    if ("unknown layer" in low or "custom_objects" in low or "could not locate" in low
+            or "unable to restore custom" in low):
+        hints.append("The model needs custom code (a custom layer, loss or Lambda) to load: "
+                     "export it with 'leafsub export' (an inference-only SavedModel needs no "
+                     "custom objects) or register the objects in model.py.")
+    if "file format not supported" in low or ("keras 3" in low and "load_model" in low):
+        hints.append("Keras 3 load_model reads only .keras files: load a SavedModel with "
+                     "tf.saved_model.load (as leafsub build's model.py does).")
+    if "optimizer" in low and ("restore" in low or "slot" in low):
+        hints.append("The model was saved with its optimizer state: save it inference-only "
+                     "('leafsub export' does).")
+    return " ".join(hints)
+
+
+def _tail(text, lines=8):
+    rows = [r for r in (text or "").strip().splitlines() if r.strip()]
+    return "\n".join(rows[-lines:])
+
+
+def evaluate(submission, data, profile=None, runtime=None, python=None, batch_size=None,
+             time_limit=None, memory_limit=None, json_path=None, html_path=None, progress=True,
+             isolate=True, detective=True, variants=True, keep_workdir=False):
+    """Replay the hidden-test protocol on ``submission`` and score it on ``data``.
+
+    Args:
+      submission: the submission zip.
+      data: a data pack (class folders, .npz or .h5) or a list of them (one phase each).
+      profile: a built-in profile name or a profile JSON path (default an2dl-2022).
+      runtime: e.g. ``"tensorflow==2.15.1"``: run the child under that TensorFlow (a
+        cached virtual environment, created on first use).
+      python: run the child with this interpreter instead (exclusive with ``runtime``).
+      batch_size: images per ``predict`` call (default: the profile's).
+      time_limit: seconds for the whole replay (default: the profile's).
+      memory_limit: MB of resident memory for the child (default: the profile's).
+      json_path, html_path: also write the result as JSON / a self-contained HTML report.
+      progress: print progress on stderr.
+      isolate: use the OS isolation (private network, confined writes) where available.
+      detective, variants: run the mismatch detective / the harness variants.
+      keep_workdir: keep the temporary folder (its path is in the result) for debugging.
+
+    Returns:
+      an :class:`EvaluationResult` (``.passed``, ``.exit_code``, ``.to_dict()``).
+
+    Raises:
+      UsageError (exit 2) for bad arguments or unreadable data. A broken submission is
+      not an exception: it is a result with failed checks.
+    """
+    from ..datasets import open_pack, write_npy
+    from ..profiles import load_profile
+    from .extract import extract_submission
+    from .runtimes import resolve_runtime
+    from .structure import check_structure
+
+    started = time.monotonic()
+    say = _Progress(progress)
+    submission = os.fspath(submission)
+    if not os.path.exists(submission):
+        raise UsageError("%s: no such file. Give the submission zip to evaluate: leafsub "
+                         "evaluate submission.zip --data test.npz" % submission)
+    if os.path.isdir(submission):
+        raise UsageError("%s is a folder; leafsub evaluate takes the zip you will upload. Zip "
+                         "its contents first (cd %s && zip -r ../submission.zip .)."
+                         % (submission, submission))
+    datas = _as_list(data)
+    if not datas:
+        raise UsageError("No data to evaluate on: give --data with a folder of class "
+                         "sub-folders, an .npz or an .h5 (labelled images).")
+    prof = load_profile(profile)
+    n_classes = int(prof["classes"]["count"])
+    batch_size = int(batch_size or prof["input"].get("batch_size", 32))
+    if batch_size < 1:
+        raise UsageError("--batch-size must be at least 1, got %d." % batch_size)
+    limits = prof.get("limits") or {}
+    time_limit = float(time_limit or limits.get("time_s") or DEFAULT_TIME_LIMIT)
+    memory_limit = int(memory_limit or limits.get("memory_mb") or DEFAULT_MEMORY_MB)
+    if time_limit <= 0 or memory_limit <= 0:
+        raise UsageError("--time-limit and --memory-limit must be positive.")
+    packs = [open_pack(d) for d in datas]
+    for pack in packs:
+        top = int(pack.labels.max()) if pack.n else -1
+        if top >= n_classes:
+            raise UsageError("%s: labels go up to %d, but the %s profile has %d classes. Use the "
+                             "profile of this challenge (--profile), or data with its labels."
+                             % (pack.path, top, prof["name"], n_classes))
+    chosen = resolve_runtime(runtime=runtime, python=python, say=say.say)
+
+    h, w = int(prof["input"]["shape"][0]), int(prof["input"]["shape"][1])
+    workdir = tempfile.mkdtemp(prefix="leafsub-eval-")
+    result = {
+        "passed": False, "submission": os.path.abspath(submission), "profile": prof["name"],
+        "profile_title": prof.get("title"), "assumptions": prof.get("assumptions", []),
+        "data": [os.path.abspath(p.path) for p in packs] if len(packs) > 1
+        else os.path.abspath(packs[0].path),
+        "n_images": int(sum(p.n for p in packs)), "class_names": prof["classes"].get("names"),
+        "runtime": chosen.label, "metrics": None, "checks": [],
+        "timing": {"load_s": None, "predict_s": None, "images_per_s": None},
+        "predictions": None, "labels": None,
+    }
+    checks = result["checks"]
+    child = None
+    try:
+        say.say("Evaluating %s with the %s profile (%s)" % (submission, prof["name"], chosen.label))
+        extracted = extract_submission(submission, os.path.join(workdir, "submission"))
+        checks.extend(extracted.checks)
+        if not extracted.ok:
+            return _finish(result, started, json_path, html_path, packs, say, workdir,
+                           keep_workdir)
+        root = extracted.root
+        structure = check_structure(root, prof)
+        checks.extend(structure)
+        blocking = {"model.py: syntax", "model.py: class", "layout: required files"}
+        if any(c["status"] == "fail" and c["name"] in blocking for c in structure) and \
+                not os.path.isfile(os.path.join(root, prof["interface"]["module"] + ".py")):
+            return _finish(result, started, json_path, html_path, packs, say, workdir,
+                           keep_workdir)
+        if any(c["status"] == "fail" and c["name"] in ("model.py: syntax", "model.py: class")
+               for c in structure):
+            return _finish(result, started, json_path, html_path, packs, say, workdir,
+                           keep_workdir)
+
+        # The images, at the profile's size, as the platform would give them.
+        data_dir = os.path.join(workdir, "data")
+        os.makedirs(data_dir)
+        phase_files = []
+        for i, pack in enumerate(packs):
+            path = os.path.join(data_dir, "phase%d.npy" % i)
+            write_npy(pack, path, size=(h, w))
+            phase_files.append(path)
+            for note in pack.notes:
+                checks.append(C.check("data: %s" % _phase_name(pack.path, i), "warn"
+                                      if "resiz" in note.lower() else "pass", note))
+        say.say("  %d images at %dx%d prepared for the child" % (result["n_images"], h, w))
+
+        iface, inp = prof["interface"], prof["input"]
+        request = {"module": iface["module"], "class_name": iface["class_name"],
+                   "constructor": iface["constructor"], "method": iface["method"],
+                   "range": list(inp["range"]), "channel_order": inp.get("channel_order", "RGB")}
+        from .runner import Child, ChildStopped
+        child = Child(chosen.python, workdir, root, request, time_limit, memory_limit,
+                      isolate=isolate)
+        iso = child.isolation
+        checks.append(C.check("isolation", "warn" if iso.warnings else "pass",
+                              "; ".join(iso.warnings) if iso.warnings else iso.summary))
+        result["isolation"] = iso.summary
+        child.start()
+        fmt = {"container": inp["container"], "dtype": inp["dtype"], "batch_size": batch_size}
+
+        def stopped_check(name, err, doing):
+            detail = "the submission %s while %s" % (err.detail, doing)
+            if err.reason == "time":
+                detail += ("; the whole replay may take %.0f s (--time-limit). A predict() that "
+                           "never returns is killed the same way on the platform." % time_limit)
+            elif err.reason == "memory":
+                detail += "; reduce the batch or the model size, or raise --memory-limit."
+            elif err.reason == "exited":
+                detail += (" (sys.exit/os._exit in model.py, or a crash in native code)."
+                           " Its last output:\n" + _tail(child.log) if child.log.strip()
+                           else " (sys.exit/os._exit in model.py, or a crash in native code).")
+            return C.check(name, "fail", detail)
+
+        # Load.
+        say.say("  loading the submission in the child (%s)..." % (
+            "model(path)" if iface["constructor"] == "path" else iface["class_name"] + "()"))
+        try:
+            reply = child.call({"op": "load"})
+        except ChildStopped as err:
+            checks.append(stopped_check("loads", err, "loading"))
+            return _finish(result, started, json_path, html_path, packs, say, workdir,
+                           keep_workdir, child)
+        if not reply.get("ok"):
+            hint = _explain_failure(reply.get("error", "") + "\n" + reply.get("traceback", ""),
+                                    reply.get("kind"), iface)
+            checks.append(C.check("loads", "fail", "%s.%s\n%s" % (
+                reply.get("error", "").rstrip(". "), " " + hint if hint else "",
+                _tail(reply.get("traceback"), 6))))
+            return _finish(result, started, json_path, html_path, packs, say, workdir,
+                           keep_workdir, child)
+        versions = reply.get("versions") or {}
+        result["child"] = versions
+        result["timing"]["load_s"] = round(float(reply["load_s"]), 3)
+        result["timing"]["startup_s"] = round(time.monotonic() - started, 3)
+        result["timing"]["framework_s"] = round(float(reply.get("framework_s", 0)), 3)
+        checks.append(C.check("loads", "pass", "%s loaded in %.1f s (Python %s, TensorFlow %s%s)"
+                              % (iface["class_name"], reply["load_s"], versions.get("python"),
+                                 versions.get("tensorflow"), ", Keras %s" % versions["keras"]
+                                 if versions.get("keras") else "")))
+
+        def predict(images, out, indices=None, transform=None, label=None, **override):
+            command = dict(fmt, op="predict", images=images, out=out, progress=bool(label))
+            command.update(override)
+            if indices is not None:
+                path = out + ".indices.npy"
+                np.save(path, np.asarray(indices, dtype=np.int64))
+                command["indices"] = path
+            if transform:
+                command["transform"] = transform
+            reply = child.call(command, on_progress=say.bar(label) if label else None)
+            if not reply.get("ok"):
+                return reply, None
+            return reply, np.load(out, allow_pickle=False)
+
+        # The main pass, phase by phase.
+        phases, all_labels, all_preds = [], [], []
+        predict_s, types, mutated = 0.0, set(), 0
+        raw_main = []
+        for i, (pack, images) in enumerate(zip(packs, phase_files)):
+            name = _phase_name(pack.path, i)
+            try:
+                reply, outputs = predict(images, os.path.join(workdir, "out-phase%d.npy" % i),
+                                         label="predicting" if len(packs) == 1 else name)
+            except ChildStopped as err:
+                checks.append(stopped_check("predicts", err, "predicting %s" % name))
+                return _finish(result, started, json_path, html_path, packs, say, workdir,
+                               keep_workdir, child)
+            if not reply.get("ok"):
+                hint = _explain_failure(reply.get("error", "") + "\n" + reply.get("traceback", ""),
+                                        reply.get("kind"), iface)
+                name_check = "output: shape" if reply.get("kind") == "output" else "predicts"
+                checks.append(C.check(name_check, "fail", "%s.%s\n%s" % (
+                    reply.get("error", "").rstrip(". "), " " + hint if hint else "",
+                    _tail(reply.get("traceback"), 6) if reply.get("kind") != "output" else "")))
+                return _finish(result, started, json_path, html_path, packs, say, workdir,
+                               keep_workdir, child)
+            predict_s += float(reply["predict_s"])
+            types.update(reply["types"])
+            mutated += int(reply.get("mutated_batches", 0))
+            raw_main.append(outputs)
+            if i == 0:  # its detail is filled in after the last phase
+                checks.append(C.check("predicts", "pass", ""))
+            labels, out_checks = C.interpret_outputs(outputs, pack.n, prof, iface["method"])
+            if i == 0 or any(c["status"] != "pass" for c in out_checks):
+                checks.extend(out_checks)
+            phase = {"name": name, "data": os.path.abspath(pack.path), "n_images": pack.n,
+                     "predict_s": round(float(reply["predict_s"]), 3)}
+            if labels is not None and labels.size and labels.min() >= 0 \
+                    and labels.max() < n_classes:
+                phase["metrics"] = M.classification_metrics(pack.labels, labels, n_classes,
+                                                            prof["classes"].get("names"))
+                all_labels.append(pack.labels)
+                all_preds.append(labels)
+            phases.append(phase)
+        predicts = next(c for c in checks if c["name"] == "predicts")
+        predicts["detail"] = "%d images in %d batches of up to %d, %.1f s in %s()" % (
+            result["n_images"], sum(-(-p.n // batch_size) for p in packs), batch_size, predict_s,
+            iface["method"])
+        result["timing"]["predict_s"] = round(predict_s, 3)
+        result["timing"]["images_per_s"] = round(result["n_images"] / predict_s, 1) \
+            if predict_s > 0 else None
+        checks.append(C.output_container(sorted(types), prof, iface["method"]))
+        if inp["container"] == "numpy":
+            checks.append(C.check("input not mutated", "warn" if mutated else "pass",
+                                  "%s() modified the input array in place in %d batches; copy "
+                                  "it first (keras' preprocess_input mutates numpy arrays)."
+                                  % (iface["method"], mutated) if mutated else
+                                  "%s() left every input batch unchanged" % iface["method"]))
+        if len(all_preds) == len(packs):
+            y_true = np.concatenate(all_labels)
+            y_pred = np.concatenate(all_preds)
+            result["predictions"] = y_pred.tolist()
+            result["labels"] = y_true.tolist()
+            result["metrics"] = M.classification_metrics(y_true, y_pred, n_classes,
+                                                         prof["classes"].get("names"))
+            low, high = M.bootstrap_ci(y_true, y_pred, "accuracy")
+            result["metrics"]["accuracy_ci"] = {"low": low, "high": high, "level": 0.95}
+            result["metrics"]["n"] = int(y_true.size)
+        if len(packs) > 1:
+            result["phases"] = phases
+
+        # Checks on a few images of phase 0: determinism, the harness variants.
+        first = packs[0]
+        main0 = raw_main[0]
+        try:
+            if variants:
+                _variant_checks(predict, phase_files[0], main0, first.n, batch_size, inp,
+                                workdir, checks, iface["method"])
+            manifest, probe = _read_manifest(root)
+            if manifest is not None:
+                _golden_check(predict, manifest, probe, workdir, checks, prof)
+            if detective and result["predictions"] is not None:
+                base = np.asarray(all_preds[0])
+                findings = _run_detective(predict, phase_files[0], first.labels, base, workdir,
+                                          say)
+                result["detective"] = findings
+                checks.append(_strip(D.finding_check(findings)))
+        except ChildStopped as err:
+            checks.append(stopped_check("checks", err, "running the checks"))
+        from .runner import OUTPUT_WARN
+        if child.output_bytes > OUTPUT_WARN:
+            checks.append(C.check("output volume", "warn",
+                                  "the submission printed %.1f MB to stdout/stderr; the platform "
+                                  "keeps a log of it, which slows the run and may be cut: print "
+                                  "less" % (child.output_bytes / 2**20)))
+        return _finish(result, started, json_path, html_path, packs, say, workdir, keep_workdir,
+                       child)
+    except BaseException:
+        if child is not None:
+            child.close()
+        if not keep_workdir:
+            shutil.rmtree(workdir, ignore_errors=True)
+        raise
+
+
+def _strip(check):
+    return {k: check[k] for k in ("name", "status", "detail")}
+
+
+def _variant_checks(predict, images, main, n, batch_size, inp, workdir, checks, method):
+    """Same images, other plausible harnesses: the answers must not change."""
+    k = min(n, max(batch_size, VARIANT_IMAGES))
+    idx = np.arange(k)
+    reference = main[:k]
+    reply, again = predict(images, os.path.join(workdir, "v-again.npy"), indices=idx)
+    if not reply.get("ok") or again is None:
+        checks.append(C.check("deterministic", "fail", "the second call on the same images "
+                              "failed: %s" % reply.get("error")))
+        return
+    checks.append(C.compare_labels("deterministic", reference, again,
+                                   "the same %d images twice" % k, severity="fail",
+                                   hint="predict() must give the same answer for the same "
+                                        "image: no dropout at inference, no random TTA, no state "
+                                        "kept between calls"))
+    other_container = "numpy" if inp["container"] == "tensor" else "tensor"
+    other_dtype = "uint8" if inp["dtype"] == "float32" else "float32"
+    small = np.arange(min(n, VARIANT_IMAGES))
+    variants = [
+        ("variant: %s input" % ("numpy" if other_container == "numpy" else "tf.Tensor"),
+         idx, {"container": other_container}),
+        ("variant: %s input" % other_dtype, idx, {"dtype": other_dtype}),
+        ("variant: batch size 1", small[:8], {"batch_size": 1}),
+        ("variant: batch size 7", small, {"batch_size": 7}),
+    ]
+    for name, ids, override in variants:
+        reply, out = predict(images, os.path.join(workdir, "v-%d.npy" % len(checks)),
+                             indices=ids, **override)
+        if not reply.get("ok") or out is None:
+            checks.append(C.check(name, "warn", "predict() failed with this harness: %s. The "
+                                  "platform's harness is assumed to be the profile's; another "
+                                  "would break it." % reply.get("error")))
+            continue
+        checks.append(C.compare_labels(name, reference[:len(ids)], out,
+                                       "%d images" % len(ids), severity="warn",
+                                       hint="the answer depends on how the batch is given; "
+                                            "convert X with tf.cast(X, tf.float32) first"))
+
+
+def _golden_check(predict, manifest, probe, workdir, checks, prof):
+    if manifest.get("unreadable"):
+        checks.append(C.check("goldens", "warn", "%s is unreadable (%s): the goldens cannot be "
+                              "checked" % (MANIFEST_NAME, manifest["unreadable"])))
+        return
+    if probe is None:
+        checks.append(C.check("goldens", "warn", "%s names no readable probe file: the goldens "
+                              "cannot be checked" % MANIFEST_NAME))
+        return
+    images, labels = probe
+    if manifest.get("profile") and manifest["profile"] != prof["name"]:
+        checks.append(C.check("profile", "warn", "the zip was built for the %s profile and is "
+                              "evaluated with %s" % (manifest["profile"], prof["name"])))
+    h, w = prof["input"]["shape"][:2]
+    if images.ndim != 4 or tuple(images.shape[1:3]) != (h, w):
+        checks.append(C.check("goldens", "warn", "the probe images are %s, not %dx%d: rebuild for "
+                              "this profile" % (list(images.shape[1:3]), h, w)))
+        return
+    path = os.path.join(workdir, "probe-images.npy")
+    np.save(path, images.astype(np.float32))
+    reply, out = predict(path, os.path.join(workdir, "probe-out.npy"))
+    if not reply.get("ok") or out is None:
+        checks.append(C.check("goldens", "fail", "predict() failed on the build's probe batch: %s"
+                              % reply.get("error")))
+        return
+    checks.append(C.compare_labels("goldens", labels, out,
+                                   "the build's %d probe images" % len(labels), severity="fail",
+                                   hint="this runtime does not reproduce what leafsub build "
+                                        "checked: a TensorFlow version difference or an edited "
+                                        "model.py"))
+
+
+def _run_detective(predict, images, labels, base, workdir, say):
+    """Two stages: every candidate on a small sample, the promising ones on a larger one."""
+    results = {}
+    stage1 = D.sample(labels, D.STAGE1)
+    say.say("  mismatch detective: %d candidates on %d images..." % (len(D.CANDIDATES),
+                                                                     len(stage1)))
+    for name in D.CANDIDATES:
+        reply, out = predict(images, os.path.join(workdir, "d1.npy"), indices=stage1,
+                             transform=name)
+        pred = _as_labels(out) if reply.get("ok") else None
+        if pred is None:
+            continue
+        results[name] = D.judge(name, labels[stage1], base[stage1], pred)
+    stage2 = D.sample(labels, D.STAGE2, seed=1)
+    if len(stage2) > len(stage1):
+        for name, r in list(results.items()):
+            if not D.promising(r):
+                continue
+            reply, out = predict(images, os.path.join(workdir, "d2.npy"), indices=stage2,
+                                 transform=name)
+            pred = _as_labels(out) if reply.get("ok") else None
+            if pred is not None:
+                results[name] = D.judge(name, labels[stage2], base[stage2], pred)
+    return list(results.values())
+
+
+def _as_labels(out):
+    if out is None:
+        return None
+    out = np.asarray(out)
+    if out.dtype.kind in "USO":
+        return None
+    if out.ndim == 2 and out.shape[1] > 1:
+        return np.argmax(out, axis=1)
+    out = out.reshape(len(out), -1)[:, 0] if out.ndim > 1 else out
+    if out.dtype.kind == "f" and not np.all(np.isfinite(out)):
+        return None
+    return out.astype(np.int64)
+
+
+def _finish(result, started, json_path, html_path, packs, say, workdir, keep_workdir, child=None):
+    """Close the child, take the verdict, write the outputs, clean up."""
+    if child is not None:
+        child.close()
+        result["timing"]["child_peak_rss_mb"] = round(child.peak_rss / 2**20, 1)
+        if child.log.strip():
+            result["child_log_tail"] = _tail(child.log, 40)
+    result["timing"]["total_s"] = round(time.monotonic() - started, 3)
+    result["passed"] = C.verdict(result["checks"])
+    if keep_workdir:
+        result["workdir"] = workdir
+    else:
+        shutil.rmtree(workdir, ignore_errors=True)
+    out = EvaluationResult(result)
+    if json_path:
+        write_atomic(json_path, dumps(result))
+    if html_path:
+        from .report_html import write_report
+        pack = packs[0] if len(packs) == 1 else None
+        h, w = _profile_size(result)
+        images = (lambda idx: pack.read(idx, size=(h, w))) if pack is not None else None
+        write_report(result, html_path, images=images)
+    return out
+
+
+def _profile_size(result):
+    from ..profiles import load_profile
+    try:
+        shape = load_profile(result["profile"])["input"]["shape"]
+        return int(shape[0]), int(shape[1])
+    except Exception:  # a user profile path that moved: the gallery keeps the pack's size
+        return None, None
+
+
+# --------------------------------------------------------------------------- terminal
+
+_MARK = {"pass": "PASS", "warn": "WARN", "fail": "FAIL"}
+
+
+def format_text(d, width=80, color=False, verbose=False):
+    """The result as lines of at most ``width`` columns."""
+    def style(text, status):
+        if not color:
+            return text
+        return click.style(text, fg={"pass": "green", "warn": "yellow", "fail": "red"}.get(status),
+                           bold=status == "fail")
+
+    lines = []
+    data = d.get("data")
+    data_text = ", ".join(map(os.path.basename, data)) if isinstance(data, list) else \
+        os.path.basename(str(data))
+    lines.append("leafsub evaluate: %s on %s" % (os.path.basename(d["submission"]), data_text))
+    lines.append("profile %s, %d images, %s" % (d["profile"], d["n_images"], d.get("runtime", "")))
+    lines.append("")
+    name_w = min(28, max([len(c["name"]) for c in d["checks"]] + [8]))
+    indent = " " * (6 + name_w + 1)
+    for c in d["checks"]:
+        if c["status"] == "pass" and not verbose and c["name"].startswith(("data:", "variant:")):
+            continue
+        detail = " ".join(c["detail"].split("\n")[0].split())
+        body = textwrap.wrap(detail, width=max(20, width - len(indent))) or [""]
+        lines.append("%s  %-*s %s" % (style(_MARK[c["status"]], c["status"]), name_w,
+                                      c["name"][:name_w], body[0]))
+        for more in body[1:]:
+            lines.append(indent + more)
+        if c["status"] != "pass" and "\n" in c["detail"]:
+            for extra in c["detail"].split("\n")[1:][:8]:
+                lines.append(indent + extra[:width - len(indent)])
+    m = d.get("metrics")
+    lines.append("")
+    if m:
+        ci = m.get("accuracy_ci") or {}
+        lines.append("accuracy %.4f (95 %% CI %.4f-%.4f)   balanced %.4f   macro F1 %.4f" % (
+            m["accuracy"], ci.get("low", float("nan")), ci.get("high", float("nan")),
+            m["balanced_accuracy"], m["macro_f1"]))
+        for phase in d.get("phases") or []:
+            pm = phase.get("metrics")
+            lines.append("  %-20s %5d images  accuracy %s" % (
+                phase["name"][:20], phase["n_images"], "%.4f" % pm["accuracy"] if pm else "n/a"))
+        weakest = sorted(m.get("per_class") or [], key=lambda r: r["recall"])[:3]
+        if weakest and len(m.get("per_class")) > 2:
+            lines.append("weakest classes (recall): " + ", ".join(
+                "%s %.2f" % (r["class"], r["recall"]) for r in weakest))
+    else:
+        lines.append("no metrics: the submission did not produce usable predictions")
+    t = d.get("timing") or {}
+    if t.get("predict_s") is not None:
+        lines.append("timing: load %.1f s, predict %.1f s (%.0f images/s), total %.1f s" % (
+            t.get("load_s") or 0, t["predict_s"], t.get("images_per_s") or 0, t.get("total_s", 0)))
+    n_fail = sum(c["status"] == "fail" for c in d["checks"])
+    n_warn = sum(c["status"] == "warn" for c in d["checks"])
+    if d["passed"]:
+        verdict = "PASSED" + (" with %d warning%s" % (n_warn, "s" * (n_warn != 1)) if n_warn else "")
+    else:
+        verdict = "FAILED: %d check%s failed" % (n_fail, "s" * (n_fail != 1))
+    lines.append(style("verdict: " + verdict, "pass" if d["passed"] else "fail"))
+    return lines
+
+
+def _use_color():
+    if "NO_COLOR" in os.environ:
+        return False
+    return sys.stdout.isatty() and os.environ.get("TERM") != "dumb"
 
 
 @click.command("evaluate")
-def evaluate_command():
-    """(not built yet)"""
-    raise click.ClickException("'evaluate' is not built yet")
+@click.argument("submission", type=click.Path(dir_okay=True))
+@click.option("--data", "data", multiple=True, required=True, metavar="DATA",
+              help="Labelled images: a folder of class sub-folders, an .npz or an .h5. Repeat "
+                   "for several phases.")
+@click.option("--profile", default=None, help="Challenge profile: a built-in name (an2dl-2022 "
+              "by default) or a JSON file.")
+@click.option("--runtime", default=None, metavar="tensorflow==X.Y.Z",
+              help="Run the submission under this TensorFlow (a cached virtual environment, "
+                   "created on first use).")
+@click.option("--python", "python", default=None, type=click.Path(),
+              help="Run the submission with this Python interpreter (it needs numpy and "
+                   "tensorflow).")
+@click.option("--batch-size", type=int, default=None, help="Images per predict() call "
+              "(default: the profile's).")
+@click.option("--time-limit", type=float, default=None, help="Seconds for the whole replay "
+              "(default: the profile's).")
+@click.option("--memory-limit", type=int, default=None, help="MB of memory for the submission's "
+              "process (default: the profile's).")
+@click.option("--json", "json_path", default=None, type=click.Path(dir_okay=False),
+              help="Also write the result as JSON.")
+@click.option("--html", "html_path", default=None, type=click.Path(dir_okay=False),
+              help="Also write a self-contained HTML report.")
+@click.option("--no-detective", is_flag=True, help="Skip the mismatch detective.")
+@click.option("--no-isolation", is_flag=True, help="Run without the private network and the "
+              "write confinement (reported as a warning).")
+@click.option("--keep", is_flag=True, help="Keep the temporary folder, for debugging.")
+@click.option("-v", "--verbose", is_flag=True, help="List every check, passed ones included.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress messages.")
+def evaluate_command(submission, data, profile, runtime, python, batch_size, time_limit,
+                     memory_limit, json_path, html_path, no_detective, no_isolation, keep,
+                     verbose, quiet):
+    """Replay the platform's protocol on SUBMISSION (a zip) and score it.
+
+    Extracts the zip safely, checks its layout, runs it in a separate child
+    process as the platform does (input container, dtype, batch size; time and
+    memory limits; no network), scores it, and looks for preprocessing
+    mismatches. Exit 0: every check passed; 1: a check failed; 2: bad usage or
+    unreadable input.
+    """
+    result = evaluate(submission, list(data), profile=profile, runtime=runtime, python=python,
+                      batch_size=batch_size, time_limit=time_limit, memory_limit=memory_limit,
+                      json_path=json_path, html_path=html_path, progress=not quiet,
+                      isolate=not no_isolation, detective=not no_detective, keep_workdir=keep)
+    for line in format_text(result.to_dict(), color=_use_color(), verbose=verbose):
+        click.echo(line)
+    for path, what in ((json_path, "JSON"), (html_path, "report")):
+        if path:
+            click.echo("%s written to %s" % (what, path))
+    if keep:
+        click.echo("temporary folder kept: %s" % result.to_dict().get("workdir"))
+    sys.exit(result.exit_code)

@@ -1,0 +1,151 @@
+"""Judging what ``predict`` returned, as pure functions of arrays (no processes, no TF).
+
+Every function returns check records ``{"name", "status": pass|warn|fail, "detail"}``
+whose detail says what the profile expects and what was received.
+"""
+
+import numpy as np
+
+
+def check(name, status, detail):
+    return {"name": name, "status": status, "detail": detail}
+
+
+def _expected(profile):
+    return ("class indices: integers in 0..%d, one per image, shape [batch]"
+            % (profile["classes"]["count"] - 1))
+
+
+def interpret_outputs(outputs, n_images, profile, method="predict"):
+    """Turn the raw outputs of the main pass into labels, with the output checks.
+
+    Args:
+      outputs: the array ``predict`` returned, stacked over the batches.
+      n_images: the number of images fed.
+      profile: the challenge profile.
+
+    Returns:
+      ``(labels or None, checks)``: ``labels`` is an int64 ``[n]`` array when the
+      outputs can be read as labels at all (even from a failed check, e.g. argmax of
+      one-hot vectors, so that the report still shows what the score would be), and
+      None when they cannot (strings, NaN, wrong length).
+    """
+    n_classes = int(profile["classes"]["count"])
+    expected = _expected(profile)
+    out = np.asarray(outputs)
+    checks = []
+    if out.shape[:1] != (n_images,):
+        checks.append(check("output: shape", "fail",
+                            "%s() returned %s values for %d images; expected %s."
+                            % (method, out.shape[0] if out.ndim else 0, n_images, expected)))
+        return None, checks
+    if out.dtype.kind in "USO":
+        sample = ", ".join(repr(str(v)) for v in out.reshape(-1)[:3])
+        checks.append(check("output: type", "fail",
+                            "%s() returned strings (%s, ...); expected %s. Return the index "
+                            "of the class, not its name." % (method, sample, expected)))
+        return None, checks
+    if out.dtype.kind == "b":
+        out = out.astype(np.int64)
+    squeezed = out
+    if out.ndim == 2 and out.shape[1] == 1:
+        squeezed = out[:, 0]
+    if out.ndim == 2 and out.shape[1] > 1:
+        if out.dtype.kind == "f" and not np.all(np.isfinite(out)):
+            checks.append(check("output: no NaN", "fail",
+                                "%s() returned NaN or infinite scores; expected %s."
+                                % (method, expected)))
+            return None, checks
+        row_sums = out.sum(axis=1) if out.size else np.zeros(0)
+        one_hot = bool(out.size) and bool(np.all((out == 0) | (out == 1))) and \
+            bool(np.all(row_sums == 1))
+        what = "one-hot vectors" if one_hot else "a score per class"
+        checks.append(check("output: shape", "fail",
+                            "%s() returned shape [%d, %d] (%s); expected %s. Return "
+                            "np.argmax(scores, axis=-1). The metrics below are computed from "
+                            "that argmax, for information." % (method, out.shape[0], out.shape[1],
+                                                               what, expected)))
+        if out.shape[1] != n_classes:
+            checks.append(check("output: classes", "fail",
+                                "%s() scored %d classes; the profile has %d."
+                                % (method, out.shape[1], n_classes)))
+        return np.argmax(out, axis=1).astype(np.int64), checks
+    if squeezed.ndim != 1:
+        checks.append(check("output: shape", "fail",
+                            "%s() returned shape %s; expected %s."
+                            % (method, list(out.shape), expected)))
+        return None, checks
+    if squeezed.dtype.kind == "f":
+        if not np.all(np.isfinite(squeezed)):
+            checks.append(check("output: no NaN", "fail",
+                                "%s() returned %d NaN or infinite values; expected %s."
+                                % (method, int(np.sum(~np.isfinite(squeezed))), expected)))
+            return None, checks
+        integral = bool(np.all(np.mod(squeezed, 1) == 0))
+        checks.append(check("output: type", "fail",
+                            "%s() returned %s %s; expected %s. %s" % (
+                                method, squeezed.dtype,
+                                "values (whole numbers)" if integral else "values such as %g" %
+                                squeezed[np.flatnonzero(np.mod(squeezed, 1))[0]],
+                                expected,
+                                "Cast them: .astype('int64')." if integral else
+                                "Return the argmax of the scores, not the scores.")))
+        if not integral:
+            return None, checks
+        labels = squeezed.astype(np.int64)
+    else:
+        labels = squeezed.astype(np.int64)
+        checks.append(check("output: type", "pass", "%s() returned %s class indices, shape [%d]"
+                            % (method, out.dtype, n_images)))
+    if out.ndim == 2:
+        checks.append(check("output: shape", "warn",
+                            "%s() returned shape [%d, 1]; expected shape [%d]: flatten it "
+                            "(the platform may not)." % (method, n_images, n_images)))
+    else:
+        checks.append(check("output: shape", "pass", "one label per image, shape [%d]" % n_images))
+    if labels.size and (labels.min() < 0 or labels.max() >= n_classes):
+        bad = int(np.sum((labels < 0) | (labels >= n_classes)))
+        checks.append(check("output: labels in range", "fail",
+                            "%d of %d labels are outside 0..%d (min %d, max %d); the profile has "
+                            "%d classes." % (bad, n_images, n_classes - 1, labels.min(),
+                                             labels.max(), n_classes)))
+    else:
+        checks.append(check("output: labels in range", "pass",
+                            "all labels within 0..%d" % (n_classes - 1)))
+    return labels, checks
+
+
+def output_container(types, profile, method="predict"):
+    """The Python type ``predict`` returned vs the profile's output container."""
+    want = profile["output"].get("container", "any")
+    names = ", ".join(types) or "nothing"
+    if want == "numpy" and any(not t.startswith("numpy.") for t in types):
+        return check("output: container", "warn",
+                     "%s() returned %s; the profile expects a numpy array. Return y.numpy() "
+                     "or np.asarray(y)." % (method, names))
+    return check("output: container", "pass", "%s() returned %s" % (method, names))
+
+
+def compare_labels(name, reference, other, what, severity="warn", hint=""):
+    """A check that two label arrays for the same images agree."""
+    reference = np.asarray(reference).reshape(-1)
+    other = np.asarray(other)
+    if other.ndim == 2 and other.shape[1] > 1:
+        other = np.argmax(other, axis=1)
+    other = other.reshape(-1)
+    if other.shape != reference.shape:
+        return check(name, severity, "%s: %d outputs for %d images" % (what, other.size,
+                                                                       reference.size))
+    try:
+        differ = int(np.sum(other.astype(np.float64) != reference.astype(np.float64)))
+    except (TypeError, ValueError):
+        differ = reference.size
+    if differ:
+        return check(name, severity, "%s: %d of %d labels differ%s" % (
+            what, differ, reference.size, (". " + hint) if hint else ""))
+    return check(name, "pass", "%s: same labels on %d images" % (what, reference.size))
+
+
+def verdict(checks):
+    """``True`` when no check failed."""
+    return not any(c["status"] == "fail" for c in checks)

@@ -1,0 +1,287 @@
+"""The platform's stand-in: runs a submission the way the challenge's ingestion does.
+
+Not leafsub. This script imports only the standard library, numpy and
+tensorflow (and, for the mismatch detective, ``leafsub_runtime.py``: a copy of
+leafsub's runtime module placed next to it), so that it runs under any Python
+with any TensorFlow 2.x (``leafsub evaluate --runtime``). The evaluator copies it
+into its temporary folder and starts it as::
+
+    python -B harness.py REQUEST.json REPLY_FD COMMAND_FD
+
+with the submission folder as the working directory. The child never sees a
+label: it receives images (uint8 .npy files, memory-mapped), calls the
+submission, and writes what ``predict`` returned to .npy files. The parent
+scores them.
+
+Protocol: the parent writes one JSON command per line to COMMAND_FD; the child
+answers each with JSON lines on REPLY_FD (``{"progress": ...}``
+lines while it works, then one ``{"ok": ...}`` reply). The submission's stdin is
+/dev/null and its stdout and stderr go to the parent's log, never into the
+protocol.
+
+Commands:
+  {"op": "load"}
+      import the module, construct the class as the profile says.
+  {"op": "predict", "images": PATH, "indices": PATH|null, "transform": NAME|null,
+   "container": "tensor"|"numpy", "dtype": "float32"|"uint8", "batch_size": N,
+   "out": PATH, "progress": bool}
+      feed the images (RGB 0-255) in the given format, batch by batch; save what
+      predict returned (stacked) to OUT.
+  {"op": "quit"}
+"""
+
+import importlib
+import json
+import os
+import sys
+import time
+import traceback
+
+sys.dont_write_bytecode = True
+
+
+
+class SubmissionError(Exception):
+    """What the submission did wrong, with the stage it happened in.
+
+    ``trace`` is the traceback of the submission's own exception (when there is one),
+    without the harness's frames: what the student needs to see.
+    """
+
+    def __init__(self, kind, message):
+        Exception.__init__(self, message)
+        self.kind = kind
+        self.trace = _submission_traceback()
+
+
+def _submission_traceback(limit=12):
+    """The exception being handled, as the student's traceback (harness frames left out)."""
+    kind, value, tb = sys.exc_info()
+    if value is None:
+        return ""
+    here = os.path.abspath(__file__)
+    frames = [f for f in traceback.extract_tb(tb) if os.path.abspath(f.filename) != here]
+    lines = traceback.format_list(frames) + traceback.format_exception_only(kind, value)
+    text = "".join(lines).rstrip().splitlines()
+    return "\n".join(text[-limit:])
+
+
+def _package_version(name):
+    try:
+        from importlib import metadata
+        return metadata.version(name)
+    except Exception:  # absent or unreadable: the submission may not need it
+        return None
+
+
+def send(stream, message):
+    stream.write(json.dumps(message) + "\n")
+    stream.flush()
+
+
+def _short_traceback(limit=12):
+    lines = traceback.format_exc().rstrip().splitlines()
+    return "\n".join(lines[-limit:])
+
+
+class Harness:
+    def __init__(self, request, proto):
+        self.req = request
+        self.proto = proto
+        self.instance = None
+        self.np = None
+        self.tf = None
+        self.runtime = None
+
+    # ------------------------------------------------------------------ load
+
+    def load(self, command):
+        req = self.req
+        folder = req["folder"]
+        started = time.time()
+        import numpy as np
+        import tensorflow as tf
+        self.np, self.tf = np, tf
+        versions = {"python": sys.version.split()[0], "numpy": np.__version__,
+                    "tensorflow": tf.__version__}
+        versions["keras"] = _package_version("keras")
+        framework_s = time.time() - started
+
+        started = time.time()
+        try:
+            module = importlib.import_module(req["module"])
+        except SyntaxError as e:
+            raise SubmissionError("import", "%s.py line %s: SyntaxError: %s" % (
+                req["module"], e.lineno, e.msg))
+        except ModuleNotFoundError as e:
+            raise SubmissionError("import", "importing %s.py failed: ModuleNotFoundError: %s" % (
+                req["module"], e))
+        except BaseException as e:
+            raise SubmissionError("import", "importing %s.py failed: %s: %s" % (
+                req["module"], type(e).__name__, e))
+        where = os.path.dirname(os.path.abspath(getattr(module, "__file__", "") or ""))
+        if os.path.realpath(where) != os.path.realpath(folder):
+            raise SubmissionError("import", "'import %s' found %s, not the submission's own "
+                                  "%s.py" % (req["module"], where, req["module"]))
+        cls = getattr(module, req["class_name"], None)
+        if cls is None:
+            raise SubmissionError("import", "%s.py defines no %s" % (req["module"], req["class_name"]))
+        try:
+            if req["constructor"] == "path":
+                self.instance = cls(folder)
+            else:
+                self.instance = cls()
+        except BaseException as e:
+            raise SubmissionError("construct", "%s(%s) raised %s: %s" % (
+                req["class_name"], "path" if req["constructor"] == "path" else "",
+                type(e).__name__, e))
+        if not callable(getattr(self.instance, req["method"], None)):
+            raise SubmissionError("construct", "%s has no method %s()" % (
+                req["class_name"], req["method"]))
+        return {"load_s": time.time() - started, "framework_s": framework_s, "versions": versions}
+
+    # ------------------------------------------------------------------ predict
+
+    def _transform(self, x, name):
+        """A float32 RGB 0-255 batch as the mismatch detective's candidate feeds it."""
+        np = self.np
+        if name == "x/255":
+            return x / np.float32(255.0)
+        if name == "x*255":
+            return x * np.float32(255.0)
+        if name == "BGR":
+            return np.ascontiguousarray(x[..., ::-1])
+        if name in ("caffe", "tf", "torch"):
+            if self.runtime is None:
+                sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+                try:
+                    self.runtime = importlib.import_module("leafsub_runtime")
+                finally:
+                    sys.path.pop(0)
+            return np.asarray(self.runtime.normalize(x, {"mode": name}), dtype=np.float32)
+        raise ValueError("unknown transform %r" % name)
+
+    def _format(self, x, command):
+        """Scale an RGB 0-255 float batch to the profile's range, channel order and dtype."""
+        np = self.np
+        lo, hi = self.req["range"]
+        if (lo, hi) != (0, 255):
+            x = x * np.float32((hi - lo) / 255.0) + np.float32(lo)
+        if self.req.get("channel_order") == "BGR":
+            x = np.ascontiguousarray(x[..., ::-1])
+        if command["dtype"] == "uint8":
+            return np.clip(np.round(x), 0, 255).astype(np.uint8)
+        return x.astype(np.float32, copy=False)
+
+    def predict(self, command):
+        np, tf = self.np, self.tf
+        images = np.load(command["images"], mmap_mode="r")
+        indices = None
+        if command.get("indices"):
+            indices = np.load(command["indices"])
+        total = len(indices) if indices is not None else len(images)
+        batch_size = max(1, int(command["batch_size"]))
+        method = getattr(self.instance, self.req["method"])
+        transform = command.get("transform")
+        outputs, types, shapes = [], set(), set()
+        mutated = 0
+        predict_s = 0.0
+        last_progress = 0.0
+        for start in range(0, total, batch_size):
+            if indices is not None:
+                rows = np.asarray(images[indices[start:start + batch_size]])
+            else:
+                rows = np.asarray(images[start:start + batch_size])
+            x = rows.astype(np.float32)
+            if transform:
+                # A detective candidate goes in as float32 whatever the profile's dtype:
+                # its values (negative after caffe, up to 65025 after x*255) do not fit uint8.
+                x = self._transform(x, transform).astype(np.float32, copy=False)
+            else:
+                x = self._format(x, command)
+            reference = x.copy() if command["container"] == "numpy" else None
+            batch = tf.constant(x) if command["container"] == "tensor" else x
+            started = time.time()
+            try:
+                y = method(batch)
+            except BaseException as e:
+                if isinstance(e, SystemExit):
+                    raise SubmissionError("predict", "%s() called sys.exit(%s) on a batch of %d" % (
+                        self.req["method"], e.code, len(x)))
+                raise SubmissionError("predict", "%s() raised %s on a batch of %d images: %s" % (
+                    self.req["method"], type(e).__name__, len(x), e))
+            predict_s += time.time() - started
+            if reference is not None and not np.array_equal(reference, x):
+                mutated += 1
+            types.add("%s.%s" % (type(y).__module__, type(y).__name__))
+            try:
+                if hasattr(y, "numpy") and callable(y.numpy):
+                    y = y.numpy()
+                y = np.asarray(y)
+            except BaseException as e:
+                raise SubmissionError("output", "%s() returned %s, which is not an array "
+                                      "(%s: %s)" % (self.req["method"], type(y).__name__,
+                                                    type(e).__name__, e))
+            if y.ndim == 0 or y.shape[0] != len(x):
+                raise SubmissionError("output", "%s() returned shape %s for a batch of %d images; "
+                                      "one prediction per image is expected" % (
+                                          self.req["method"], list(y.shape), len(x)))
+            if y.dtype == object or y.dtype.kind in "USV":
+                y = y.astype(str)
+            shapes.add(tuple(y.shape[1:]))
+            if len(shapes) > 1:
+                raise SubmissionError("output", "%s() returned differently shaped outputs for "
+                                      "different batches: %s" % (
+                                          self.req["method"], sorted(list(s) for s in shapes)))
+            outputs.append(y)
+            done = min(start + batch_size, total)
+            now = time.time()
+            if command.get("progress") and (now - last_progress > 0.25 or done == total):
+                send(self.proto, {"progress": done, "total": total})
+                last_progress = now
+        if outputs:
+            result = np.concatenate(outputs, axis=0)
+        else:
+            result = np.zeros((0,), dtype=np.int64)
+        np.save(command["out"], result, allow_pickle=False)
+        return {"n": int(total), "predict_s": predict_s, "types": sorted(types),
+                "shape": list(result.shape), "dtype": str(result.dtype), "mutated_batches": mutated}
+
+
+def main(request_path, reply_fd, command_fd):
+    with open(request_path, "r", encoding="utf-8") as f:
+        request = json.load(f)
+    proto = os.fdopen(reply_fd, "w", buffering=1, encoding="utf-8")
+    os.chdir(request["folder"])
+    sys.path.insert(0, request["folder"])
+    harness = Harness(request, proto)
+    commands = os.fdopen(command_fd, "r", encoding="utf-8")
+    for line in commands:
+        line = line.strip()
+        if not line:
+            continue
+        command = json.loads(line)
+        op = command.get("op")
+        if op == "quit":
+            break
+        try:
+            if op == "load":
+                reply = harness.load(command)
+            elif op == "predict":
+                reply = harness.predict(command)
+            else:
+                raise ValueError("unknown op %r" % op)
+            reply["ok"] = True
+        except SubmissionError as e:
+            reply = {"ok": False, "kind": e.kind, "error": str(e), "traceback": e.trace}
+        except BaseException as e:  # the harness itself: reported, then the parent decides
+            reply = {"ok": False, "kind": "harness", "error": "%s: %s" % (type(e).__name__, e),
+                     "traceback": _short_traceback()}
+        send(proto, reply)
+    proto.close()
+    # The submission may have started threads that never end: leave at once.
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]))

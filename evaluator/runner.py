@@ -1,0 +1,332 @@
+"""The parent's side of the replay: start the child harness, talk to it, hold its limits.
+
+The child (``harness.py``) runs the submission; this module never imports it.
+The parent enforces every limit from the outside, so that a submission cannot
+switch them off: wall-clock time (a hung ``predict`` is killed), memory (the
+resident memory of the child's whole process session, polled), the number of
+processes, and the volume of output it prints. Whatever happens, ``close()``
+kills the child's whole session: no process is left running.
+
+Only the standard library is used; the parent never imports TensorFlow.
+"""
+
+import json
+import os
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+from . import sandbox
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+HARNESS = os.path.join(HERE, "harness.py")
+RUNTIME = os.path.join(HERE, os.pardir, "submission_template", "runtime.py")
+
+POLL_S = 0.1
+LOG_KEEP = 32 * 1024          # bytes of the child's output kept from its start and its end
+OUTPUT_WARN = 1024 * 1024     # more than this printed: a warning
+OUTPUT_LIMIT = 64 * 1024 * 1024
+MAX_PROCESSES = 64
+
+
+def _runtime_source():
+    from importlib import resources
+    try:
+        return resources.files("leafsub.submission_template").joinpath("runtime.py")
+    except ModuleNotFoundError:  # running from a source tree that is not installed
+        return RUNTIME
+
+
+class ChildStopped(Exception):
+    """The child ended or was killed before answering.
+
+    Attributes:
+      reason: "time" | "memory" | "processes" | "output" | "exited"
+      detail: one sentence for the user.
+    """
+
+    def __init__(self, reason, detail):
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+def _session_processes(sid):
+    """``[(pid, rss_bytes)]`` of every process whose session id is ``sid`` (Linux /proc)."""
+    found = []
+    page = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return found
+    for name in names:
+        if not name.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % name, "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(b")") + 2:].split()
+        # fields[0] is the state (field 3); session is field 6, rss field 24.
+        try:
+            if int(fields[3]) == sid and fields[0] != b"Z":
+                found.append((int(name), int(fields[21]) * page))
+        except (IndexError, ValueError):
+            continue
+    return found
+
+
+class _LogDrain(threading.Thread):
+    """Reads the child's stdout+stderr: keeps the head and tail, counts the bytes."""
+
+    def __init__(self, stream):
+        super().__init__(daemon=True)
+        self.stream = stream
+        self.head = bytearray()
+        self.tail = bytearray()
+        self.total = 0
+
+    def run(self):
+        while True:
+            try:
+                chunk = self.stream.read1(65536) if hasattr(self.stream, "read1") else \
+                    self.stream.read(65536)
+            except (OSError, ValueError):
+                return
+            if not chunk:
+                return
+            self.total += len(chunk)
+            if len(self.head) < LOG_KEEP:
+                self.head += chunk[:LOG_KEEP - len(self.head)]
+            self.tail += chunk
+            if len(self.tail) > LOG_KEEP:
+                del self.tail[:len(self.tail) - LOG_KEEP]
+
+    def text(self):
+        if self.total <= LOG_KEEP:
+            return bytes(self.head).decode("utf-8", "replace")
+        return (bytes(self.head).decode("utf-8", "replace") + "\n[... %d bytes left out ...]\n"
+                % (self.total - len(self.head) - len(self.tail))
+                + bytes(self.tail).decode("utf-8", "replace"))
+
+
+class Child:
+    """One child harness process running one submission.
+
+    Args:
+      python: the interpreter (this one, or a ``--runtime`` venv's).
+      workdir: the evaluation's temporary folder (the child may write only here).
+      folder: the extracted submission (the child's working directory).
+      request: the harness request (module, class, constructor, method, range, ...).
+      time_limit: seconds the child may live in all.
+      memory_limit_mb: resident memory of the child's processes, in MB.
+      isolate: private network and write confinement where the OS offers them.
+    """
+
+    def __init__(self, python, workdir, folder, request, time_limit, memory_limit_mb,
+                 isolate=True):
+        self.python = python
+        self.workdir = workdir
+        self.folder = folder
+        self.request = dict(request, folder=folder)
+        self.time_limit = float(time_limit)
+        self.memory_limit = int(memory_limit_mb) * 1024 * 1024
+        self.isolation = sandbox.plan(workdir, isolate=isolate)
+        self.proc = None
+        self.started = None
+        self.peak_rss = 0
+        self.peak_processes = 0
+        self._buffer = b""
+        self.stopped = None
+
+    @property
+    def log(self):
+        return self._drain.text() if self.proc else ""
+
+    @property
+    def output_bytes(self):
+        return self._drain.total if self.proc else 0
+
+    def start(self):
+        bindir = os.path.join(self.workdir, "harness")
+        os.makedirs(bindir, exist_ok=True)
+        script = os.path.join(bindir, "harness.py")
+        shutil.copyfile(HARNESS, script)
+        from importlib import resources
+        with resources.as_file(_runtime_source()) as source:
+            shutil.copyfile(source, os.path.join(bindir, "leafsub_runtime.py"))
+        request_path = os.path.join(bindir, "request.json")
+        with open(request_path, "w", encoding="utf-8") as f:
+            json.dump(self.request, f)
+        home = os.path.join(self.workdir, "home")
+        tmp = os.path.join(self.workdir, "tmp")
+        os.makedirs(home, exist_ok=True)
+        os.makedirs(tmp, exist_ok=True)
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith(("PYTHON", "LEAFSUB_", "VIRTUAL_ENV"))}
+        # CPU only: the calling notebook may hold the GPU, and the goldens were made on CPU.
+        env.update(HOME=home, TMPDIR=tmp, TEMP=tmp, TMP=tmp, PYTHONDONTWRITEBYTECODE="1",
+                   PYTHONNOUSERSITE="1", PYTHONHASHSEED="0", TF_CPP_MIN_LOG_LEVEL="2",
+                   CUDA_VISIBLE_DEVICES="-1", KERAS_HOME=os.path.join(home, ".keras"),
+                   MPLCONFIGDIR=os.path.join(tmp, "mpl"), PYTHONUNBUFFERED="1")
+        reply_r, reply_w = os.pipe()
+        command_r, command_w = os.pipe()
+        isolation_preexec = self.isolation.preexec()
+
+        def preexec():  # pragma: no cover - runs in the child between fork and exec
+            try:
+                with open("/proc/self/oom_score_adj", "w") as f:
+                    f.write("1000")  # the kernel's first choice if memory runs out
+            except OSError:
+                pass
+            isolation_preexec()
+
+        try:
+            self.proc = subprocess.Popen(
+                [self.python, "-B", script, request_path, str(reply_w), str(command_r)],
+                cwd=self.folder, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT, pass_fds=(reply_w, command_r), preexec_fn=preexec)
+        finally:
+            os.close(reply_w)
+            os.close(command_r)
+        self.started = time.monotonic()
+        self._reply = reply_r
+        self._command = os.fdopen(command_w, "w", buffering=1, encoding="utf-8")
+        self._drain = _LogDrain(self.proc.stdout)
+        self._drain.start()
+
+    # ------------------------------------------------------------------ watching
+
+    def elapsed(self):
+        return time.monotonic() - self.started if self.started else 0.0
+
+    def _watch(self):
+        """Enforce the limits once; raises ChildStopped when the child must stop or has."""
+        if self.elapsed() > self.time_limit:
+            self._stop("time", "stopped at the time limit of %.0f s" % self.time_limit)
+        processes = _session_processes(self.proc.pid)
+        if processes:
+            rss = sum(r for _, r in processes)
+            self.peak_rss = max(self.peak_rss, rss)
+            self.peak_processes = max(self.peak_processes, len(processes))
+            if rss > self.memory_limit:
+                self._stop("memory", "stopped at the memory limit: its processes held %.0f MB, "
+                                     "over the limit of %.0f MB" % (rss / 2**20, self.memory_limit / 2**20))
+            if len(processes) > MAX_PROCESSES:
+                self._stop("processes", "stopped for starting %d processes (at most %d)"
+                           % (len(processes), MAX_PROCESSES))
+        if self._drain.total > OUTPUT_LIMIT:
+            self._stop("output", "stopped for printing more than %d MB" % (OUTPUT_LIMIT // 2**20))
+        code = self.proc.poll()
+        if code is not None:
+            self._read_available(0)
+            if b"\n" in self._buffer:
+                return
+            how = ("was killed by signal %s" % signal.Signals(-code).name
+                   if code < 0 and -code in signal.Signals._value2member_map_
+                   else "exited with code %d" % code)
+            self.stopped = ChildStopped("exited", "the process %s" % how)
+            raise self.stopped
+
+    def _stop(self, reason, detail):
+        self.kill()
+        self.stopped = ChildStopped(reason, detail)
+        raise self.stopped
+
+    def _read_available(self, timeout):
+        ready, _, _ = select.select([self._reply], [], [], timeout)
+        if ready:
+            chunk = os.read(self._reply, 65536)
+            if chunk:
+                self._buffer += chunk
+                return True
+            return None  # EOF
+        return False
+
+    def call(self, command, on_progress=None):
+        """Send one command; return the child's reply (a dict with ``ok``).
+
+        Raises:
+          ChildStopped when the child dies or a limit stops it before it replies.
+        """
+        if self.stopped:
+            raise self.stopped
+        try:
+            self._command.write(json.dumps(command) + "\n")
+            self._command.flush()
+        except (BrokenPipeError, OSError):
+            self._watch()
+            self._stop("exited", "the process closed its command pipe")
+        while True:
+            while b"\n" in self._buffer:
+                line, self._buffer = self._buffer.split(b"\n", 1)
+                try:
+                    message = json.loads(line.decode("utf-8"))
+                except ValueError:
+                    continue
+                if "progress" in message:
+                    if on_progress:
+                        on_progress(message["progress"], message.get("total"))
+                    continue
+                return message
+            state = self._read_available(POLL_S)
+            if state is None:  # the child closed its end: it is gone or going
+                deadline = time.monotonic() + 5
+                while self.proc.poll() is None and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                if self.proc.poll() is None:
+                    self._stop("exited", "the process closed its reply pipe")
+                self._watch()
+                self._stop("exited", "the process ended without replying")
+            self._watch()
+
+    # ------------------------------------------------------------------ ending
+
+    def kill(self):
+        """Kill the child's whole session, and wait for it."""
+        if not self.proc:
+            return
+        for _ in range(3):
+            pids = [pid for pid, _ in _session_processes(self.proc.pid)]
+            if self.proc.poll() is None:
+                pids.append(self.proc.pid)
+            if not pids:
+                break
+            for pid in set(pids):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
+        if sys.platform != "linux":
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError, OSError):
+                pass
+
+    def close(self):
+        """Ask the child to quit, then make sure nothing of it is left running."""
+        if not self.proc:
+            return
+        if self.proc.poll() is None and not self.stopped:
+            try:
+                self._command.write(json.dumps({"op": "quit"}) + "\n")
+                self._command.flush()
+                self.proc.wait(timeout=10)
+            except (OSError, ValueError, subprocess.TimeoutExpired):
+                pass
+        self.kill()
+        for closer in (self._command.close, lambda: os.close(self._reply)):
+            try:
+                closer()
+            except OSError:
+                pass
+        self._drain.join(timeout=5)

@@ -1,0 +1,213 @@
+"""leafsub evaluate, end to end: real SavedModels, real zips, the real child harness.
+
+The stories: a leafsub-built submission passes and its score is the one we
+compute ourselves; hand-written AN2DL 2022 submissions with the usual
+preprocessing slips are caught by the mismatch detective; a predict() that
+hangs is killed; outputs in the wrong form fail with what the profile expects.
+"""
+
+import json
+import os
+import time
+
+import numpy as np
+import pytest
+
+import leafsub
+from leafsub.errors import UsageError
+
+from conftest import run_cli
+from submissions import (CAFFE_MEAN_BGR, color_data, export_saved_model, model_py_2022,
+                         prototype_model, write_zip)
+
+CLASSES_2022 = ["Species%d" % i for i in range(1, 9)]
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory):
+    """The colour data set, and the caffe and Rescaling prototype models as SavedModels."""
+    root = tmp_path_factory.mktemp("evaluate")
+    images, labels = color_data(per_class=30, seed=3)
+    data = str(root / "test.npz")
+    np.savez(data, images=images, labels=labels)
+    models = {}
+    for mode in ("caffe", "rescaling"):
+        model = prototype_model(mode)
+        models[mode] = model
+        export_saved_model(model, str(root / ("sm-" + mode)))
+    return {"root": root, "data": data, "images": images, "labels": labels, "models": models}
+
+
+def hand_written(work, name, model_py, mode="caffe", extra=None):
+    files = {"model.py": model_py, "metadata": ""}
+    files.update(extra or {})
+    return write_zip(str(work["root"] / name), files,
+                     {"SubmissionModel": str(work["root"] / ("sm-" + mode))})
+
+
+def by_name(result):
+    return {c["name"]: c for c in result.to_dict()["checks"]}
+
+
+def test_leafsub_built_submission_passes_with_the_accuracy_we_compute(work, tmp_path):
+    model = work["models"]["caffe"]
+    run = str(tmp_path / "run")
+    leafsub.export(model, run, preprocess="caffe", class_names=CLASSES_2022,
+                   probe=work["images"][:8])
+    zip_path = str(tmp_path / "submission.zip")
+    leafsub.build([run], profile="an2dl-2022", output=zip_path, progress=False)
+    json_path = str(tmp_path / "result.json")
+
+    proc = run_cli("evaluate", zip_path, "--data", work["data"], "--json", json_path)
+
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    d = json.loads(open(json_path).read())
+    for key in ("passed", "profile", "n_images", "metrics", "checks", "timing"):
+        assert key in d
+    for key in ("accuracy", "balanced_accuracy", "macro_f1", "per_class", "confusion_matrix"):
+        assert key in d["metrics"]
+    for key in ("load_s", "predict_s", "images_per_s"):
+        assert d["timing"][key] is not None
+    assert d["passed"] is True and d["profile"] == "an2dl-2022"
+    assert d["n_images"] == len(work["labels"])
+    statuses = {c["name"]: c["status"] for c in d["checks"]}
+    assert statuses["goldens"] == "pass"
+    assert statuses["deterministic"] == "pass"
+    assert statuses["mismatch detective"] == "pass"
+    assert all(s == "pass" for n, s in statuses.items() if n.startswith("variant:"))
+    # The same predictions, made here by the Keras model itself with caffe preprocessing:
+    x = work["images"].astype(np.float32)[..., ::-1] - CAFFE_MEAN_BGR
+    ours = np.argmax(model.predict(x, verbose=0), axis=1)
+    assert np.array_equal(np.asarray(d["predictions"]), ours)
+    accuracy = float(np.mean(ours == work["labels"]))
+    print("accuracy: evaluator %.6f, computed here %.6f" % (d["metrics"]["accuracy"], accuracy))
+    assert d["metrics"]["accuracy"] == pytest.approx(accuracy, abs=1e-12)
+    assert accuracy > 0.9
+    low, high = d["metrics"]["accuracy_ci"]["low"], d["metrics"]["accuracy_ci"]["high"]
+    assert low <= accuracy <= high
+    assert "verdict: PASSED" in proc.stdout
+
+
+def test_raw_pixels_to_a_caffe_model_is_named_by_the_detective(work):
+    zip_path = hand_written(work, "raw.zip", model_py_2022("raw"), mode="caffe")
+
+    result = leafsub.evaluate(zip_path, work["data"], progress=False)
+
+    detective = by_name(result)["mismatch detective"]
+    print(detective["detail"])
+    assert detective["status"] in ("warn", "fail")
+    assert "caffe" in detective["detail"]
+    # Far above chance (1/8): nothing crashes, the score is just lower.
+    assert 0.3 < result.accuracy < 0.7
+    assert by_name(result)["loads"]["status"] == "pass"
+
+
+def test_double_scaling_is_named_by_the_detective(work):
+    zip_path = hand_written(work, "div.zip", model_py_2022("div255"), mode="rescaling")
+
+    result = leafsub.evaluate(zip_path, work["data"], progress=False)
+
+    detective = by_name(result)["mismatch detective"]
+    print(detective["detail"])
+    assert detective["status"] == "fail" and not result.passed
+    assert "double scaling" in detective["detail"] and "x*255" in detective["detail"]
+    assert result.exit_code == 1
+
+
+def test_correct_hand_written_submission_passes(work):
+    zip_path = hand_written(work, "good.zip", model_py_2022("caffe"), mode="caffe")
+
+    result = leafsub.evaluate(zip_path, work["data"], progress=False)
+
+    assert result.passed, [c for c in result.checks if c["status"] != "pass"]
+    assert result.accuracy > 0.9
+    assert by_name(result)["mismatch detective"]["status"] == "pass"
+
+
+HANGS = '''
+import time
+class model:
+    def __init__(self, path):
+        pass
+    def predict(self, X):
+        time.sleep(10 ** 6)
+'''
+
+
+def test_a_predict_that_hangs_is_killed_at_the_time_limit(work):
+    zip_path = hand_written(work, "hangs.zip", model_py_2022(body=HANGS))
+    started = time.monotonic()
+
+    result = leafsub.evaluate(zip_path, work["data"], progress=False, time_limit=15)
+
+    elapsed = time.monotonic() - started
+    check = by_name(result)["predicts"]
+    print(check["detail"], "after %.1f s" % elapsed)
+    assert check["status"] == "fail" and "time limit of 15 s" in check["detail"]
+    assert elapsed < 15 + 10
+    assert result.exit_code == 1
+
+
+OUTPUTS = {
+    "one-hot": ("np.eye(8, dtype=np.float32)[np.arange(len(X)) % 8]", "output: shape",
+                "one-hot"),
+    "floats": ("np.arange(len(X)) % 8 * 1.0", "output: type", "float64"),
+    "wrong-length": ("np.zeros(len(X) - 1, dtype=np.int64)", "output: shape",
+                     "one prediction per image"),
+    "strings": ("np.array(['Species1'] * len(X))", "output: type", "strings"),
+    "out-of-range": ("np.full(len(X), 8)", "output: labels in range", "outside 0..7"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(OUTPUTS))
+def test_outputs_in_the_wrong_form_fail_saying_what_the_profile_expects(work, kind):
+    expr, check_name, words = OUTPUTS[kind]
+    body = '''
+import numpy as np
+class model:
+    def __init__(self, path):
+        pass
+    def predict(self, X):
+        X = np.asarray(X)
+        return %s
+''' % expr
+    zip_path = hand_written(work, kind + ".zip", model_py_2022(body=body))
+
+    result = leafsub.evaluate(zip_path, work["data"], progress=False, detective=False,
+                              variants=False)
+
+    check = by_name(result)[check_name]
+    print(kind, "->", check["detail"])
+    assert check["status"] == "fail"
+    assert words in check["detail"]
+    if kind != "out-of-range":
+        assert "class indices" in check["detail"] or "one prediction per image" in check["detail"]
+    assert not result.passed
+
+
+def test_several_data_packs_are_phases(work, tmp_path):
+    second = str(tmp_path / "phase2.npz")
+    np.savez(second, images=work["images"][:40], labels=work["labels"][:40])
+    zip_path = hand_written(work, "phases.zip", model_py_2022("caffe"), mode="caffe")
+
+    result = leafsub.evaluate(zip_path, [work["data"], second], progress=False, detective=False)
+
+    d = result.to_dict()
+    assert [p["n_images"] for p in d["phases"]] == [len(work["labels"]), 40]
+    assert d["n_images"] == len(work["labels"]) + 40
+    assert all(p["metrics"]["accuracy"] > 0.9 for p in d["phases"])
+
+
+def test_bad_usage_is_exit_2_with_a_message(work, tmp_path):
+    zip_path = hand_written(work, "usage.zip", model_py_2022("caffe"), mode="caffe")
+    missing = run_cli("evaluate", str(tmp_path / "nope.zip"), "--data", work["data"])
+    assert missing.returncode == 2 and "nope.zip: no such file" in missing.stderr
+    no_data = run_cli("evaluate", zip_path, "--data", str(tmp_path / "none.npz"))
+    assert no_data.returncode == 2 and "none.npz" in no_data.stderr
+    assert "Traceback" not in missing.stderr + no_data.stderr
+    with pytest.raises(UsageError, match="profile"):
+        leafsub.evaluate(zip_path, work["data"], profile="an2dl-2099", progress=False)
+    too_many = str(tmp_path / "labels.npz")
+    np.savez(too_many, images=work["images"][:4], labels=np.array([0, 1, 2, 20]))
+    with pytest.raises(UsageError, match="21|20"):
+        leafsub.evaluate(zip_path, too_many, progress=False)

@@ -1,0 +1,100 @@
+"""leafsub evaluate --runtime: the same zip under the platform's older TensorFlow.
+
+The story from the students' reports: a course template loads the model with
+``tf.keras.models.load_model("SubmissionModel")``. With a Keras 2 SavedModel that
+works on the platform's TensorFlow 2.15 (Keras 2) and fails under Keras 3
+(TensorFlow >= 2.16, the default here), and the other way round for what works
+locally. The evaluator must report the difference, with the reason.
+
+Creates (once, cached in ~/.cache/leafsub/runtimes) a virtual environment with
+tensorflow==2.15.1: about a minute and 1.7 GB the first time.
+"""
+
+import os
+
+import numpy as np
+import pytest
+
+import leafsub
+
+from submissions import COLORS, CENTER, color_data, export_saved_model, prototype_model, to_space
+from submissions import model_py_2022, write_zip
+
+pytestmark = [pytest.mark.runtime, pytest.mark.slow]
+
+RUNTIME = "tensorflow==2.15.1"
+
+LOAD_MODEL_PY = '''\
+import os
+import numpy as np
+import tensorflow as tf
+
+
+class model:
+    def __init__(self, path):
+        self.model = tf.keras.models.load_model(os.path.join(path, "SubmissionModel"))
+
+    def predict(self, X):
+        X = tf.cast(X, tf.float32)
+        X = X[..., ::-1] - tf.constant([103.939, 116.779, 123.68])
+        return tf.argmax(self.model(X), axis=-1)
+'''
+
+
+def keras2_saved_model(folder):
+    """The caffe prototype classifier built with tf_keras (Keras 2) and saved with model.save."""
+    import tf_keras
+
+    protos = to_space(COLORS, "caffe") @ CENTER
+    scale = 0.05 / (float(np.abs(protos).max()) / 100.0)
+    inputs = tf_keras.Input((96, 96, 3))
+    x = tf_keras.layers.GlobalAveragePooling2D()(inputs)
+    dense = tf_keras.layers.Dense(len(COLORS), activation="softmax")
+    model = tf_keras.Model(inputs, dense(x))
+    dense.set_weights([(2 * protos.T * scale).astype(np.float32),
+                       (-(protos ** 2).sum(axis=1) * scale).astype(np.float32)])
+    model.compile("adam", "sparse_categorical_crossentropy")
+    model.save(folder)  # a directory path: the SavedModel format of Keras 2
+    return folder
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("runtime")
+    images, labels = color_data(per_class=16, seed=5)
+    path = str(root / "test.npz")
+    np.savez(path, images=images, labels=labels)
+    return root, path
+
+
+def test_keras2_load_model_submission_fails_under_keras3_and_passes_under_tf_2_15(data):
+    root, pack = data
+    zip_path = write_zip(str(root / "load_model.zip"), {"model.py": LOAD_MODEL_PY, "metadata": ""},
+                         {"SubmissionModel": keras2_saved_model(str(root / "k2"))})
+
+    here = leafsub.evaluate(zip_path, pack, progress=False, detective=False)
+    platform = leafsub.evaluate(zip_path, pack, progress=False, detective=False, runtime=RUNTIME)
+
+    loads = {c["name"]: c for c in here.checks}["loads"]
+    print("default runtime:", loads["detail"])
+    assert loads["status"] == "fail" and not here.passed
+    assert "load_model" in loads["detail"] and "tf.saved_model.load" in loads["detail"]
+    d = platform.to_dict()
+    print("tensorflow==2.15.1:", d["child"], d["metrics"]["accuracy"])
+    assert platform.passed, [c for c in platform.checks if c["status"] != "pass"]
+    assert d["child"]["tensorflow"] == "2.15.1"
+    assert d["metrics"]["accuracy"] > 0.9
+
+
+def test_keras3_export_loads_with_tf_saved_model_under_tf_2_15(data, tmp_path):
+    root, pack = data
+    folder = export_saved_model(prototype_model("caffe"), str(tmp_path / "sm"))
+    zip_path = write_zip(str(tmp_path / "export.zip"),
+                         {"model.py": model_py_2022("caffe"), "metadata": ""},
+                         {"SubmissionModel": folder})
+
+    result = leafsub.evaluate(zip_path, pack, progress=False, runtime=RUNTIME)
+
+    assert result.passed, [c for c in result.checks if c["status"] != "pass"]
+    assert result.to_dict()["child"]["tensorflow"] == "2.15.1"
+    assert os.path.isfile(zip_path)
