@@ -119,7 +119,7 @@ class _Progress:
                 sys.stderr.flush()
             else:
                 pct = int(100 * done / total) // 25 * 25
-                if pct > self.last_pct:
+                if pct > max(self.last_pct, 0):
                     self.last_pct = pct
                     click.echo("  %s: %d/%d images (%d %%), %.0f img/s" % (
                         self.label, done, total, pct, rate), err=True)
@@ -237,6 +237,10 @@ def evaluate(submission, data, profile=None, runtime=None, python=None, batch_si
         raise UsageError("%s is a folder; leafsub evaluate takes the zip you will upload. Zip "
                          "its contents first (cd %s && zip -r ../submission.zip .)."
                          % (submission, submission))
+    for path, flag in ((json_path, "--json"), (html_path, "--html")):
+        if path and not os.path.isdir(os.path.dirname(os.path.abspath(os.fspath(path)))):
+            raise UsageError("%s %s: the folder %s does not exist; create it or give another "
+                             "path." % (flag, path, os.path.dirname(os.path.abspath(path))))
     datas = _as_list(data)
     if not datas:
         raise UsageError("No data to evaluate on: give --data with a folder of class "
@@ -599,6 +603,7 @@ def _finish(result, started, json_path, html_path, packs, say, workdir, keep_wor
         if child.log.strip():
             result["child_log_tail"] = _tail(child.log, 40)
     result["timing"]["total_s"] = round(time.monotonic() - started, 3)
+    result["timing"]["parent_peak_rss_mb"] = _peak_rss_mb()
     result["passed"] = C.verdict(result["checks"])
     if keep_workdir:
         result["workdir"] = workdir
@@ -614,6 +619,16 @@ def _finish(result, started, json_path, html_path, packs, say, workdir, keep_wor
         images = (lambda idx: pack.read(idx, size=(h, w))) if pack is not None else None
         write_report(result, html_path, images=images)
     return out
+
+
+def _peak_rss_mb():
+    """This (parent) process's peak resident memory so far, in MB (None where unknown)."""
+    try:
+        import resource
+    except ImportError:
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(peak / (2**20 if sys.platform == "darwin" else 1024), 1)
 
 
 def _profile_size(result):

@@ -65,14 +65,25 @@ def dumps(data):
     return json.dumps(data, indent=2, sort_keys=True) + "\n"
 
 
+def _umask():
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def write_atomic(path, text):
     """Write ``text`` to ``path`` so that no reader ever sees a half-written file."""
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".leafsub-", dir=directory)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".leafsub-", dir=directory)
+    except OSError as e:
+        raise UsageError("%s: cannot write here (%s). Give a path in an existing folder you "
+                         "can write to." % (path, e.strerror or e)) from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; an output file is the user's
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

@@ -1,9 +1,239 @@
-"""PLACEHOLDER: replaced by its owner during this session."""
+"""``leafsub demo``: the whole flow on a built-in synthetic leaf data set.
+
+For a new user with no data and no models: generate a deterministic synthetic
+"leaf species" image set, train two small CNNs with two different preprocessing
+conventions, export both, build a TTA ensemble for an2dl-2022, evaluate it on a
+held-out split, then show the evaluator catching a hand-written submission that
+forgot the training preprocessing. Nothing is downloaded.
+"""
+
+import os
+import shutil
+import sys
+import time
+import zipfile
 
 import click
+import numpy as np
+
+from ..errors import UsageError
+
+# The sizes of a full run and of the quick run the tests use.
+FULL = {"per_class": 260, "epochs_a": 12, "epochs_b": 12}
+QUICK = {"per_class": 60, "epochs_a": 3, "epochs_b": 3}
+N_CLASSES = 8
+IMAGE_SIZE = 96           # what the an2dl-2022 platform feeds predict()
+SMALL_INPUT = 64          # model B runs at 64x64: the build adds the resize
+
+MISMATCHED_MODEL_PY = '''\
+# A hand-written AN2DL 2022 submission, the way students often write it.
+# The bug: the model was trained on keras.applications.resnet50.preprocess_input
+# ("caffe": RGB->BGR and ImageNet mean subtraction), but predict() feeds it raw pixels.
+import os
+
+import tensorflow as tf
+
+
+class model:
+    def __init__(self, path):
+        self.model = tf.saved_model.load(os.path.join(path, "SubmissionModel"))
+        self.serve = self.model.signatures["serving_default"]
+        self.input_name = list(self.serve.structured_input_signature[1])[0]
+
+    def predict(self, X):
+        X = tf.cast(X, tf.float32)
+        out = self.serve(**{self.input_name: X})
+        probabilities = list(out.values())[0]
+        return tf.argmax(probabilities, axis=-1)
+'''
+
+
+def _cnn(input_shape, rescale):
+    """A small CNN that trains in about a minute on 2 CPU cores."""
+    import keras
+
+    inputs = keras.Input(input_shape)
+    x = keras.layers.Rescaling(1.0 / 255)(inputs) if rescale else inputs
+    for filters in (16, 32, 64):
+        x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
+        x = keras.layers.BatchNormalization()(x)
+        x = keras.layers.ReLU()(x)
+        x = keras.layers.MaxPooling2D()(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    x = keras.layers.Dropout(0.2)(x)
+    outputs = keras.layers.Dense(N_CLASSES, activation="softmax")(x)
+    return keras.Model(inputs, outputs)
+
+
+def _split(labels, seed, val=0.15, test=0.2):
+    """Stratified index split: (train, val, test)."""
+    rng = np.random.default_rng(seed)
+    parts = ([], [], [])
+    for c in np.unique(labels):
+        idx = rng.permutation(np.flatnonzero(labels == c))
+        n_test, n_val = int(round(len(idx) * test)), int(round(len(idx) * val))
+        parts[2].extend(idx[:n_test])
+        parts[1].extend(idx[n_test:n_test + n_val])
+        parts[0].extend(idx[n_test + n_val:])
+    return tuple(np.sort(np.array(p)) for p in parts)
+
+
+def _train(model, x, y, x_val, y_val, epochs, say, label):
+    import keras
+
+    keras.utils.set_random_seed(0)
+    model.compile(keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+
+    class Progress(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            say("  %s epoch %d/%d: loss %.3f, val accuracy %.3f" % (
+                label, epoch + 1, epochs, logs["loss"], logs["val_accuracy"]))
+
+    model.fit(x, y, validation_data=(x_val, y_val), epochs=epochs, batch_size=32, verbose=0,
+              callbacks=[Progress()], shuffle=True)
+    return model
+
+
+def _write_mismatched_zip(run_dir, path):
+    """Zip the hand-written model.py above with run A's SavedModel."""
+    saved = os.path.join(run_dir, "saved_model")
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("model.py", MISMATCHED_MODEL_PY)
+        z.writestr("metadata", "")
+        for folder, _, files in os.walk(saved):
+            for name in sorted(files):
+                full = os.path.join(folder, name)
+                z.write(full, "SubmissionModel/" + os.path.relpath(full, saved).replace(os.sep, "/"))
+
+
+def run_demo(out_dir="leafsub-demo", quick=False, seed=0, force=False, say=None):
+    """Run the demo; returns a dict with the paths written and the key figures."""
+    import keras
+    import tensorflow as tf
+
+    import leafsub
+    from . import synthleaf
+
+    say = say or (lambda msg: click.echo(msg, err=True))
+    sizes = QUICK if quick else FULL
+    out_dir = os.path.abspath(out_dir)
+    if os.path.isdir(out_dir) and os.listdir(out_dir):
+        if not force:
+            raise UsageError("%s: already exists and is not empty. Pass --force to replace it, "
+                             "or --out to choose another folder." % out_dir)
+        shutil.rmtree(out_dir)
+    os.makedirs(out_dir)
+    started = time.time()
+
+    say("[1/6] generating %d synthetic leaf images (%d species, %dx%d)..." % (
+        sizes["per_class"] * N_CLASSES, N_CLASSES, IMAGE_SIZE, IMAGE_SIZE))
+    images, labels, class_names = synthleaf.generate(sizes["per_class"], size=IMAGE_SIZE,
+                                                     n_classes=N_CLASSES, seed=seed)
+    train, val, test = _split(labels, seed)
+    test_pack = os.path.join(out_dir, "test.npz")
+    np.savez(test_pack, images=images[test], labels=labels[test],
+             class_names=np.array(class_names))
+    say("      train %d, validation %d, held-out test %d -> %s" % (
+        len(train), len(val), len(test), test_pack))
+
+    # Model A: trained on keras' ResNet50 preprocessing ("caffe": BGR, mean subtraction).
+    caffe = keras.applications.resnet50.preprocess_input
+    x_train = images[train].astype(np.float32)
+    x_val = images[val].astype(np.float32)
+    say("[2/6] training model A (96x96, caffe preprocessing)...")
+    model_a = _train(_cnn((IMAGE_SIZE, IMAGE_SIZE, 3), rescale=False), caffe(x_train.copy()),
+                     labels[train], caffe(x_val.copy()), labels[val], sizes["epochs_a"], say, "A")
+    run_a = os.path.join(out_dir, "runs", "a-caffe")
+    result_a = leafsub.export(model_a, run_a, preprocess_fn=caffe, class_names=class_names,
+                              probe=images[val][:8])
+    say("      exported %s (preprocessing detected from the training function: %s)" % (
+        run_a, result_a.card["preprocess"]["mode"]))
+
+    # Model B: 64x64 input with its own Rescaling layer ("none"); the build adds the resize.
+    say("[3/6] training model B (64x64, Rescaling layer inside the model)...")
+    small = (SMALL_INPUT, SMALL_INPUT)
+    model_b = _train(_cnn(small + (3,), rescale=True),
+                     tf.image.resize(x_train, small).numpy(), labels[train],
+                     tf.image.resize(x_val, small).numpy(), labels[val], sizes["epochs_b"], say,
+                     "B")
+    run_b = os.path.join(out_dir, "runs", "b-rescaling")
+    leafsub.export(model_b, run_b, preprocess="none", class_names=class_names,
+                   probe=images[val][:8])
+    say("      exported %s" % run_b)
+
+    say("[4/6] building a TTA ensemble (identity + hflip, mean of probabilities) for an2dl-2022...")
+    submission = os.path.join(out_dir, "submission.zip")
+    built = leafsub.build([run_a, run_b], tta=["identity", "hflip"], combine="mean",
+                          profile="an2dl-2022", output=submission, force=True)
+    say("      %s (%.1f MB), goldens reproduced by the rendered model.py" % (
+        submission, built.size_bytes / 1e6))
+
+    say("[5/6] evaluating it the way the platform will, on the held-out split...")
+    report = os.path.join(out_dir, "report.html")
+    good = leafsub.evaluate(submission, data=test_pack, profile="an2dl-2022",
+                            json_path=os.path.join(out_dir, "evaluation.json"),
+                            html_path=report, progress=True)
+    good_dict = good.to_dict()
+
+    say("[6/6] a hand-written submission that forgot model A's caffe preprocessing...")
+    broken = os.path.join(out_dir, "mismatched-submission.zip")
+    _write_mismatched_zip(run_a, broken)
+    bad = leafsub.evaluate(broken, data=test_pack, profile="an2dl-2022",
+                           json_path=os.path.join(out_dir, "mismatched-evaluation.json"),
+                           progress=True)
+    bad_dict = bad.to_dict()
+    detective = [c for c in bad_dict["checks"] if "detective" in c["name"] or
+                 "mismatch" in c["name"]]
+    caught = any(c["status"] in ("warn", "fail") and "caffe" in c["detail"] for c in detective)
+
+    elapsed = time.time() - started
+    summary = {
+        "out_dir": out_dir, "submission": submission, "test_pack": test_pack,
+        "report": report, "runs": [run_a, run_b], "mismatched_submission": broken,
+        "ensemble_accuracy": good_dict["metrics"]["accuracy"], "ensemble_passed": good.passed,
+        "mismatched_accuracy": bad_dict["metrics"]["accuracy"], "mismatch_caught": caught,
+        "seconds": elapsed,
+    }
+    click.echo("")
+    click.echo("leafsub demo finished in %.0f s. Written to %s:" % (elapsed, out_dir))
+    click.echo("  runs/a-caffe, runs/b-rescaling   exported models (leafsub.json, probe.npz, saved_model/)")
+    click.echo("  submission.zip                   the ensemble, ready for CodaLab")
+    click.echo("  test.npz                         the held-out split (%d images)" % len(test))
+    click.echo("  report.html                      the evaluation report")
+    click.echo("")
+    click.echo("Ensemble on the held-out split: accuracy %.3f -> %s" % (
+        summary["ensemble_accuracy"], "PASSED" if good.passed else "FAILED"))
+    click.echo("Mismatched submission: accuracy %.3f -> %s" % (
+        summary["mismatched_accuracy"],
+        "caught: " + next(c["detail"] for c in detective if "caffe" in c["detail"])
+        if caught else "NOT caught"))
+    click.echo("")
+    click.echo("Try next:")
+    click.echo("  leafsub evaluate %s --data %s --html report.html" % (
+        os.path.relpath(submission), os.path.relpath(test_pack)))
+    click.echo("  leafsub compare %s %s --data %s" % (
+        os.path.relpath(broken), os.path.relpath(submission), os.path.relpath(test_pack)))
+    click.echo("  leafsub.export(model, 'runs/mine', preprocess_fn=..., class_names=...)  "
+               "# in your training script")
+    return summary
 
 
 @click.command("demo")
-def demo_command():
-    """(not built yet)"""
-    raise click.ClickException("'demo' is not built yet")
+@click.option("--out", "out_dir", default="leafsub-demo", show_default=True,
+              type=click.Path(file_okay=False), help="Folder for everything the demo writes.")
+@click.option("--quick", is_flag=True, help="A smaller, faster run (fewer images and epochs).")
+@click.option("--seed", default=0, show_default=True, help="Seed of the synthetic data set.")
+@click.option("--force", is_flag=True, help="Replace an existing --out folder.")
+def demo_command(out_dir, quick, seed, force):
+    """Run the whole flow on a built-in synthetic leaf data set.
+
+    Generates leaf images, trains two small CNNs with different preprocessing
+    conventions, exports them, builds a TTA ensemble for an2dl-2022, evaluates
+    it on a held-out split, and shows the evaluator catching a submission that
+    forgot the training preprocessing. Nothing is downloaded; a few minutes on
+    2 CPU cores.
+    """
+    summary = run_demo(out_dir, quick=quick, seed=seed, force=force)
+    if not (summary["ensemble_passed"] and summary["mismatch_caught"]):
+        sys.exit(1)
