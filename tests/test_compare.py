@@ -182,11 +182,6 @@ def test_cli_bad_input_exits_2(tmp_path):
 
 # --------------------------------------------------------------------------- end to end, real CLI
 
-def _evaluator_landed():
-    import leafsub.evaluator.evaluate as ev
-    return callable(getattr(ev, "evaluate", None))
-
-
 MODEL_PY = '''\
 import numpy as np
 
@@ -211,8 +206,6 @@ def _zip(path, channel):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not _evaluator_landed(), reason="leafsub.evaluator.evaluate.evaluate() is still the "
-                    "placeholder; this test runs once the evaluator lands")
 def test_compare_two_real_zips_through_the_cli(tmp_path):
     # 2 classes (an2dl-2023). A reads the red channel, B the green one; the images set each
     # channel so that A is right and B wrong on 7 images, the reverse on 1, both right on 30.

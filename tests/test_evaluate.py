@@ -57,8 +57,10 @@ def test_leafsub_built_submission_passes_with_the_accuracy_we_compute(work, tmp_
     zip_path = str(tmp_path / "submission.zip")
     leafsub.build([run], profile="an2dl-2022", output=zip_path, progress=False)
     json_path = str(tmp_path / "result.json")
+    html_path = str(tmp_path / "report.html")
 
-    proc = run_cli("evaluate", zip_path, "--data", work["data"], "--json", json_path)
+    proc = run_cli("evaluate", zip_path, "--data", work["data"], "--json", json_path,
+                   "--html", html_path)
 
     assert proc.returncode == 0, proc.stdout + proc.stderr
     d = json.loads(open(json_path).read())
@@ -86,6 +88,11 @@ def test_leafsub_built_submission_passes_with_the_accuracy_we_compute(work, tmp_
     low, high = d["metrics"]["accuracy_ci"]["low"], d["metrics"]["accuracy_ci"]["high"]
     assert low <= accuracy <= high
     assert "verdict: PASSED" in proc.stdout
+    # The report: confusion matrix, and a gallery of the misclassified images, embedded.
+    html = open(html_path, encoding="utf-8").read()
+    assert 'id="confusion"' in html and 'id="misclassified"' in html
+    wrong = int(np.sum(ours != work["labels"]))
+    assert wrong > 0 and html.count('<img src="data:image/') == wrong
 
 
 def test_raw_pixels_to_a_caffe_model_is_named_by_the_detective(work):

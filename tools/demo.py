@@ -10,6 +10,7 @@ forgot the training preprocessing. Nothing is downloaded.
 import os
 import shutil
 import sys
+import textwrap
 import time
 import zipfile
 
@@ -20,7 +21,7 @@ from ..errors import UsageError
 
 # The sizes of a full run and of the quick run the tests use.
 FULL = {"per_class": 260, "epochs_a": 12, "epochs_b": 12}
-QUICK = {"per_class": 60, "epochs_a": 3, "epochs_b": 3}
+QUICK = {"per_class": 120, "epochs_a": 6, "epochs_b": 6}
 N_CLASSES = 8
 IMAGE_SIZE = 96           # what the an2dl-2022 platform feeds predict()
 SMALL_INPUT = 64          # model B runs at 64x64: the build adds the resize
@@ -105,6 +106,12 @@ def _write_mismatched_zip(run_dir, path):
             for name in sorted(files):
                 full = os.path.join(folder, name)
                 z.write(full, "SubmissionModel/" + os.path.relpath(full, saved).replace(os.sep, "/"))
+
+
+def _shown(path):
+    """A path as the user would type it: relative below the current folder, else absolute."""
+    rel = os.path.relpath(path)
+    return path if rel.startswith(os.pardir) else rel
 
 
 def run_demo(out_dir="leafsub-demo", quick=False, seed=0, force=False, say=None):
@@ -200,20 +207,23 @@ def run_demo(out_dir="leafsub-demo", quick=False, seed=0, force=False, say=None)
     click.echo("  runs/a-caffe, runs/b-rescaling   exported models (leafsub.json, probe.npz, saved_model/)")
     click.echo("  submission.zip                   the ensemble, ready for CodaLab")
     click.echo("  test.npz                         the held-out split (%d images)" % len(test))
-    click.echo("  report.html                      the evaluation report")
+    click.echo("  report.html                      the evaluation report (open it in a browser)")
+    click.echo("  mismatched-submission.zip        a hand-written model.py that forgot caffe")
     click.echo("")
     click.echo("Ensemble on the held-out split: accuracy %.3f -> %s" % (
         summary["ensemble_accuracy"], "PASSED" if good.passed else "FAILED"))
     click.echo("Mismatched submission: accuracy %.3f -> %s" % (
-        summary["mismatched_accuracy"],
-        "caught: " + next(c["detail"] for c in detective if "caffe" in c["detail"])
-        if caught else "NOT caught"))
+        summary["mismatched_accuracy"], "caught by the mismatch detective:" if caught
+        else "NOT caught"))
+    if caught:
+        finding = next(c["detail"] for c in detective if "caffe" in c["detail"])
+        click.echo(textwrap.fill(finding, width=78, initial_indent="  ", subsequent_indent="  "))
     click.echo("")
     click.echo("Try next:")
     click.echo("  leafsub evaluate %s --data %s --html report.html" % (
-        os.path.relpath(submission), os.path.relpath(test_pack)))
+        _shown(submission), _shown(test_pack)))
     click.echo("  leafsub compare %s %s --data %s" % (
-        os.path.relpath(broken), os.path.relpath(submission), os.path.relpath(test_pack)))
+        _shown(broken), _shown(submission), _shown(test_pack)))
     click.echo("  leafsub.export(model, 'runs/mine', preprocess_fn=..., class_names=...)  "
                "# in your training script")
     return summary

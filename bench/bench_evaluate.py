@@ -1,0 +1,149 @@
+"""Bench 3 and 4: what the replay costs over a bare inference loop, and the evaluator's memory.
+
+3. ``leafsub evaluate`` (the real CLI, in a subprocess) on N images (3,542 by
+   default: the size of a seed's data set) vs a bare in-process loop over the
+   same images (the loaded SavedModel's serving function on batches of 32, the
+   model's preprocessing, argmax), interleaved repetition by repetition:
+     * ratio evaluate / bare, excluding start-up, with all checks and the
+       detective, and with ``--no-detective``;
+     * start-up (process start, data written for the child, TensorFlow import,
+       the submission's load), as a ratio to the bare loop's own load time and
+       in seconds next to it (the bar is stated in seconds: <= 8 s).
+4. Peak RSS of the evaluator's parent process on a 20,000-image pack (bar 300
+   MB) and the child's peak on N and on 20,000 images (it should not grow with
+   the number of images: the images are memory-mapped, one batch at a time).
+
+    python bench/bench_evaluate.py [--repeats 3] [--n 3542] [--big 20000] [--arch mobilenet_v2]
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+from common import ARCHS, export_run, machine, ratio_stats, report, summary, work_dir
+
+LEAFSUB = os.path.join(os.path.dirname(sys.executable), "leafsub")
+
+
+def make_pack(path, n, seed=0):
+    """N synthetic leaf images (the demo's generator), 8 classes, streamed into an .npz."""
+    if os.path.exists(path):
+        return path
+    from leafsub.datasets import NpzWriter
+    from leafsub.tools import synthleaf
+
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 8, n)
+    with NpzWriter(path, n, (96, 96), labels=labels,
+                   class_names=["c%d" % i for i in range(8)]) as writer:
+        for start in range(0, n, 1000):
+            k = min(1000, n - start)
+            images, _, _ = synthleaf.generate(-(-k // 8), size=96, n_classes=8,
+                                              seed=seed + start)
+            writer.write(images[:k])
+    return path
+
+
+def run_evaluate(zip_path, pack, extra=()):
+    """The CLI in a subprocess; returns (wall seconds, result JSON)."""
+    out = zip_path + ".result.json"
+    started = time.perf_counter()
+    proc = subprocess.run([LEAFSUB, "evaluate", zip_path, "--data", pack, "--json", out, "-q",
+                           *extra], capture_output=True, text=True)
+    wall = time.perf_counter() - started
+    if proc.returncode not in (0, 1):
+        sys.exit("leafsub evaluate failed (%d):\n%s" % (proc.returncode, proc.stderr[-3000:]))
+    with open(out) as f:
+        return wall, json.load(f)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--n", type=int, default=3542)
+    parser.add_argument("--big", type=int, default=20000, help="images for the memory run (0: skip)")
+    parser.add_argument("--arch", default="mobilenet_v2", choices=sorted(ARCHS))
+    parser.add_argument("--work", default=work_dir())
+    args = parser.parse_args()
+
+    import tensorflow as tf
+
+    import leafsub
+    from leafsub.datasets import open_pack
+    from leafsub.submission_template import runtime
+
+    os.makedirs(args.work, exist_ok=True)
+    run = export_run(args.arch, os.path.join(args.work, "run-" + args.arch))
+    zip_path = os.path.join(args.work, "eval-%s.zip" % args.arch)
+    if not os.path.exists(zip_path):
+        leafsub.build([run], profile="an2dl-2022", output=zip_path, progress=False)
+    pack = make_pack(os.path.join(args.work, "pack-%d.npz" % args.n), args.n)
+    images = open_pack(pack).read(np.arange(args.n))
+    with open(os.path.join(run, "leafsub.json")) as f:
+        spec = json.load(f)["preprocess"]
+
+    started = time.perf_counter()
+    loaded = tf.saved_model.load(os.path.join(run, "saved_model"))
+    serve = loaded.signatures["serving_default"]
+    name = list(serve.structured_input_signature[1])[0]
+    bare_load = time.perf_counter() - started
+
+    def bare():
+        labels = []
+        for i in range(0, len(images), 32):
+            x = runtime.preprocess(tf.constant(images[i:i + 32], tf.float32), spec)
+            labels.append(np.argmax(list(serve(**{name: x}).values())[0].numpy(), axis=1))
+        return np.concatenate(labels)
+
+    print("bench_evaluate: %s, %d images, %d repetitions" % (args.arch, args.n, args.repeats))
+    bare()  # warm-up: the first call traces the function
+    times = {"bare": [], "eval": [], "eval_nodet": [], "startup": [], "startup_nodet": []}
+    peaks = {}
+    for rep in range(args.repeats):
+        t = time.perf_counter()
+        bare()
+        times["bare"].append(time.perf_counter() - t)
+        for key, extra in (("eval", ()), ("eval_nodet", ("--no-detective",))):
+            wall, d = run_evaluate(zip_path, pack, extra)
+            after_startup = d["timing"]["total_s"] - d["timing"]["startup_s"]
+            times[key].append(after_startup)
+            times["startup" if key == "eval" else "startup_nodet"].append(wall - after_startup)
+            peaks.setdefault("child_n", []).append(d["timing"]["child_peak_rss_mb"])
+            peaks.setdefault("parent_n", []).append(d["timing"]["parent_peak_rss_mb"])
+        print("  repetition %d: bare %.1f s, evaluate %.1f s (+%.1f s start-up), --no-detective "
+              "%.1f s (+%.1f s)" % (rep + 1, times["bare"][-1], times["eval"][-1],
+                                    times["startup"][-1], times["eval_nodet"][-1],
+                                    times["startup_nodet"][-1]))
+    report("evaluate / bare loop, excluding start-up (all checks)",
+           ratio_stats(times["eval"], times["bare"]), bar=1.15)
+    report("evaluate --no-detective / bare loop, excluding start-up",
+           ratio_stats(times["eval_nodet"], times["bare"]), bar=1.15)
+    report("evaluate start-up / bare loop's own model load",
+           ratio_stats(times["startup"], [bare_load] * args.repeats))
+    lo, med, hi = min(times["startup"]), sorted(times["startup"])[len(times["startup"]) // 2], \
+        max(times["startup"])
+    print("%-60s min %7.1f  median %7.1f  max %7.1f  [bar <= 8 s: %s]" % (
+        "evaluate start-up, seconds (bar stated in seconds)", lo, med, hi,
+        "met" if med <= 8 else "MISSED"))
+    extra = ["start-up s: %s; bare loop s: %s; bare load %.2f s" % (
+        ", ".join("%.1f" % s for s in times["startup"]),
+        ", ".join("%.1f" % s for s in times["bare"]), bare_load)]
+    if args.big:
+        big = make_pack(os.path.join(args.work, "pack-%d.npz" % args.big), args.big, seed=1)
+        _, d = run_evaluate(zip_path, big, ("--no-detective",))
+        extra.append("memory, %d images: parent peak RSS %.0f MB [bar <= 300 MB: %s]; child peak "
+                     "RSS %.0f MB (on %d images: %.0f MB)" % (
+                         args.big, d["timing"]["parent_peak_rss_mb"],
+                         "met" if d["timing"]["parent_peak_rss_mb"] <= 300 else "MISSED",
+                         d["timing"]["child_peak_rss_mb"], args.n, max(peaks["child_n"])))
+        extra.append("parent peak RSS on %d images: %.0f MB" % (args.n, max(peaks["parent_n"])))
+    summary("bench_evaluate (%s, %d images)" % (args.arch, args.n), "\n".join(extra))
+
+
+if __name__ == "__main__":
+    main()
