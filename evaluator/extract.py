@@ -27,6 +27,7 @@ LIMITS = {"max_files": 10000, "max_total_bytes": 4 * 1024**3, "max_ratio": 200, 
 
 CHUNK = 1024 * 1024
 RATIO_MIN_SIZE = 1024 * 1024
+TOTAL_RATIO_MIN_SIZE = 64 * 1024 * 1024  # the whole archive's ratio is checked above this
 SUPPORTED_METHODS = frozenset({zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2,
                                zipfile.ZIP_LZMA})
 METHOD_NAMES = {9: "Deflate64 (Windows' built-in 'Compressed folder' uses it for big files)",
@@ -413,6 +414,17 @@ def _plan(zf, zip_path, limits):
                     % (prefix, info.filename))
                 break
     details = [_problem_detail(zip_path, kind, messages) for kind, messages in found.items()]
+    # Many entries, each too small for the per-entry ratio check, can still be a bomb.
+    try:
+        packed = os.path.getsize(zip_path)
+    except OSError:
+        packed = 0
+    if "ratio" not in found and declared > TOTAL_RATIO_MIN_SIZE and packed and \
+            declared / packed > limits["max_ratio"]:
+        details.append(_problem_detail(zip_path, "ratio", [
+            "its %d files declare %s unpacked from a %s zip (ratio %.0f, more than the limit "
+            "of %d)" % (sum(not d for _, _, d in entries), _size(declared), _size(packed),
+                        declared / packed, limits["max_ratio"])]))
     if declared > limits["max_total_bytes"]:
         details.append("%s declares %s of files once unpacked, more than the limit of %s: this "
                        "looks like a zip bomb, or the zip holds far more than a submission "

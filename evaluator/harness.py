@@ -28,16 +28,85 @@ Commands:
       feed the images (RGB 0-255) in the given format, batch by batch; save what
       predict returned (stacked) to OUT.
   {"op": "quit"}
+
+The platform has no network. Besides the OS isolation (a private network
+namespace, set up by the parent), the harness installs an audit hook
+(``sys.addaudithook``) that refuses Python-level connections and name lookups
+when the request says ``block_network`` and records every attempt: a failing
+reply names it (so the report can say why), and every reply lists them under
+``"network"``.
 """
 
+import errno
 import importlib
 import json
 import os
+import socket
 import sys
 import time
 import traceback
 
 sys.dont_write_bytecode = True
+
+NO_NETWORK = "the platform has no network"
+
+
+class NetworkGuard:
+    """Records (and, when ``block``, refuses) the submission's network attempts."""
+
+    def __init__(self, block):
+        self.block = block
+        self.attempts = []
+        self.inet = (socket.AF_INET, getattr(socket, "AF_INET6", socket.AF_INET))
+
+    def install(self):
+        if hasattr(sys, "addaudithook"):
+            sys.addaudithook(self.hook)
+
+    def _numeric(self, host):
+        for family in self.inet:
+            try:
+                socket.inet_pton(family, host)
+                return True
+            except (OSError, ValueError, TypeError):
+                continue
+        return False
+
+    def _note(self, what):
+        if len(self.attempts) < 20:
+            self.attempts.append(what)
+            try:
+                sys.stderr.write("[leafsub harness] %s %s: %s\n" % (
+                    "blocked" if self.block else "saw", what, NO_NETWORK))
+            except Exception:  # the submission may have closed or replaced stderr
+                pass
+
+    def hook(self, event, args):
+        if not event.startswith("socket."):
+            return
+        if event in ("socket.connect", "socket.sendto", "socket.sendmsg"):
+            sock, address = args[0], args[1]
+            if address is None or getattr(sock, "family", None) not in self.inet:
+                return
+            try:
+                shown = "%s:%s" % (address[0], address[1])
+            except (TypeError, IndexError):
+                shown = repr(address)
+            self._note("a connection to %s" % shown)
+            if self.block:
+                raise OSError(errno.ENETUNREACH, "Network is unreachable (connection to %s "
+                              "blocked by the replay: %s)" % (shown, NO_NETWORK))
+        elif event == "socket.getaddrinfo":
+            host = args[0]
+            if isinstance(host, bytes):
+                host = host.decode("ascii", "replace")
+            if not host or host == "localhost" or self._numeric(str(host)):
+                return
+            self._note("a name lookup of %s" % host)
+            if self.block:
+                raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution "
+                                      "(lookup of %s blocked by the replay: %s)"
+                                      % (host, NO_NETWORK))
 
 
 
@@ -116,6 +185,10 @@ class Harness:
         except ModuleNotFoundError as e:
             raise SubmissionError("import", "importing %s.py failed: ModuleNotFoundError: %s" % (
                 req["module"], e))
+        except SystemExit as e:
+            raise SubmissionError("import", "importing %s.py called sys.exit(%r): the "
+                                  "platform's process would end there. Remove the call (raise an "
+                                  "exception to report a problem)" % (req["module"], e.code))
         except BaseException as e:
             raise SubmissionError("import", "importing %s.py failed: %s: %s" % (
                 req["module"], type(e).__name__, e))
@@ -125,12 +198,19 @@ class Harness:
                                   "%s.py" % (req["module"], where, req["module"]))
         cls = getattr(module, req["class_name"], None)
         if cls is None:
-            raise SubmissionError("import", "%s.py defines no %s" % (req["module"], req["class_name"]))
+            raise SubmissionError("import", "%s.py defines no %s" % (req["module"],
+                                                                     req["class_name"]))
         try:
             if req["constructor"] == "path":
                 self.instance = cls(folder)
             else:
                 self.instance = cls()
+        except SystemExit as e:
+            raise SubmissionError("construct", "%s(%s) called sys.exit(%r): the platform's "
+                                  "process would end there. Remove the call (raise an exception "
+                                  "to report a problem)" % (
+                                      req["class_name"], "path" if req["constructor"] == "path"
+                                      else "", e.code))
         except BaseException as e:
             raise SubmissionError("construct", "%s(%s) raised %s: %s" % (
                 req["class_name"], "path" if req["constructor"] == "path" else "",
@@ -206,8 +286,10 @@ class Harness:
                 y = method(batch)
             except BaseException as e:
                 if isinstance(e, SystemExit):
-                    raise SubmissionError("predict", "%s() called sys.exit(%s) on a batch of %d" % (
-                        self.req["method"], e.code, len(x)))
+                    raise SubmissionError("predict", "%s() called sys.exit(%r) on a batch of %d "
+                                          "images: the platform's process would end there. "
+                                          "Remove the call (raise an exception to report a "
+                                          "problem)" % (self.req["method"], e.code, len(x)))
                 raise SubmissionError("predict", "%s() raised %s on a batch of %d images: %s" % (
                     self.req["method"], type(e).__name__, len(x), e))
             predict_s += time.time() - started
@@ -248,13 +330,28 @@ class Harness:
                 "shape": list(result.shape), "dtype": str(result.dtype), "mutated_batches": mutated}
 
 
+def _network_note(attempts):
+    """A sentence naming the network attempts of one command, for a failing reply."""
+    if not attempts:
+        return ""
+    more = " (and %d more)" % (len(attempts) - 1) if len(attempts) > 1 else ""
+    return (" It tried %s%s: %s (network is unreachable)." % (attempts[0], more, NO_NETWORK))
+
+
 def main(request_path, reply_fd, command_fd):
     with open(request_path, "r", encoding="utf-8") as f:
         request = json.load(f)
+    # Processes the submission starts must not inherit the protocol's pipes.
+    for fd in (reply_fd, command_fd):
+        os.set_inheritable(fd, False)
     proto = os.fdopen(reply_fd, "w", buffering=1, encoding="utf-8")
-    os.chdir(request["folder"])
+    # The profile's working directory: the submission itself, or a scratch folder
+    # (then only sys.path leads to the submission's files).
+    os.chdir(request.get("cwd") or request["folder"])
     sys.path.insert(0, request["folder"])
     harness = Harness(request, proto)
+    guard = NetworkGuard(bool(request.get("block_network")))
+    guard.install()
     commands = os.fdopen(command_fd, "r", encoding="utf-8")
     for line in commands:
         line = line.strip()
@@ -264,6 +361,7 @@ def main(request_path, reply_fd, command_fd):
         op = command.get("op")
         if op == "quit":
             break
+        seen = len(guard.attempts)
         try:
             if op == "load":
                 reply = harness.load(command)
@@ -277,6 +375,11 @@ def main(request_path, reply_fd, command_fd):
         except BaseException as e:  # the harness itself: reported, then the parent decides
             reply = {"ok": False, "kind": "harness", "error": "%s: %s" % (type(e).__name__, e),
                      "traceback": _short_traceback()}
+        attempts = guard.attempts[seen:]
+        if attempts:
+            reply["network"] = attempts
+            if not reply["ok"] and "blocked by the replay" not in reply["error"]:
+                reply["error"] = reply["error"].rstrip(". ") + "." + _network_note(attempts)
         send(proto, reply)
     proto.close()
     # The submission may have started threads that never end: leave at once.

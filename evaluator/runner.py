@@ -3,9 +3,13 @@
 The child (``harness.py``) runs the submission; this module never imports it.
 The parent enforces every limit from the outside, so that a submission cannot
 switch them off: wall-clock time (a hung ``predict`` is killed), memory (the
-resident memory of the child's whole process session, polled), the number of
-processes, and the volume of output it prints. Whatever happens, ``close()``
-kills the child's whole session: no process is left running.
+resident memory of the child's whole process tree, polled; shared copy-on-write
+pages of forked processes are counted once, by their proportional share), the
+number of processes, and the volume of output it prints. Whatever happens,
+``close()`` kills the child's whole tree: its session, every descendant, and,
+where the OS offers a private PID namespace (``sandbox.py``), every process in
+it, including one that detached itself with ``setsid()`` or a double fork. No
+process is left running.
 
 Only the standard library is used; the parent never imports TensorFlow.
 """
@@ -55,14 +59,14 @@ class ChildStopped(Exception):
         self.detail = detail
 
 
-def _session_processes(sid):
-    """``[(pid, rss_bytes)]`` of every process whose session id is ``sid`` (Linux /proc)."""
-    found = []
+def _proc_table():
+    """``{pid: (state, ppid, sid, rss_bytes)}`` of every process (Linux /proc), or {}."""
+    table = {}
     page = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
     try:
         names = os.listdir("/proc")
     except OSError:
-        return found
+        return table
     for name in names:
         if not name.isdigit():
             continue
@@ -72,13 +76,76 @@ def _session_processes(sid):
         except OSError:
             continue
         fields = stat[stat.rfind(b")") + 2:].split()
-        # fields[0] is the state (field 3); session is field 6, rss field 24.
+        # fields[0] is the state (field 3); ppid field 4, session field 6, rss field 24.
         try:
-            if int(fields[3]) == sid and fields[0] != b"Z":
-                found.append((int(name), int(fields[21]) * page))
+            table[int(name)] = (fields[0], int(fields[1]), int(fields[3]),
+                                int(fields[21]) * page)
         except (IndexError, ValueError):
             continue
-    return found
+    return table
+
+
+def _tree_processes(root):
+    """``[(pid, rss_bytes)]`` of the live processes of ``root``'s tree.
+
+    The tree is ``root``, its descendants (by parent pid) and the members of its
+    session. In a PID namespace an orphan is adopted by the namespace's first
+    process, so descendants are every process of the namespace.
+    """
+    table = _proc_table()
+    children = {}
+    for pid, (_, ppid, _, _) in table.items():
+        children.setdefault(ppid, []).append(pid)
+    members = {pid for pid, (_, _, sid, _) in table.items() if sid == root}
+    if root in table:
+        members.add(root)
+    todo = list(members)
+    while todo:
+        for kid in children.get(todo.pop(), ()):
+            if kid not in members:
+                members.add(kid)
+                todo.append(kid)
+    return [(pid, table[pid][3]) for pid in members if pid in table and table[pid][0] != b"Z"]
+
+
+def _session_processes(sid):
+    """``[(pid, rss_bytes)]`` of the child's processes (kept for callers of the old name)."""
+    return _tree_processes(sid)
+
+
+def _pss(pid):
+    """Proportional set size of ``pid`` in bytes (shared pages divided among their users)."""
+    try:
+        with open("/proc/%d/smaps_rollup" % pid, "rb") as f:
+            for line in f:
+                if line.startswith(b"Pss:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _ppid(pid):
+    entry = _proc_table_one(pid)
+    return entry[1] if entry else None
+
+
+def _proc_table_one(pid):
+    try:
+        with open("/proc/%d/stat" % pid, "rb") as f:
+            stat = f.read()
+        fields = stat[stat.rfind(b")") + 2:].split()
+        return fields[0], int(fields[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _cmdline(pid):
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as f:
+            return f.read().replace(b"\0", b" ").decode("utf-8", "replace").strip()[:200]
+    except OSError:
+        return "?"
 
 
 class _LogDrain(threading.Thread):
@@ -133,7 +200,8 @@ class Child:
         self.python = python
         self.workdir = workdir
         self.folder = folder
-        self.request = dict(request, folder=folder)
+        # block_network: the harness also refuses Python-level connections and reports them.
+        self.request = dict(request, folder=folder, block_network=bool(isolate))
         self.time_limit = float(time_limit)
         self.memory_limit = int(memory_limit_mb) * 1024 * 1024
         self.isolation = sandbox.plan(workdir, isolate=isolate)
@@ -143,6 +211,8 @@ class Child:
         self.peak_processes = 0
         self._buffer = b""
         self.stopped = None
+        self.leftover = []   # [(pid, cmdline)] still running when the child was told to quit
+        self.network_attempts = []  # what the harness saw the submission try (see harness.py)
 
     @property
     def log(self):
@@ -209,17 +279,23 @@ class Child:
         """Enforce the limits once; raises ChildStopped when the child must stop or has."""
         if self.elapsed() > self.time_limit:
             self._stop("time", "stopped at the time limit of %.0f s" % self.time_limit)
-        processes = _session_processes(self.proc.pid)
+        processes = _tree_processes(self.proc.pid)
         if processes:
             rss = sum(r for _, r in processes)
-            self.peak_rss = max(self.peak_rss, rss)
             self.peak_processes = max(self.peak_processes, len(processes))
-            if rss > self.memory_limit:
-                self._stop("memory", "stopped at the memory limit: its processes held %.0f MB, "
-                                     "over the limit of %.0f MB" % (rss / 2**20, self.memory_limit / 2**20))
             if len(processes) > MAX_PROCESSES:
                 self._stop("processes", "stopped for starting %d processes (at most %d)"
                            % (len(processes), MAX_PROCESSES))
+            if rss > self.memory_limit and len(processes) > 1:
+                # Forked processes share their pages: count each page once.
+                pss = [_pss(pid) for pid, _ in processes]
+                if None not in pss:
+                    rss = sum(pss)
+            self.peak_rss = max(self.peak_rss, rss)
+            if rss > self.memory_limit:
+                self._stop("memory", "stopped at the memory limit: its processes held %.0f MB, "
+                                     "over the limit of %.0f MB"
+                           % (rss / 2**20, self.memory_limit / 2**20))
         if self._drain.total > OUTPUT_LIMIT:
             self._stop("output", "stopped for printing more than %d MB" % (OUTPUT_LIMIT // 2**20))
         code = self.proc.poll()
@@ -230,7 +306,7 @@ class Child:
             how = ("was killed by signal %s" % signal.Signals(-code).name
                    if code < 0 and -code in signal.Signals._value2member_map_
                    else "exited with code %d" % code)
-            self.stopped = ChildStopped("exited", "the process %s" % how)
+            self.stopped = ChildStopped("exited", how)
             raise self.stopped
 
     def _stop(self, reason, detail):
@@ -261,7 +337,7 @@ class Child:
             self._command.flush()
         except (BrokenPipeError, OSError):
             self._watch()
-            self._stop("exited", "the process closed its command pipe")
+            self._stop("exited", "closed its command pipe")
         while True:
             while b"\n" in self._buffer:
                 line, self._buffer = self._buffer.split(b"\n", 1)
@@ -273,6 +349,9 @@ class Child:
                     if on_progress:
                         on_progress(message["progress"], message.get("total"))
                     continue
+                for attempt in message.get("network") or ():
+                    if attempt not in self.network_attempts:
+                        self.network_attempts.append(attempt)
                 return message
             state = self._read_available(POLL_S)
             if state is None:  # the child closed its end: it is gone or going
@@ -280,19 +359,19 @@ class Child:
                 while self.proc.poll() is None and time.monotonic() < deadline:
                     time.sleep(0.05)
                 if self.proc.poll() is None:
-                    self._stop("exited", "the process closed its reply pipe")
+                    self._stop("exited", "closed its reply pipe")
                 self._watch()
-                self._stop("exited", "the process ended without replying")
+                self._stop("exited", "ended without replying")
             self._watch()
 
     # ------------------------------------------------------------------ ending
 
     def kill(self):
-        """Kill the child's whole session, and wait for it."""
+        """Kill the child's whole tree (see ``_tree_processes``), and wait for it."""
         if not self.proc:
             return
-        for _ in range(3):
-            pids = [pid for pid, _ in _session_processes(self.proc.pid)]
+        for _ in range(5):
+            pids = [pid for pid, _ in _tree_processes(self.proc.pid)]
             if self.proc.poll() is None:
                 pids.append(self.proc.pid)
             if not pids:
@@ -306,17 +385,30 @@ class Child:
                 self.proc.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 pass
+            time.sleep(0.05)  # let the kernel reap a PID namespace's processes
         if sys.platform != "linux":
             try:
                 os.killpg(self.proc.pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError, OSError):
                 pass
 
+    def _note_leftover(self):
+        """Processes of the tree besides the harness (and its waiter), before quitting."""
+        if not self.proc or self.proc.poll() is not None:
+            return
+        known = {self.proc.pid}
+        if self.isolation.pidns:  # the harness is the waiter's child
+            known.update(pid for pid, _ in _tree_processes(self.proc.pid)
+                         if _ppid(pid) == self.proc.pid)
+        self.leftover = [(pid, _cmdline(pid)) for pid, _ in _tree_processes(self.proc.pid)
+                         if pid not in known]
+
     def close(self):
         """Ask the child to quit, then make sure nothing of it is left running."""
         if not self.proc:
             return
         if self.proc.poll() is None and not self.stopped:
+            self._note_leftover()
             try:
                 self._command.write(json.dumps({"op": "quit"}) + "\n")
                 self._command.flush()

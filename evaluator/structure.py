@@ -134,7 +134,12 @@ def _parse(path, module_file):
         return None, _check(name, "fail", "Cannot read %s (%s): check the file's permissions and "
                                           "rebuild the zip." % (module_file, error.strerror))
     try:
-        encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
+        try:
+            encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
+        except SyntaxError:
+            # No usable coding cookie and a non-UTF-8 first line: say where the bad byte is.
+            data.decode("utf-8")
+            raise
         text = data.decode(encoding)
     except UnicodeDecodeError as error:
         line = data[:error.start].count(b"\n") + 1

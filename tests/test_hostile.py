@@ -1,0 +1,1043 @@
+"""Broken and hostile submissions: a precise verdict for each, and nothing escapes.
+
+A corpus of generated submissions (nothing binary is committed): broken archives,
+wrong layouts, code that crashes, hangs, eats memory, exits, floods its output,
+writes outside its folder, reaches for the network, forks away, returns the wrong
+thing, and models that the runtime cannot load. Each case is run through the real
+CLI in a subprocess and must give:
+
+  - the documented exit code and the expected status of the named check, whose
+    detail holds the expected words (one paragraph naming the problem and the fix);
+  - no traceback from leafsub on stderr;
+  - no file created or changed outside the evaluator's temporary directory (a
+    sentinel tree the hostile code aims at stays as it was; the evaluator's TMPDIR
+    is left empty; the working directory stays empty);
+  - no process left running (none whose command line holds the case's marker or
+    its temporary directory);
+  - a return within the time limit plus 10 s.
+
+The cases run concurrently (each is its own CLI process, its own folders and its
+own marker); each test then checks its case's outcome. ``docs/verdicts.md`` is
+generated from this table (``LEAFSUB_WRITE_VERDICTS=1 pytest tests/test_hostile.py``)
+and a test checks that it lists every case with the verdict asserted here.
+"""
+
+import concurrent.futures
+import dataclasses
+import gzip
+import json
+import os
+import re
+import shutil
+import socket
+import stat
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+import uuid
+import zipfile
+
+import numpy as np
+import pytest
+
+from conftest import run_cli
+from submissions import color_data, write_zip
+
+pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="the corpus checks /proc")
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DOC = os.path.join(HERE, os.pardir, "docs", "verdicts.md")
+WORKERS = 4
+DEFAULT_TIME_LIMIT = 90
+HANG_TIME_LIMIT = 20
+
+
+# --------------------------------------------------------------------------- the cases
+
+@dataclasses.dataclass
+class Case:
+    name: str
+    group: str            # archive | layout | code | models
+    what: str             # what the user did (for the docs)
+    make: object          # make(ctx) -> path of the zip
+    exit: int
+    check: str            # the check that carries the verdict
+    status: str           # its status
+    words: tuple = ()     # words its detail must hold (case-insensitive)
+    time_limit: float = DEFAULT_TIME_LIMIT
+    args: tuple = ()
+    loopback: bool = False  # start a listener on 127.0.0.1 that must see no connection
+    child: bool = True      # whether the evaluator starts the child (the docs say so)
+    requires: tuple = ()    # OS isolation the case needs to be safe to run: netns, landlock, pidns
+
+
+class Ctx:
+    """What a maker gets: its folder, the sentinel tree, a marker, the loopback port."""
+
+    def __init__(self, shared, folder, sentinel, marker, port):
+        self.shared = shared
+        self.dir = folder
+        self.sentinel = sentinel
+        self.marker = marker
+        self.port = port
+        self.zip = os.path.join(folder, "submission.zip")
+        self.build = os.path.join(folder, "build")
+        os.makedirs(self.build, exist_ok=True)
+
+    def fill(self, text):
+        """Substitute SENTINEL, MARKER and PORT in a template."""
+        return (textwrap.dedent(text).replace("SENTINEL", self.sentinel)
+                .replace("MARKER", self.marker).replace("PORT", str(self.port)))
+
+
+def _submission(body, extra=None, metadata=True, saved_models=None):
+    """A maker: model.py from ``body`` (with SENTINEL/MARKER/PORT filled in) plus metadata."""
+    def make(ctx):
+        files = {"model.py": ctx.fill(body)}
+        if metadata:
+            files["metadata"] = ""
+        for name, content in (extra or {}).items():
+            files[name] = content(ctx) if callable(content) else content
+        folders = {k: v(ctx) for k, v in (saved_models or {}).items()}
+        return write_zip(ctx.zip, files, folders)
+    return make
+
+
+PLAIN = '''
+import numpy as np
+
+class model:
+    def __init__(self, path):
+        self.path = path
+
+    def predict(self, X):
+        return np.zeros(len(X), dtype=np.int64)
+'''
+
+
+def _predict_body(lines, init="pass", head=""):
+    """A model.py whose predict runs ``lines`` then returns zeros (unless lines return)."""
+    return textwrap.dedent(head) + textwrap.dedent('''
+        import numpy as np
+
+        class model:
+            def __init__(self, path):
+        %s
+
+            def predict(self, X):
+        %s
+                return np.zeros(len(X), dtype=np.int64)
+        ''') % (textwrap.indent(textwrap.dedent(init).strip(), " " * 8),
+                textwrap.indent(textwrap.dedent(lines).strip(), " " * 8))
+
+
+def _init_body(lines, head=""):
+    return _predict_body("pass", init=lines, head=head)
+
+
+# ---- archive makers (raw bytes where zipfile would refuse to write the mistake)
+
+def _raw(data):
+    def make(ctx):
+        with open(ctx.zip, "wb") as f:
+            f.write(data(ctx) if callable(data) else data)
+        return ctx.zip
+    return make
+
+
+def _good_zip_bytes(ctx):
+    path = os.path.join(ctx.build, "good.zip")
+    noise = np.random.default_rng(0).integers(0, 256, 8000, dtype=np.uint8).tobytes()
+    write_zip(path, {"model.py": PLAIN, "metadata": "", "noise.bin": noise})
+    with open(path, "rb") as f:
+        data = f.read()
+    return data[:len(data) // 2]
+
+
+def _entries(*entries, base=True):
+    """A zip of ``(ZipInfo or name, data)`` entries, after model.py and metadata."""
+    def make(ctx):
+        with zipfile.ZipFile(ctx.zip, "w", zipfile.ZIP_DEFLATED) as z:
+            if base:
+                z.writestr("model.py", PLAIN)
+                z.writestr("metadata", "")
+            for info, data in entries:
+                info = info(ctx) if callable(info) else info
+                z.writestr(info, data(ctx) if callable(data) else data)
+        return ctx.zip
+    return make
+
+
+def _info(name, mode=None, flags=0, method=zipfile.ZIP_DEFLATED):
+    def make(ctx):
+        info = zipfile.ZipInfo(ctx.fill(name), date_time=(2024, 1, 1, 0, 0, 0))
+        info.compress_type = method
+        if mode is not None:
+            info.external_attr = mode << 16
+        info.flag_bits |= flags
+        return info
+    return make
+
+
+def _patched(placeholder, replacement, flags=0, method=None):
+    """A zip whose last entry's name, flags or method are patched after writing
+    (zipfile would not write them)."""
+    def make(ctx):
+        info = zipfile.ZipInfo(placeholder, date_time=(2024, 1, 1, 0, 0, 0))
+        with zipfile.ZipFile(ctx.zip, "w", zipfile.ZIP_STORED) as z:
+            z.writestr("model.py", PLAIN)
+            z.writestr("metadata", "")
+            z.writestr(info, b"data")
+        with open(ctx.zip, "rb") as f:
+            data = bytearray(f.read())
+        if replacement is not None:
+            assert data.count(placeholder.encode()) == 2
+            data = bytearray(bytes(data).replace(placeholder.encode(), replacement))
+        name = placeholder.encode() if replacement is None else replacement
+        local = data.rfind(b"PK\x03\x04", 0, data.find(name))
+        central = data.rfind(b"PK\x01\x02")
+        if method is not None:
+            data[local + 8:local + 10] = method.to_bytes(2, "little")
+            data[central + 10:central + 12] = method.to_bytes(2, "little")
+        if flags:
+            for at in (local + 6, central + 8):
+                value = int.from_bytes(data[at:at + 2], "little") | flags
+                data[at:at + 2] = value.to_bytes(2, "little")
+        with open(ctx.zip, "wb") as f:
+            f.write(bytes(data))
+        return ctx.zip
+    return make
+
+
+def _corrupt_crc(ctx):
+    with zipfile.ZipFile(ctx.zip, "w", zipfile.ZIP_STORED) as z:
+        z.writestr("model.py", PLAIN)
+        z.writestr("metadata", "")
+    with open(ctx.zip, "rb") as f:
+        data = bytearray(f.read())
+    at = data.find(b"class model")
+    data[at] ^= 0x20  # 'class' -> 'Class': the bytes no longer match the CRC
+    with open(ctx.zip, "wb") as f:
+        f.write(bytes(data))
+    return ctx.zip
+
+
+def _bomb(ctx):
+    with zipfile.ZipFile(ctx.zip, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as z:
+        z.writestr("model.py", PLAIN)
+        z.writestr("metadata", "")
+        z.writestr("SubmissionModel/variables/variables.data-00000-of-00001",
+                   bytes(64 * 2**20))
+    return ctx.zip
+
+
+def _many_small_bombs(ctx):
+    chunk = bytes(2**20)  # 1 MiB: each entry is below the per-entry ratio check
+    with zipfile.ZipFile(ctx.zip, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as z:
+        z.writestr("model.py", PLAIN)
+        z.writestr("metadata", "")
+        for i in range(100):
+            z.writestr("weights/part%03d.bin" % i, chunk)
+    return ctx.zip
+
+
+def _hundred_thousand(ctx):
+    with zipfile.ZipFile(ctx.zip, "w", zipfile.ZIP_STORED) as z:
+        z.writestr("model.py", PLAIN)
+        z.writestr("metadata", "")
+        for i in range(100000):
+            z.writestr("tiny/%d" % i, b"")
+    return ctx.zip
+
+
+def _duplicates(ctx):
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with zipfile.ZipFile(ctx.zip, "w") as z:
+            z.writestr("model.py", PLAIN)
+            z.writestr("metadata", "")
+            z.writestr("model.py", "raise SystemExit('the other copy')\n")
+    return ctx.zip
+
+
+def _top_folder(ctx):
+    return write_zip(ctx.zip, {"my_submission/model.py": PLAIN, "my_submission/metadata": ""})
+
+
+def _gzip(ctx):
+    with gzip.open(ctx.zip, "wb") as f:
+        f.write(b"model.py")
+    return ctx.zip
+
+
+# ---- layout makers
+
+def _junk_saved_model(ctx):
+    folder = os.path.join(ctx.build, "junk")
+    os.makedirs(folder, exist_ok=True)
+    np.save(os.path.join(folder, "weights.npy"), np.zeros(4))
+    return folder
+
+
+def _keras_file_folder(ctx):
+    folder = os.path.join(ctx.build, "kerasfile")
+    os.makedirs(folder, exist_ok=True)
+    shutil.copy(ctx.shared.model_file("custom.keras"), os.path.join(folder, "model.keras"))
+    return folder
+
+
+SAVED_MODEL_PY = '''
+import os
+import numpy as np
+import tensorflow as tf
+
+class model:
+    def __init__(self, path):
+        self.model = tf.saved_model.load(os.path.join(path, "SubmissionModel"))
+
+    def predict(self, X):
+        return np.zeros(len(X), dtype=np.int64)
+'''
+
+
+# ---- models makers
+
+def _keras_file(name):
+    def content(ctx):
+        with open(ctx.shared.model_file(name), "rb") as f:
+            return f.read()
+    return content
+
+
+def _model_folder(name):
+    return lambda ctx: ctx.shared.model_file(name)
+
+
+KERAS_LOAD = '''
+import os
+import numpy as np
+import keras
+
+class model:
+    def __init__(self, path):
+        self.model = keras.models.load_model(os.path.join(path, "model.keras"))
+
+    def predict(self, X):
+        return np.argmax(self.model.predict(X, verbose=0), axis=-1)
+'''
+
+TF_KERAS_LOAD = '''
+import os
+import numpy as np
+import tf_keras
+
+class model:
+    def __init__(self, path):
+        self.model = tf_keras.models.load_model(os.path.join(path, "SubmissionModel"))
+
+    def predict(self, X):
+        return np.argmax(self.model(X).numpy(), axis=-1)
+'''
+
+TF_KERAS_3_LOAD = '''
+import os
+import numpy as np
+import tensorflow as tf
+
+class model:
+    def __init__(self, path):
+        self.model = tf.keras.models.load_model(os.path.join(path, "SubmissionModel"))
+
+    def predict(self, X):
+        return np.argmax(self.model(X).numpy(), axis=-1)
+'''
+
+# ---- code bodies
+
+SLEEPER = "[sys.executable, '-S', '-c', 'import time; time.sleep(10 ** 6)', 'MARKER']"
+
+CASES = [
+    # archives: nothing here starts the child
+    Case("not-a-zip", "archive", "uploaded a text file named .zip",
+         _raw(b"this is my model, trust me\n"), 1, "archive", "fail",
+         ("is not a zip archive", "zip -r"), child=False),
+    Case("zero-bytes", "archive", "the download stopped before the first byte (0-byte file)",
+         _raw(b""), 1, "archive", "fail", ("is empty (0 bytes)", "re-create the zip"),
+         child=False),
+    Case("gzip-renamed", "archive", "gzipped the files and named the result .zip",
+         _gzip, 1, "archive", "fail", ("gzip", "only accepts .zip"), child=False),
+    Case("truncated", "archive", "the upload or copy stopped half-way (truncated zip)",
+         _raw(_good_zip_bytes), 1, "archive", "fail",
+         ("truncated", "re-create the zip"), child=False),
+    Case("bad-crc", "archive", "a zip whose data does not match its checksum (corrupt copy)",
+         _corrupt_crc, 1, "archive", "fail", ("corrupt", "re-create the zip"), child=False),
+    Case("empty-zip", "archive", "zipped an empty folder (no entries)",
+         _entries(base=False), 1, "archive", "fail", ("has no files",), child=False),
+    Case("only-macos-metadata", "archive", "a zip with nothing but __MACOSX/ and .DS_Store",
+         _entries(("__MACOSX/._model.py", b"x"), (".DS_Store", b"x"), base=False), 1,
+         "archive", "fail", ("has no files except macOS metadata",), child=False),
+    Case("dot-dot", "archive", "an entry ../../../sentinel/pwned.txt (path traversal)",
+         _entries((_info("../../../sentinel/pwned.txt"), b"pwned")), 1, "archive", "fail",
+         ("'..' component", "relative"), child=False),
+    Case("absolute-path", "archive", "an entry with an absolute path into the sentinel tree",
+         _entries((_info("SENTINEL/pwned.txt"), b"pwned")), 1, "archive", "fail",
+         ("absolute path", "relative"), child=False),
+    Case("drive-letter", "archive", "an entry named C:/Users/me/model.py (made on Windows)",
+         _entries((_info("C:/Users/me/model.py"), b"x")), 1, "archive", "fail",
+         ("drive letter",), child=False),
+    Case("backslashes", "archive", "entries with backslash separators (PowerShell "
+         "Compress-Archive)",
+         _entries(("SubmissionModel\\saved_model.pb", b"x")), 1, "archive", "fail",
+         ("backslashes", "7-Zip"), child=False),
+    Case("symlink", "archive", "a symbolic link to the sentinel file, then a write through it",
+         _entries((_info("SubmissionModel", mode=stat.S_IFLNK | 0o777), "SENTINEL"),
+                  (_info("SubmissionModel/existing.txt"), b"pwned")), 1, "archive", "fail",
+         ("symbolic link", "links are refused"), child=False),
+    Case("fifo", "archive", "an entry that is a named pipe (FIFO)",
+         _entries((_info("pipe", mode=stat.S_IFIFO | 0o644), b"")), 1, "archive", "fail",
+         ("not a regular file",), child=False),
+    Case("zip-bomb", "archive", "a 64 MiB file of zeros packed into a few KB (zip bomb)",
+         _bomb, 1, "archive", "fail", ("zip bomb", "ratio"), child=False),
+    Case("zip-bomb-many", "archive", "100 entries of 1 MiB zeros each, 100 KB packed (each entry "
+         "below the per-entry check)", _many_small_bombs, 1, "archive", "fail",
+         ("zip bomb", "102 files"), child=False),
+    Case("100k-files", "archive", "100 000 tiny files", _hundred_thousand, 1, "archive", "fail",
+         ("100002 entries", "more than the limit of 10000"), child=False),
+    Case("duplicate-names", "archive", "model.py twice in the zip (zip -u after an edit)",
+         _duplicates, 1, "archive", "fail", ("appears twice", "duplicates"), child=False),
+    Case("file-and-folder", "archive", "'model.py' both a file and a folder",
+         _entries(("model.py/x.py", b"x")), 1, "archive", "fail",
+         ("is a file in the zip but",), child=False),
+    Case("name-not-utf8", "archive", "a name with a Latin-1 byte, not marked UTF-8",
+         _patched("caf_.py", b"caf\xe9.py"), 1, "archive", "fail",
+         ("not marked UTF-8", "ASCII"), child=False),
+    Case("name-bad-utf8", "archive", "a name marked UTF-8 that is not valid UTF-8",
+         _patched("caf_.py", b"caf\xe9.py", flags=0x800), 1, "archive", "fail",
+         ("marked UTF-8 but is not valid UTF-8",), child=False),
+    Case("encrypted", "archive", "a password-protected entry",
+         _patched("secret.bin", None, flags=0x1), 1, "archive", "fail",
+         ("password-protected",), child=False),
+    Case("deflate64", "archive", "an entry compressed with Deflate64 (Windows Explorer, big files)",
+         _patched("big.bin", None, method=9), 1, "archive", "fail", ("Deflate64",),
+         child=False),
+    Case("top-folder", "archive", "zipped the folder instead of its contents (one top folder)",
+         _top_folder, 1, "layout: top folder", "fail", ("my_submission/", "zip the contents")),
+
+    # layout
+    Case("no-model-py", "layout", "forgot model.py",
+         lambda ctx: write_zip(ctx.zip, {"metadata": "", "readme.txt": "x"}), 1,
+         "layout: required files", "fail", ("model.py is missing",), child=False),
+    Case("model-py-case", "layout", "named the file Model.py",
+         lambda ctx: write_zip(ctx.zip, {"Model.py": PLAIN, "metadata": ""}), 1,
+         "layout: required files", "fail", ("found Model.py instead", "rename"), child=False),
+    Case("wrong-class-name", "layout", "class Model instead of class model",
+         _submission(PLAIN.replace("class model", "class Model")), 1, "model.py: class",
+         "fail", ("found class Model", "lower-case"), child=False),
+    Case("wrong-constructor", "layout", "def __init__(self) where the platform calls model(path)",
+         _submission(PLAIN.replace("def __init__(self, path):\n        self.path = path",
+                                   "def __init__(self):\n        pass")), 1,
+         "model.py: constructor", "fail", ("__init__(self, path)", "model(path)")),
+    Case("no-metadata", "layout", "forgot the metadata file",
+         _submission(PLAIN, metadata=False), 1, "layout: required files", "fail",
+         ("metadata is missing", "empty file named metadata")),
+    Case("no-saved-model", "layout", "model.py loads SubmissionModel/, which is not in the zip",
+         _submission(SAVED_MODEL_PY), 1, "loads", "fail", ("SubmissionModel",)),
+    Case("not-a-saved-model", "layout", "SubmissionModel/ holds a .npy, not a SavedModel",
+         _submission(SAVED_MODEL_PY, saved_models={"SubmissionModel": _junk_saved_model}), 1,
+         "layout: models", "fail", ("not a TensorFlow SavedModel", "weights.npy")),
+    Case("keras-not-saved-model", "layout", "SubmissionModel/ holds model.keras where a "
+         "SavedModel is expected",
+         _submission(SAVED_MODEL_PY, saved_models={"SubmissionModel": _keras_file_folder}), 1,
+         "layout: models", "fail", ("a Keras model file, not a SavedModel", "leafsub export")),
+
+    # code
+    Case("syntax-error", "code", "a syntax error in model.py",
+         _submission(PLAIN.replace("return np.zeros", "return np.zeros(")), 1,
+         "model.py: syntax", "fail", ("line", "py_compile"), child=False),
+    Case("not-utf8-source", "code", "model.py saved as Latin-1 with an accented comment",
+         lambda ctx: write_zip(ctx.zip, {"model.py": b"# caf\xe9\n" + PLAIN.encode(),
+                                         "metadata": ""}), 1,
+         "model.py: syntax", "fail", ("not valid UTF-8", "save it as UTF-8"), child=False),
+    Case("missing-module", "code", "imports a module the platform lacks (not in the zip)",
+         _submission("import leafsub_hostile_missing_module\n" + PLAIN), 1, "loads", "fail",
+         ("ModuleNotFoundError", "leafsub_hostile_missing_module", "standard library")),
+    Case("init-raises", "code", "__init__ raises an exception",
+         _submission(_init_body("raise ValueError('weights not found in ' + path)")), 1,
+         "loads", "fail", ("raised ValueError", "weights not found")),
+    Case("predict-raises", "code", "predict raises an exception",
+         _submission(_predict_body("raise RuntimeError('shape mismatch')")), 1, "predicts",
+         "fail", ("raised RuntimeError", "shape mismatch")),
+    Case("predict-hangs", "code", "predict never returns",
+         _submission(_predict_body("time.sleep(10 ** 6)", head="import time")), 1,
+         "predicts", "fail", ("time limit of %d s" % HANG_TIME_LIMIT, "never returns"),
+         time_limit=HANG_TIME_LIMIT),
+    Case("predict-eats-memory", "code", "predict allocates memory without bound "
+         "(--memory-limit 1500)",
+         _submission(_predict_body("""
+             hoard = []
+             while True:
+                 hoard.append(bytearray(b"x") * (100 * 2 ** 20))
+         """)), 1, "predicts", "fail", ("memory limit", "1500 MB"),
+         args=("--memory-limit", "1500")),
+    Case("import-sys-exit", "code", "model.py calls sys.exit() when imported",
+         _submission("import sys\nsys.exit(0)\n" + PLAIN), 1, "loads", "fail",
+         ("called sys.exit(0)", "remove the call")),
+    Case("init-sys-exit", "code", "__init__ calls sys.exit(3)",
+         _submission(_init_body("sys.exit(3)", head="import sys")), 1, "loads", "fail",
+         ("called sys.exit(3)", "remove the call")),
+    Case("init-os-exit", "code", "__init__ calls os._exit(3)",
+         _submission(_init_body("os._exit(3)", head="import os")), 1, "loads", "fail",
+         ("exited with code 3", "os._exit")),
+    Case("predict-sys-exit", "code", "predict calls sys.exit(1)",
+         _submission(_predict_body("sys.exit(1)", head="import sys")), 1, "predicts", "fail",
+         ("called sys.exit(1)", "remove the call")),
+    Case("predict-os-exit", "code", "predict calls os._exit(0)",
+         _submission(_predict_body("os._exit(0)", head="import os")), 1, "predicts", "fail",
+         ("exited with code 0", "os._exit")),
+    Case("prints-100mb", "code", "predict prints 100 MB",
+         _submission(_predict_body("""
+             line = "x" * 1023 + "\\n"
+             for _ in range(100 * 1024):
+                 sys.stdout.write(line)
+         """, head="import sys")), 1, "predicts", "fail", ("printing more than 64 MB",)),
+    Case("prints-2mb", "code", "predict prints 2 MB (and is otherwise fine)",
+         _submission(_predict_body("""
+             if not getattr(self, "printed", False):
+                 self.printed = True
+                 print("y" * (2 * 2 ** 20))
+         """)), 0, "output volume",
+         "warn", ("printed", "print less")),
+    Case("writes-outside", "code", "predict writes SENTINEL/pwned.txt (outside its folder)",
+         _submission(_predict_body("open('SENTINEL/pwned.txt', 'w').write('pwned')")), 1,
+         "predicts", "fail", ("PermissionError", "write outside its own folder"),
+         requires=("landlock",)),
+    Case("modifies-outside", "code", "__init__ appends to an existing file outside its folder, "
+         "then deletes it", _submission(_init_body("""
+             try:
+                 open('SENTINEL/existing.txt', 'a').write('pwned')
+             finally:
+                 os.remove('SENTINEL/existing.txt')
+         """, head="import os")), 1, "loads", "fail",
+         ("PermissionError", "write outside its own folder"), requires=("landlock",)),
+    Case("network-connect", "code", "predict connects to a server (a loopback listener here)",
+         _submission(_predict_body("socket.create_connection(('127.0.0.1', PORT), timeout=5)",
+                                   head="import socket")), 1, "predicts", "fail",
+         ("127.0.0.1:", "no network"), loopback=True),
+    Case("network-subprocess", "code", "predict connects from a child process (past any "
+         "Python-level guard: only the network namespace stops it)",
+         _submission(_predict_body("""
+             code = "import socket; socket.create_connection(('127.0.0.1', PORT), timeout=5)"
+             proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+             if proc.returncode:
+                 raise RuntimeError(proc.stderr.strip().splitlines()[-1])
+         """, head="import subprocess, sys")), 1, "predicts", "fail",
+         ("network is unreachable", "no network"), loopback=True, requires=("netns",)),
+    Case("network-download", "code", "model.py downloads its weights when imported (urllib)",
+         _submission("import urllib.request\nurllib.request.urlopen("
+                     "'http://127.0.0.1:PORT/weights.h5', timeout=5).read()\n" + PLAIN), 1,
+         "loads", "fail", ("urlopen", "no network"), loopback=True),
+    Case("network-dns", "code", "__init__ looks up a host name",
+         _submission(_init_body("socket.getaddrinfo('weights.example.invalid', 443)",
+                                head="import socket")), 1, "loads", "fail",
+         ("name resolution", "no network")),
+    Case("network-swallowed", "code", "__init__ tries a server, catches the error and goes on "
+         "(answers normally)", _submission(_init_body("""
+             try:
+                 socket.create_connection(('127.0.0.1', PORT), timeout=5)
+             except OSError:
+                 pass
+         """, head="import socket")), 0, "loads", "pass", ("loaded",), loopback=True),
+    Case("one-hot", "code", "predict returns one-hot vectors",
+         _submission(_predict_body("return np.eye(8, dtype=np.float32)[np.arange(len(X)) % 8]")),
+         1, "output: shape", "fail", ("one-hot", "np.argmax")),
+    Case("floats", "code", "predict returns float scores, one per image",
+         _submission(_predict_body("return np.linspace(0, 7.5, len(X))")), 1, "output: type",
+         "fail", ("float64", "argmax")),
+    Case("strings", "code", "predict returns class names",
+         _submission(_predict_body("return np.array(['Species1'] * len(X))")), 1,
+         "output: type", "fail", ("strings", "not its name")),
+    Case("wrong-length", "code", "predict returns one label too few",
+         _submission(_predict_body("return np.zeros(len(X) - 1, dtype=np.int64)")), 1,
+         "output: shape", "fail", ("one prediction per image",)),
+    Case("nan", "code", "predict returns NaN",
+         _submission(_predict_body("return np.full(len(X), np.nan)")), 1, "output: no NaN",
+         "fail", ("NaN",)),
+    Case("not-deterministic", "code", "predict answers differently each call",
+         _submission(_predict_body("""
+             self.calls = getattr(self, "calls", 0) + 1
+             return (np.arange(len(X)) + self.calls) % 8
+         """)), 1, "deterministic", "fail", ("differ", "same answer")),
+    Case("fork-bomb", "code", "predict starts 100 detached processes (setsid) that sleep forever",
+         _submission(_predict_body("""
+             for _ in range(100):
+                 subprocess.Popen(SLEEPER, start_new_session=True)
+             time.sleep(30)
+         """.replace("SLEEPER", SLEEPER), head="import subprocess, sys, time")), 1,
+         "predicts", "fail", ("stopped for starting", "at most 64")),
+    Case("daemon-escape", "code", "predict double-forks a process that leaves the session and "
+         "sleeps forever, then answers normally",
+         _submission(_predict_body("""
+             if not getattr(self, "forked", False):
+                 self.forked = True
+                 pid = os.fork()
+                 if pid == 0:
+                     os.setsid()
+                     if os.fork() == 0:
+                         os.execv(sys.executable, SLEEPER)
+                     os._exit(0)
+                 os.waitpid(pid, 0)
+         """.replace("SLEEPER", SLEEPER), head="import os, sys")), 0, "predicts", "pass",
+         ("24 images",), requires=("pidns",)),
+    Case("kill-evaluator", "code", "predict sends SIGKILL to its parent processes (the "
+         "evaluator), ignoring errors, then answers normally",
+         _submission(_predict_body("""
+             def ppid(pid):
+                 with open("/proc/%s/stat" % pid) as f:
+                     return int(f.read().rsplit(")", 1)[1].split()[1])
+             target = ppid("self")
+             for _ in range(2):
+                 try:
+                     os.kill(target, signal.SIGKILL)
+                 except OSError:
+                     pass
+                 try:
+                     target = ppid(target)
+                 except (OSError, ValueError, IndexError):
+                     break
+         """, head="import os, signal")), 0, "predicts", "pass", ("24 images",),
+         requires=("pidns",)),
+
+    # models
+    Case("custom-layer", "models", "a .keras model with a custom layer, loaded without "
+         "custom_objects", _submission(KERAS_LOAD, extra={"model.keras": _keras_file(
+             "custom.keras")}), 1, "loads", "fail",
+         ("Could not locate class 'Scale'", "custom")),
+    Case("lambda-keras-file", "models", "a Keras 3 .keras model with a Lambda calling "
+         "mylib.double (mylib not in the zip)",
+         _submission(KERAS_LOAD, extra={"model.keras": _keras_file("lambda.keras")}), 1,
+         "loads", "fail", ("could not be deserialized", "custom")),
+    Case("lambda-tf-keras-saved-model", "models", "a tf_keras SavedModel with a Lambda calling "
+         "mylib.double (mylib not in the zip), loaded with tf_keras",
+         _submission(TF_KERAS_LOAD, saved_models={"SubmissionModel": _model_folder(
+             "lambda_sm")}), 0, "loads", "pass", ("loaded",)),
+    Case("custom-optimizer", "models", "a .keras model saved with the state of a custom "
+         "optimizer (class MyAdam), loaded with compile=True",
+         _submission(KERAS_LOAD, extra={"model.keras": _keras_file("myadam.keras")}), 1,
+         "loads", "fail", ("Could not locate class 'MyAdam'", "custom")),
+    Case("keras3-load-saved-model", "models", "tf.keras.models.load_model on a SavedModel "
+         "(with optimizer slots) under Keras 3",
+         _submission(TF_KERAS_3_LOAD, saved_models={"SubmissionModel": _model_folder(
+             "opt_sm")}), 1, "loads", "fail",
+         ("File format not supported", "tf.saved_model.load")),
+]
+
+NAMES = [c.name for c in CASES]
+assert len(set(NAMES)) == len(NAMES), "case names must be unique"
+
+
+# --------------------------------------------------------------------------- the models
+
+MODELS_SCRIPT = '''
+import os, sys
+os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+import numpy as np
+import keras
+import tf_keras
+sys.path.insert(0, ".")
+import mylib
+
+@keras.saving.register_keras_serializable(package="mine")
+class Scale(keras.layers.Layer):
+    def call(self, x):
+        return x * 2.0
+
+def head(x):
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.layers.Dense(8, activation="softmax")(x)
+
+inputs = keras.Input((96, 96, 3))
+keras.Model(inputs, head(Scale()(inputs))).save("custom.keras")
+inputs = keras.Input((96, 96, 3))
+keras.Model(inputs, head(keras.layers.Lambda(mylib.double)(inputs))).save("lambda.keras")
+
+class MyAdam(keras.optimizers.Adam):
+    pass
+
+inputs = keras.Input((96, 96, 3))
+m = keras.Model(inputs, head(inputs))
+m.compile(optimizer=MyAdam(), loss="sparse_categorical_crossentropy")
+m.fit(np.zeros((4, 96, 96, 3)), np.zeros(4), verbose=0)
+m.save("myadam.keras")
+
+m = tf_keras.Sequential([tf_keras.Input((96, 96, 3)), tf_keras.layers.Lambda(mylib.double),
+                         tf_keras.layers.GlobalAveragePooling2D(),
+                         tf_keras.layers.Dense(8, activation="softmax")])
+m.save("lambda_sm", save_format="tf")
+m = tf_keras.Sequential([tf_keras.Input((96, 96, 3)), tf_keras.layers.GlobalAveragePooling2D(),
+                         tf_keras.layers.Dense(8, activation="softmax")])
+m.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+m.fit(np.zeros((4, 96, 96, 3)), np.zeros(4), verbose=0)
+m.save("opt_sm", save_format="tf")
+'''
+
+
+class Shared:
+    """The data, the model files (made once, in a subprocess), the per-case folders."""
+
+    def __init__(self, root):
+        self.root = root
+        images, labels = color_data(per_class=3, seed=5)
+        self.data = os.path.join(root, "test.npz")
+        np.savez(self.data, images=images, labels=labels)
+        self.models_dir = os.path.join(root, "models")
+        self._lock = threading.Lock()
+        self._models = None
+
+    def model_file(self, name):
+        with self._lock:
+            if self._models is None:
+                os.makedirs(self.models_dir, exist_ok=True)
+                with open(os.path.join(self.models_dir, "mylib.py"), "w") as f:
+                    f.write("def double(x):\n    return x * 2.0\n")
+                proc = subprocess.run([sys.executable, "-c", MODELS_SCRIPT], cwd=self.models_dir,
+                                      capture_output=True, text=True, timeout=300,
+                                      env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+                assert proc.returncode == 0, proc.stderr[-3000:]
+                os.remove(os.path.join(self.models_dir, "mylib.py"))
+                self._models = True
+        return os.path.join(self.models_dir, name)
+
+
+# --------------------------------------------------------------------------- running
+
+@dataclasses.dataclass
+class Outcome:
+    case: Case
+    returncode: int
+    stdout: str
+    stderr: str
+    elapsed: float
+    result: dict
+    leftover: list
+    sentinel_before: dict
+    sentinel_after: dict
+    stray: list            # unexpected entries in the case's folder, TMPDIR, cwd
+    connections: int       # connections the loopback listener accepted
+    ctx: Ctx
+
+    def check(self, name):
+        return next((c for c in self.result.get("checks", []) if c["name"] == name), None)
+
+
+def _snapshot(folder):
+    """Every file and folder below ``folder`` with its content and mode."""
+    tree = {}
+    for where, dirs, files in os.walk(folder):
+        for name in dirs + files:
+            path = os.path.join(where, name)
+            st = os.lstat(path)
+            content = None
+            if stat.S_ISREG(st.st_mode):
+                with open(path, "rb") as f:
+                    content = f.read()
+            tree[os.path.relpath(path, folder)] = (stat.S_IFMT(st.st_mode), st.st_mode & 0o7777,
+                                                   content, st.st_mtime_ns)
+    return tree
+
+
+def _running_with(needles):
+    """Live processes whose command line holds one of ``needles``."""
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) == os.getpid():
+            continue
+        try:
+            with open("/proc/%s/cmdline" % name, "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode("utf-8", "replace")
+            with open("/proc/%s/stat" % name, "rb") as f:
+                state = f.read().rsplit(b")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if state != b"Z" and any(n in cmd for n in needles):
+            found.append((int(name), cmd[:160]))
+    return found
+
+
+class _Listener:
+    """A TCP listener on 127.0.0.1 that counts the connections it accepts."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.accepted = 0
+        self.stop = False
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        while not self.stop:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                continue
+            self.accepted += 1
+            conn.close()
+
+    def close(self):
+        self.stop = True
+        self.thread.join(5)
+        self.sock.close()
+
+
+EXPECTED_ENTRIES = {"build", "submission.zip", "result.json", "tmp", "sentinel", "cwd"}
+
+
+def run_case(case, shared):
+    folder = os.path.join(shared.root, case.name)
+    os.makedirs(folder)
+    sentinel = os.path.join(folder, "sentinel")
+    os.makedirs(os.path.join(sentinel, "keep"))
+    with open(os.path.join(sentinel, "existing.txt"), "w") as f:
+        f.write("original\n")
+    with open(os.path.join(sentinel, "keep", "data.bin"), "wb") as f:
+        f.write(bytes(range(256)))
+    tmp = os.path.join(folder, "tmp")
+    cwd = os.path.join(folder, "cwd")
+    os.makedirs(tmp)
+    os.makedirs(cwd)
+    marker = "leafsub-hostile-%s-%s" % (case.name, uuid.uuid4().hex[:8])
+    listener = _Listener() if case.loopback else None
+    try:
+        ctx = Ctx(shared, folder, sentinel, marker, listener.port if listener else 9)
+        zip_path = case.make(ctx)
+        before = _snapshot(sentinel)
+        json_path = os.path.join(folder, "result.json")
+        args = ["evaluate", zip_path, "--data", shared.data, "--json", json_path,
+                "--time-limit", case.time_limit, "--no-detective", *case.args]
+        started = time.monotonic()
+        proc = run_cli(*args, cwd=cwd, env={"TMPDIR": tmp}, timeout=case.time_limit + 120)
+        elapsed = time.monotonic() - started
+        leftover = _running_with([marker, tmp])
+        deadline = time.monotonic() + 2
+        while leftover and time.monotonic() < deadline:
+            time.sleep(0.2)
+            leftover = _running_with([marker, tmp])
+        if listener:
+            time.sleep(0.3)
+    finally:
+        if listener:
+            listener.close()
+    result = {}
+    if os.path.isfile(json_path):
+        with open(json_path, encoding="utf-8") as f:
+            result = json.load(f)
+    stray = sorted(set(os.listdir(folder)) - EXPECTED_ENTRIES)
+    stray += ["tmp/" + n for n in os.listdir(tmp)] + ["cwd/" + n for n in os.listdir(cwd)]
+    return Outcome(case, proc.returncode, proc.stdout, proc.stderr, elapsed, result, leftover,
+                   before, _snapshot(sentinel), stray,
+                   listener.accepted if listener else 0, ctx)
+
+
+@pytest.fixture(scope="module")
+def outcomes(tmp_path_factory, request):
+    """Start every case at once (WORKERS at a time); each test waits for its own."""
+    shared = Shared(str(tmp_path_factory.mktemp("hostile")))
+    selected = {item.callspec.params["name"] for item in request.session.items
+                if getattr(item, "originalname", None) == "test_hostile_case"}
+    # The model files are made in the background while the other cases run; the slow
+    # cases go first (the hang: wall time, little CPU), the ones that never start a child last.
+    order = sorted((c for c in CASES if c.name in selected and not _missing(c)),
+                   key=lambda c: (not c.child, c.group == "models", -c.time_limit))
+    if any(c.group == "models" for c in order):
+        threading.Thread(target=shared.model_file, args=("custom.keras",), daemon=True).start()
+    pool = concurrent.futures.ThreadPoolExecutor(WORKERS)
+    futures = {c.name: pool.submit(run_case, c, shared) for c in order}
+    yield futures
+    pool.shutdown(wait=True, cancel_futures=True)
+    if os.environ.get("LEAFSUB_WRITE_VERDICTS"):
+        done = {n: f.result() for n, f in futures.items() if f.done() and not f.exception()}
+        if len(done) == len(CASES):
+            write_doc([done[n] for n in NAMES])
+
+
+def _first_paragraph(detail):
+    return detail.split("\n")[0]
+
+
+def _missing(case):
+    """The isolation the case needs and this machine lacks (the case is then skipped)."""
+    from leafsub.evaluator import sandbox
+    netns, abi, pidns = sandbox.support()
+    have = {"netns": netns, "landlock": bool(abi), "pidns": pidns}
+    return [r for r in case.requires if not have[r]]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_hostile_case(outcomes, name):
+    case = next(c for c in CASES if c.name == name)
+    if _missing(case):
+        pytest.skip("needs %s, which this machine lacks: the case would escape for real"
+                    % ", ".join(_missing(case)))
+    out = outcomes[name].result()
+    label = "%s: exit %s\nstdout:\n%s\nstderr:\n%s" % (name, out.returncode, out.stdout[-3000:],
+                                                       out.stderr[-3000:])
+    print(label)
+    assert "Traceback" not in out.stderr, label
+    assert out.returncode == case.exit, label
+    assert out.result, "no JSON result: " + label
+    check = out.check(case.check)
+    assert check is not None, "no check %r in %s" % (case.check, [
+        (c["name"], c["status"]) for c in out.result["checks"]])
+    assert check["status"] == case.status, check
+    paragraph = _first_paragraph(check["detail"])
+    for word in case.words:
+        word = word.replace("PORT", str(out.ctx.port))
+        assert word.lower() in check["detail"].lower(), (word, check["detail"])
+    assert len(paragraph) > 20
+    # A failing verdict names its problem in the first paragraph: no leafsub traceback there.
+    assert "Traceback (most recent call last)" not in paragraph
+    if case.exit == 1:
+        assert out.result["passed"] is False
+        failing = [c for c in out.result["checks"] if c["status"] == "fail"]
+        assert failing and all(len(_first_paragraph(c["detail"])) > 20 for c in failing)
+    # Nothing escapes.
+    assert out.elapsed < case.time_limit + 10, out.elapsed
+    assert out.leftover == [], out.leftover
+    assert out.sentinel_after == out.sentinel_before
+    assert out.stray == [], out.stray
+    assert out.connections == 0
+    # The child ran only where the table says it does.
+    ran = out.check("isolation") is not None
+    assert ran == case.child, (ran, case.child)
+    if ran:
+        assert out.check("isolation")["status"] == "pass" or "isolation reduced" in \
+            out.check("isolation")["detail"]
+
+
+def test_the_corpus_is_big_enough_and_covers_every_group():
+    assert len(CASES) >= 40
+    assert {c.group for c in CASES} == {"archive", "layout", "code", "models"}
+    assert {c.exit for c in CASES} <= {0, 1}
+
+
+def test_isolation_is_complete_on_this_machine_or_says_what_is_missing():
+    from leafsub.evaluator import sandbox
+    iso = sandbox.plan("/tmp")
+    if sys.platform == "linux" and all(sandbox.support()[i] for i in (0, 2)) and iso.landlock:
+        assert iso.warnings == [] and "private PID namespace" in iso.summary
+    else:
+        assert iso.warnings and all("isolation reduced" in w for w in iso.warnings)
+
+
+def test_the_docs_list_every_case_with_its_verdict():
+    with open(DOC, encoding="utf-8") as f:
+        text = f.read()
+    rows = {}
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) >= 7 and cells[0].startswith("`"):
+            rows[cells[0].strip("`")] = cells
+    assert sorted(rows) == sorted(NAMES), set(rows) ^ set(NAMES)
+    for case in CASES:
+        cells = rows[case.name]
+        assert cells[1] == case.group, cells
+        assert cells[3] == "`%s`" % case.check, cells
+        assert cells[4] == case.status, cells
+        assert cells[5] == str(case.exit), cells
+
+
+# --------------------------------------------------------------------------- the docs
+
+DOC_HEAD = """# Verdicts: what `leafsub evaluate` says about a broken or hostile submission
+
+Every row is a submission that `tests/test_hostile.py` generates and evaluates with
+the real CLI (`leafsub evaluate submission.zip --data test.npz`), with the verdict the
+test asserts: the check that carries it, its status, the exit code, and the first
+sentence of the message. Look a message up here to see what it is about.
+
+This page is generated from the test's table (`LEAFSUB_WRITE_VERDICTS=1 pytest
+tests/test_hostile.py`); a test checks that it lists every case with the verdict the
+test asserts, so it cannot drift. Paths in the messages are shortened
+(`submission.zip`, `SENTINEL` for a folder outside the submission, `PORT` for a port).
+
+Exit codes: **0** every check passed (warnings allowed), **1** a check failed: the
+submission is at fault (every broken or hostile zip), **2** bad usage or unreadable
+input that the *caller* gave (a missing zip path, a missing or unreadable `--data`), never
+a problem inside the zip. A traceback from leafsub itself is a bug (exit 3).
+
+For every case the test also checks: no traceback from leafsub, no file created or
+changed outside the evaluator's temporary directory (a sentinel folder that the
+hostile code aims at stays as it was), no process left running, and a return within
+the time limit plus 10 s.
+
+## Isolation: what holds the hostile cases in
+
+The submission runs in a child process (`evaluator/harness.py`, not leafsub), started
+by `evaluator/runner.py` under `evaluator/sandbox.py`'s isolation. The `isolation`
+check of every report says what this machine gave:
+
+| layer | Linux with user namespaces and Landlock | elsewhere |
+|---|---|---|
+| network | a private network namespace: no interface but a downed loopback, every connection fails (*Network is unreachable*); the harness also refuses Python-level connections and name lookups and names them in the message | Landlock ABI >= 4 denies TCP; else a warning *isolation reduced*, and only the harness's Python-level guard remains |
+| disk | Landlock: writes only below the evaluator's temporary directory (*Permission denied*); `HOME` and `TMPDIR` point inside it | a warning *isolation reduced* |
+| processes | a private PID namespace: every process the submission starts (even after `setsid()` or a double fork) dies with the child; the kernel ends the namespace | its session and its descendants are killed; a warning says a detached process could survive |
+| signals | the submission cannot see or signal processes outside its PID namespace; Landlock ABI >= 6 also scopes signals | - |
+| limits (everywhere) | time (`--time-limit`, the whole replay), memory (`--memory-limit`, resident memory of the child's whole process tree, shared pages counted once), output (64 MB printed: stopped; more than 1 MB: a warning), processes (at most 64) | same |
+
+`--no-isolation` turns the network and disk layers off on purpose (a warning in the
+report); the process namespace and the limits stay.
+
+Attempts the submission catches and ignores (`network-swallowed`, `daemon-escape`,
+`kill-evaluator` below) change nothing outside and do not fail the replay: the platform
+would not notice them either. The harness still records every network attempt (its
+replies carry them under `network`, and its log says `[leafsub harness] blocked a
+connection to ...`), and the runner records the processes still running when the child
+is told to quit; the report shows them as `network` and `processes` warnings.
+
+## The cases
+
+"""
+
+DOC_COLUMNS = ("| case | group | what the user did | check | status | exit "
+               "| message (first sentence) |\n|---|---|---|---|---|---|---|\n")
+
+
+def _doc_message(out, detail):
+    text = _first_paragraph(detail)
+    text = text.replace(out.ctx.zip, "submission.zip").replace(out.ctx.sentinel, "SENTINEL")
+    text = text.replace(str(out.ctx.port), "PORT") if out.case.loopback else text
+    text = re.sub(re.escape(os.path.join(out.ctx.dir, "tmp")) + r"/leafsub-eval-[^/]+/submission",
+                  "SUBMISSION_FOLDER", text)
+    # The first sentence: up to the first '. ' followed by a capital (or a backquote).
+    ends = [m.start() for m in re.finditer(r"\. (?=[A-Z`(])", text)
+            if m.start() > 40 and not text[:m.start() + 1].endswith("e.g.")]
+    sentence = text[:ends[0] + 1] if ends else text
+    if len(sentence) > 300:
+        sentence = sentence[:297] + "..."
+    return sentence.replace("|", "\\|")
+
+
+def write_doc(outs):
+    lines = [DOC_HEAD]
+    titles = {"archive": "Archives", "layout": "Layout", "code": "Code", "models": "Models"}
+    for group in ("archive", "layout", "code", "models"):
+        lines.append("### %s\n\n" % titles[group])
+        lines.append(DOC_COLUMNS)
+        for out in outs:
+            case = out.case
+            if case.group != group:
+                continue
+            check = out.check(case.check)
+            lines.append("| `%s` | %s | %s%s | `%s` | %s | %d | %s |\n" % (
+                case.name, case.group, case.what.replace("|", "\\|"),
+                "" if case.child else " (the submission never runs)", case.check,
+                case.status, case.exit, _doc_message(out, check["detail"])))
+        lines.append("\n")
+    with open(DOC, "w", encoding="utf-8") as f:
+        f.write("".join(lines))
