@@ -349,3 +349,14 @@ def test_real_tensorflow_2_15_runtime():
     marker, = [m for m in list_runtimes() if m["spec"] == "tensorflow==2.15.1"]
     assert marker["complete"] and marker["tensorflow"] == "2.15.1"
     assert marker["keras"] == keras_version and marker["numpy"] == numpy_version
+
+
+def test_runtimes_command_lists_the_cache(tmp_path):
+    from conftest import run_cli
+
+    empty = run_cli("runtimes", env={"LEAFSUB_CACHE": str(tmp_path)})
+    assert empty.returncode == 0 and "No cached runtimes" in empty.stdout
+    gone = run_cli("runtimes", "--remove", "tensorflow==2.15.1", env={"LEAFSUB_CACHE": str(tmp_path)})
+    assert gone.returncode == 0 and "no cached runtime for tensorflow==2.15.1" in gone.stdout
+    bad = run_cli("runtimes", "--remove", "tensorflow>=2", env={"LEAFSUB_CACHE": str(tmp_path)})
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
