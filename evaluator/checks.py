@@ -30,6 +30,8 @@ def interpret_outputs(outputs, n_images, profile, method="predict"):
       one-hot vectors, so that the report still shows what the score would be), and
       None when they cannot (strings, NaN, wrong length).
     """
+    if profile["output"]["kind"] == "probabilities":
+        return _interpret_probabilities(outputs, n_images, profile, method)
     n_classes = int(profile["classes"]["count"])
     expected = _expected(profile)
     out = np.asarray(outputs)
@@ -115,6 +117,33 @@ def interpret_outputs(outputs, n_images, profile, method="predict"):
     return labels, checks
 
 
+def _interpret_probabilities(outputs, n_images, profile, method):
+    """For a profile whose predict returns ``[N, classes]`` probabilities; labels = argmax."""
+    n_classes = int(profile["classes"]["count"])
+    expected = "probabilities of shape [batch, %d], rows summing to 1" % n_classes
+    out = np.asarray(outputs)
+    if out.dtype.kind in "USO" or out.ndim != 2 or out.shape != (n_images, n_classes):
+        checks = [check("output: shape", "fail", "%s() returned %s%s for %d images; expected %s."
+                        % (method, "strings " if out.dtype.kind in "USO" else "shape ",
+                           list(out.shape), n_images, expected))]
+        return None, checks
+    out = out.astype(np.float64)
+    if not np.all(np.isfinite(out)):
+        return None, [check("output: no NaN", "fail", "%s() returned NaN or infinite values; "
+                            "expected %s." % (method, expected))]
+    checks = [check("output: shape", "pass", "%s() returned [%d, %d] scores" % (
+        method, n_images, n_classes))]
+    sums = out.sum(axis=1)
+    if out.min() < 0 or out.max() > 1 or np.max(np.abs(sums - 1)) > 1e-3:
+        checks.append(check("output: probabilities", "warn",
+                            "the scores are not probabilities (min %.3g, max %.3g, row sums "
+                            "%.3g..%.3g); apply a softmax if the platform averages or "
+                            "thresholds them." % (out.min(), out.max(), sums.min(), sums.max())))
+    else:
+        checks.append(check("output: probabilities", "pass", "every row is a distribution"))
+    return np.argmax(out, axis=1).astype(np.int64), checks
+
+
 def output_container(types, profile, method="predict"):
     """The Python type ``predict`` returned vs the profile's output container."""
     want = profile["output"].get("container", "any")
@@ -128,11 +157,7 @@ def output_container(types, profile, method="predict"):
 
 def compare_labels(name, reference, other, what, severity="warn", hint=""):
     """A check that two label arrays for the same images agree."""
-    reference = np.asarray(reference).reshape(-1)
-    other = np.asarray(other)
-    if other.ndim == 2 and other.shape[1] > 1:
-        other = np.argmax(other, axis=1)
-    other = other.reshape(-1)
+    reference, other = _flat_labels(reference), _flat_labels(other)
     if other.shape != reference.shape:
         return check(name, severity, "%s: %d outputs for %d images" % (what, other.size,
                                                                        reference.size))
@@ -144,6 +169,14 @@ def compare_labels(name, reference, other, what, severity="warn", hint=""):
         return check(name, severity, "%s: %d of %d labels differ%s" % (
             what, differ, reference.size, (". " + hint) if hint else ""))
     return check(name, "pass", "%s: same labels on %d images" % (what, reference.size))
+
+
+def _flat_labels(outputs):
+    """Labels from raw outputs: the argmax of ``[N, C]`` scores, else the values flattened."""
+    outputs = np.asarray(outputs)
+    if outputs.ndim == 2 and outputs.shape[1] > 1:
+        return np.argmax(outputs, axis=1)
+    return outputs.reshape(-1)
 
 
 def verdict(checks):

@@ -277,6 +277,7 @@ def evaluate(submission, data, profile=None, runtime=None, python=None, batch_si
         "predictions": None, "labels": None,
     }
     checks = result["checks"]
+    checks.extend(_class_name_checks(packs, prof))
     child = None
     try:
         say.say("Evaluating %s with the %s profile (%s)" % (submission, prof["name"], chosen.label))
@@ -315,6 +316,9 @@ def evaluate(submission, data, profile=None, runtime=None, python=None, batch_si
         request = {"module": iface["module"], "class_name": iface["class_name"],
                    "constructor": iface["constructor"], "method": iface["method"],
                    "range": list(inp["range"]), "channel_order": inp.get("channel_order", "RGB")}
+        if iface.get("working_dir") == "scratch":
+            request["cwd"] = os.path.join(workdir, "scratch")
+            os.makedirs(request["cwd"])
         from .runner import Child, ChildStopped
         child = Child(chosen.python, workdir, root, request, time_limit, memory_limit,
                       isolate=isolate)
@@ -465,6 +469,14 @@ def evaluate(submission, data, profile=None, runtime=None, python=None, batch_si
         except ChildStopped as err:
             checks.append(stopped_check("checks", err, "running the checks"))
         from .runner import OUTPUT_WARN
+        if child.network_attempts:
+            more = len(child.network_attempts) - 1
+            checks.append(C.check("network", "warn",
+                                  "the submission tried %s%s and went on without it; the platform "
+                                  "has no network, so it would get the same error there. Bundle "
+                                  "what it needs in the zip." % (child.network_attempts[0],
+                                                                 " (and %d more)" % more
+                                                                 if more else "")))
         if child.output_bytes > OUTPUT_WARN:
             checks.append(C.check("output volume", "warn",
                                   "the submission printed %.1f MB to stdout/stderr; the platform "
@@ -478,6 +490,24 @@ def evaluate(submission, data, profile=None, runtime=None, python=None, batch_si
         if not keep_workdir:
             shutil.rmtree(workdir, ignore_errors=True)
         raise
+
+
+def _class_name_checks(packs, prof):
+    """A warning when a pack names its classes differently from the profile."""
+    names = prof["classes"].get("names")
+    out = []
+    for i, pack in enumerate(packs):
+        if not names or not pack.class_names or list(pack.class_names) == list(names):
+            continue
+        shown = ", ".join(map(str, pack.class_names[:4])) + (", ..." if len(pack.class_names) > 4
+                                                             else "")
+        out.append(C.check("data: classes", "warn",
+                           "%s names its classes %s, the %s profile %s: label k of the data is "
+                           "scored as the profile's class k. Check that the order is the same "
+                           "(image_dataset_from_directory sorts folder names)." % (
+                               _phase_name(pack.path, i), shown, prof["name"],
+                               ", ".join(names[:4]) + (", ..." if len(names) > 4 else ""))))
+    return out
 
 
 def _strip(check):
@@ -599,6 +629,14 @@ def _finish(result, started, json_path, html_path, packs, say, workdir, keep_wor
     """Close the child, take the verdict, write the outputs, clean up."""
     if child is not None:
         child.close()
+        if getattr(child, "leftover", None):
+            result["checks"].append(C.check(
+                "processes", "warn", "the submission left %d process%s running after its last "
+                "call (%s); the replay killed %s. Do not start background processes: the "
+                "platform may wait for them or kill them mid-work."
+                % (len(child.leftover), "" if len(child.leftover) == 1 else "es",
+                   "; ".join(cmd[:60] for _, cmd in child.leftover[:2]),
+                   "it" if len(child.leftover) == 1 else "them")))
         result["timing"]["child_peak_rss_mb"] = round(child.peak_rss / 2**20, 1)
         if child.log.strip():
             result["child_log_tail"] = _tail(child.log, 40)

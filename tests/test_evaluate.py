@@ -218,3 +218,44 @@ def test_bad_usage_is_exit_2_with_a_message(work, tmp_path):
     np.savez(too_many, images=work["images"][:4], labels=np.array([0, 1, 2, 20]))
     with pytest.raises(UsageError, match="21|20"):
         leafsub.evaluate(zip_path, too_many, progress=False)
+
+
+PROBABILITIES = '''
+import os
+import numpy as np
+import tensorflow as tf
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+class model:
+    def __init__(self, path):
+        assert os.getcwd() != HERE, "the profile runs the submission from a scratch folder"
+        self.serve = tf.saved_model.load(os.path.join(HERE, "SubmissionModel")).signatures[
+            "serving_default"]
+
+    def predict(self, X):
+        X = tf.cast(X, tf.float32)[..., ::-1] - tf.constant([103.939, 116.779, 123.68])
+        return list(self.serve(X).values())[0].numpy()
+'''
+
+
+def test_a_custom_profile_with_probabilities_and_a_scratch_working_dir(work, tmp_path):
+    from leafsub.profiles import load_profile
+
+    profile = load_profile("generic")
+    profile.update(name="my-challenge", classes={"count": 8})
+    profile["output"]["kind"] = "probabilities"
+    profile["interface"]["working_dir"] = "scratch"
+    path = tmp_path / "my-challenge.json"
+    path.write_text(json.dumps(profile))
+    zip_path = hand_written(work, "probabilities.zip", model_py_2022(body=PROBABILITIES))
+
+    proc = run_cli("evaluate", zip_path, "--data", work["data"], "--profile", path,
+                   "--no-detective", "--json", tmp_path / "r.json")
+
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    d = json.loads((tmp_path / "r.json").read_text())
+    statuses = {c["name"]: c["status"] for c in d["checks"]}
+    assert statuses["output: probabilities"] == "pass" and d["profile"] == "my-challenge"
+    assert d["metrics"]["accuracy"] > 0.9
