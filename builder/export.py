@@ -393,7 +393,7 @@ def export(model, run_dir, preprocess=None, class_names=None, probe=None, prepro
     images, probe_source = _prepare_probe(probe, wrapped.input_shape, spec, probe_count, notes)
 
     if preprocess_fn is not None:
-        detected, report = (None, None)
+        report = None
         if spec is None:
             spec, report = detect_mod.detect(preprocess_fn, images)
             closest = dict(report)[spec["mode"]]

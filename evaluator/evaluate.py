@@ -220,12 +220,15 @@ def evaluate(submission, data, profile=None, runtime=None, python=None, batch_si
     Raises:
       UsageError (exit 2) for bad arguments or unreadable data. A broken submission is
       not an exception: it is a result with failed checks.
+
+    Example:
+      >>> result = leafsub.evaluate("submission.zip", "test.npz")   # doctest: +SKIP
+      >>> result.passed, result.accuracy                              # doctest: +SKIP
+      (True, 0.8125)
     """
-    from ..datasets import open_pack, write_npy
+    from ..datasets import open_pack
     from ..profiles import load_profile
-    from .extract import extract_submission
     from .runtimes import resolve_runtime
-    from .structure import check_structure
 
     started = time.monotonic()
     say = _Progress(progress)
@@ -264,232 +267,319 @@ def evaluate(submission, data, profile=None, runtime=None, python=None, batch_si
                              % (pack.path, top, prof["name"], n_classes))
     chosen = resolve_runtime(runtime=runtime, python=python, say=say.say)
 
-    h, w = int(prof["input"]["shape"][0]), int(prof["input"]["shape"][1])
-    workdir = tempfile.mkdtemp(prefix="leafsub-eval-")
-    result = {
-        "passed": False, "submission": os.path.abspath(submission), "profile": prof["name"],
-        "profile_title": prof.get("title"), "assumptions": prof.get("assumptions", []),
-        "data": [os.path.abspath(p.path) for p in packs] if len(packs) > 1
-        else os.path.abspath(packs[0].path),
-        "n_images": int(sum(p.n for p in packs)), "class_names": prof["classes"].get("names"),
-        "runtime": chosen.label, "metrics": None, "checks": [],
-        "timing": {"load_s": None, "predict_s": None, "images_per_s": None},
-        "predictions": None, "labels": None,
-    }
-    checks = result["checks"]
-    checks.extend(_class_name_checks(packs, prof))
-    child = None
+    replay = _Replay(prof, packs, chosen, say, batch_size=batch_size, time_limit=time_limit,
+                     memory_limit=memory_limit, isolate=isolate)
+    replay.result["submission"] = os.path.abspath(submission)
     try:
-        say.say("Evaluating %s with the %s profile (%s)" % (submission, prof["name"], chosen.label))
-        extracted = extract_submission(submission, os.path.join(workdir, "submission"))
-        checks.extend(extracted.checks)
-        if not extracted.ok:
-            return _finish(result, started, json_path, html_path, packs, say, workdir,
-                           keep_workdir)
-        root = extracted.root
-        structure = check_structure(root, prof)
-        checks.extend(structure)
-        blocking = {"model.py: syntax", "model.py: class", "layout: required files"}
-        if any(c["status"] == "fail" and c["name"] in blocking for c in structure) and \
-                not os.path.isfile(os.path.join(root, prof["interface"]["module"] + ".py")):
-            return _finish(result, started, json_path, html_path, packs, say, workdir,
-                           keep_workdir)
-        if any(c["status"] == "fail" and c["name"] in ("model.py: syntax", "model.py: class")
-               for c in structure):
-            return _finish(result, started, json_path, html_path, packs, say, workdir,
-                           keep_workdir)
+        say.say("Evaluating %s with the %s profile (%s)" % (submission, prof["name"],
+                                                            chosen.label))
+        replay.run(submission, detective=detective, variants=variants)
+    except _EndReplay:
+        pass  # the checks so far say why
+    except BaseException:
+        replay.close()
+        if not keep_workdir:
+            shutil.rmtree(replay.workdir, ignore_errors=True)
+        raise
+    replay.close()
+    return _finish(replay, started, json_path, html_path, keep_workdir)
 
-        # The images, at the profile's size, as the platform would give them.
-        data_dir = os.path.join(workdir, "data")
-        os.makedirs(data_dir)
-        phase_files = []
-        for i, pack in enumerate(packs):
-            path = os.path.join(data_dir, "phase%d.npy" % i)
-            write_npy(pack, path, size=(h, w))
-            phase_files.append(path)
-            for note in pack.notes:
-                checks.append(C.check("data: %s" % _phase_name(pack.path, i), "warn"
-                                      if "resiz" in note.lower() else "pass", note))
-        say.say("  %d images at %dx%d prepared for the child" % (result["n_images"], h, w))
 
-        iface, inp = prof["interface"], prof["input"]
-        request = {"module": iface["module"], "class_name": iface["class_name"],
-                   "constructor": iface["constructor"], "method": iface["method"],
-                   "range": list(inp["range"]), "channel_order": inp.get("channel_order", "RGB")}
-        if iface.get("working_dir") == "scratch":
-            request["cwd"] = os.path.join(workdir, "scratch")
-            os.makedirs(request["cwd"])
-        from .runner import Child, ChildStopped
-        child = Child(chosen.python, workdir, root, request, time_limit, memory_limit,
-                      isolate=isolate)
-        iso = child.isolation
-        checks.append(C.check("isolation", "warn" if iso.warnings else "pass",
-                              "; ".join(iso.warnings) if iso.warnings else iso.summary))
-        result["isolation"] = iso.summary
-        child.start()
-        fmt = {"container": inp["container"], "dtype": inp["dtype"], "batch_size": batch_size}
+class _EndReplay(Exception):
+    """The replay cannot go on; the checks recorded so far say why."""
 
-        def stopped_check(name, err, doing):
-            detail = "the submission %s while %s" % (err.detail, doing)
-            if err.reason == "time":
-                detail += ("; the whole replay may take %.0f s (--time-limit). A predict() that "
-                           "never returns is killed the same way on the platform." % time_limit)
-            elif err.reason == "memory":
-                detail += "; reduce the batch or the model size, or raise --memory-limit."
-            elif err.reason == "exited":
-                detail += (" (sys.exit/os._exit in model.py, or a crash in native code)."
-                           " Its last output:\n" + _tail(child.log) if child.log.strip()
-                           else " (sys.exit/os._exit in model.py, or a crash in native code).")
-            return C.check(name, "fail", detail)
 
-        # Load.
-        say.say("  loading the submission in the child (%s)..." % (
-            "model(path)" if iface["constructor"] == "path" else iface["class_name"] + "()"))
+class _Replay:
+    """One evaluation's steps and the state they share (the child, the checks, the result).
+
+    ``run`` goes: extract -> read the structure -> write the images -> start the child
+    -> load -> the main pass -> determinism, variants, goldens, detective. A step that
+    leaves nothing to check further records its failed check and raises
+    :class:`_EndReplay`.
+    """
+
+    def __init__(self, prof, packs, runtime, say, batch_size, time_limit, memory_limit,
+                 isolate):
+        self.prof, self.packs, self.runtime, self.say = prof, packs, runtime, say
+        self.iface, self.inp = prof["interface"], prof["input"]
+        self.n_classes = int(prof["classes"]["count"])
+        self.batch_size, self.time_limit = batch_size, time_limit
+        self.memory_limit, self.isolate = memory_limit, isolate
+        self.workdir = tempfile.mkdtemp(prefix="leafsub-eval-")
+        self.child = None
+        self.root = None
+        self.phase_files = []
+        self.result = {
+            "passed": False, "profile": prof["name"], "profile_title": prof.get("title"),
+            "assumptions": prof.get("assumptions", []),
+            "data": [os.path.abspath(p.path) for p in packs] if len(packs) > 1
+            else os.path.abspath(packs[0].path),
+            "n_images": int(sum(p.n for p in packs)),
+            "class_names": prof["classes"].get("names"), "runtime": runtime.label,
+            "metrics": None, "checks": [],
+            "timing": {"load_s": None, "predict_s": None, "images_per_s": None},
+            "predictions": None, "labels": None,
+        }
+        self.checks = self.result["checks"]
+        self.checks.extend(_class_name_checks(packs, prof))
+        self.started = time.monotonic()
+
+    # ------------------------------------------------------------------ the steps
+
+    def run(self, submission, detective=True, variants=True):
+        from .runner import ChildStopped
+
+        self.extract(submission)
+        self.write_images()
+        self.start_child()
+        self.load()
+        labels_by_phase, raw_first = self.main_pass()
         try:
-            reply = child.call({"op": "load"})
+            if variants:
+                _variant_checks(self.predict, self.phase_files[0], raw_first, self.packs[0].n,
+                                self.batch_size, self.inp, self.workdir, self.checks,
+                                self.iface["method"])
+            manifest, probe = _read_manifest(self.root)
+            if manifest is not None:
+                _golden_check(self.predict, manifest, probe, self.workdir, self.checks, self.prof)
+            if detective and self.result["predictions"] is not None:
+                findings = _run_detective(self.predict, self.phase_files[0], self.packs[0].labels,
+                                          np.asarray(labels_by_phase[0]), self.workdir, self.say)
+                self.result["detective"] = findings
+                self.checks.append(_strip(D.finding_check(findings)))
         except ChildStopped as err:
-            checks.append(stopped_check("loads", err, "loading"))
-            return _finish(result, started, json_path, html_path, packs, say, workdir,
-                           keep_workdir, child)
+            self.checks.append(self.stopped_check("checks", err, "running the checks"))
+        self.containment_checks()
+
+    def extract(self, submission):
+        """Unzip safely and read the structure; stop when there is nothing the child could run."""
+        from .extract import extract_submission
+        from .structure import check_structure
+
+        extracted = extract_submission(submission, os.path.join(self.workdir, "submission"))
+        self.checks.extend(extracted.checks)
+        if not extracted.ok:
+            raise _EndReplay()
+        self.root = extracted.root
+        structure = check_structure(self.root, self.prof)
+        self.checks.extend(structure)
+        module = self.iface["module"]
+        unrunnable = {"%s.py: syntax" % module, "%s.py: class" % module}
+        if not os.path.isfile(os.path.join(self.root, module + ".py")) or any(
+                c["status"] == "fail" and c["name"] in unrunnable for c in structure):
+            raise _EndReplay()
+
+    def write_images(self):
+        """Each pack once, at the profile's size, as the uint8 .npy the child memory-maps."""
+        from ..datasets import write_npy
+
+        h, w = int(self.inp["shape"][0]), int(self.inp["shape"][1])
+        data_dir = os.path.join(self.workdir, "data")
+        os.makedirs(data_dir)
+        for i, pack in enumerate(self.packs):
+            path = os.path.join(data_dir, "phase%d.npy" % i)
+            name = _phase_name(pack.path, i)
+            write_npy(pack, path, size=(h, w),
+                      progress=self.say.bar("preparing %s" % name) if pack.n >= 5000 else None)
+            self.phase_files.append(path)
+            for note in pack.notes:
+                self.checks.append(C.check("data: %s" % name, "warn" if "resiz" in note.lower()
+                                           else "pass", note))
+        self.say.say("  %d images at %dx%d prepared for the child" % (
+            self.result["n_images"], h, w))
+
+    def start_child(self):
+        from .runner import Child
+
+        request = {"module": self.iface["module"], "class_name": self.iface["class_name"],
+                   "constructor": self.iface["constructor"], "method": self.iface["method"],
+                   "range": list(self.inp["range"]),
+                   "channel_order": self.inp.get("channel_order", "RGB")}
+        if self.iface.get("working_dir") == "scratch":
+            request["cwd"] = os.path.join(self.workdir, "scratch")
+            os.makedirs(request["cwd"])
+        self.child = Child(self.runtime.python, self.workdir, self.root, request,
+                           self.time_limit, self.memory_limit, isolate=self.isolate)
+        iso = self.child.isolation
+        self.checks.append(C.check("isolation", "warn" if iso.warnings else "pass",
+                                   "; ".join(iso.warnings) if iso.warnings else iso.summary))
+        self.result["isolation"] = iso.summary
+        self.child.start()
+
+    def load(self):
+        from .runner import ChildStopped
+
+        iface = self.iface
+        self.say.say("  loading the submission in the child (%s)..." % (
+            "%s(path)" % iface["class_name"] if iface["constructor"] == "path"
+            else iface["class_name"] + "()"))
+        try:
+            reply = self.child.call({"op": "load"})
+        except ChildStopped as err:
+            self.checks.append(self.stopped_check("loads", err, "loading"))
+            raise _EndReplay()
         if not reply.get("ok"):
-            hint = _explain_failure(reply.get("error", "") + "\n" + reply.get("traceback", ""),
-                                    reply.get("kind"), iface)
-            checks.append(C.check("loads", "fail", "%s.%s\n%s" % (
-                reply.get("error", "").rstrip(". "), " " + hint if hint else "",
-                _tail(reply.get("traceback"), 6))))
-            return _finish(result, started, json_path, html_path, packs, say, workdir,
-                           keep_workdir, child)
+            self.checks.append(C.check("loads", "fail", self.failure_detail(reply)))
+            raise _EndReplay()
         versions = reply.get("versions") or {}
-        result["child"] = versions
-        result["timing"]["load_s"] = round(float(reply["load_s"]), 3)
-        result["timing"]["startup_s"] = round(time.monotonic() - started, 3)
-        result["timing"]["framework_s"] = round(float(reply.get("framework_s", 0)), 3)
-        checks.append(C.check("loads", "pass", "%s loaded in %.1f s (Python %s, TensorFlow %s%s)"
-                              % (iface["class_name"], reply["load_s"], versions.get("python"),
-                                 versions.get("tensorflow"), ", Keras %s" % versions["keras"]
-                                 if versions.get("keras") else "")))
+        timing = self.result["timing"]
+        self.result["child"] = versions
+        timing["load_s"] = round(float(reply["load_s"]), 3)
+        timing["startup_s"] = round(time.monotonic() - self.started, 3)
+        timing["framework_s"] = round(float(reply.get("framework_s", 0)), 3)
+        self.checks.append(C.check("loads", "pass", "%s loaded in %.1f s (Python %s, TensorFlow "
+                                   "%s%s)" % (iface["class_name"], reply["load_s"],
+                                              versions.get("python"), versions.get("tensorflow"),
+                                              ", Keras %s" % versions["keras"]
+                                              if versions.get("keras") else "")))
 
-        def predict(images, out, indices=None, transform=None, label=None, **override):
-            command = dict(fmt, op="predict", images=images, out=out, progress=bool(label))
-            command.update(override)
-            if indices is not None:
-                path = out + ".indices.npy"
-                np.save(path, np.asarray(indices, dtype=np.int64))
-                command["indices"] = path
-            if transform:
-                command["transform"] = transform
-            reply = child.call(command, on_progress=say.bar(label) if label else None)
-            if not reply.get("ok"):
-                return reply, None
-            return reply, np.load(out, allow_pickle=False)
+    def main_pass(self):
+        """Every image of every phase, as the platform feeds them; score what comes back.
 
-        # The main pass, phase by phase.
+        Returns ``(labels per phase, raw outputs of phase 0)``.
+        """
+        from .runner import ChildStopped
+
+        method = self.iface["method"]
         phases, all_labels, all_preds = [], [], []
-        predict_s, types, mutated = 0.0, set(), 0
-        raw_main = []
-        for i, (pack, images) in enumerate(zip(packs, phase_files)):
+        predict_s, types, mutated, raw_first = 0.0, set(), 0, None
+        predicts = C.check("predicts", "pass", "")  # its detail is known after the last phase
+        for i, (pack, images) in enumerate(zip(self.packs, self.phase_files)):
             name = _phase_name(pack.path, i)
             try:
-                reply, outputs = predict(images, os.path.join(workdir, "out-phase%d.npy" % i),
-                                         label="predicting" if len(packs) == 1 else name)
+                reply, outputs = self.predict(
+                    images, os.path.join(self.workdir, "out-phase%d.npy" % i),
+                    label="predicting" if len(self.packs) == 1 else name)
             except ChildStopped as err:
-                checks.append(stopped_check("predicts", err, "predicting %s" % name))
-                return _finish(result, started, json_path, html_path, packs, say, workdir,
-                               keep_workdir, child)
+                self.checks.append(self.stopped_check("predicts", err, "predicting %s" % name))
+                raise _EndReplay()
             if not reply.get("ok"):
-                hint = _explain_failure(reply.get("error", "") + "\n" + reply.get("traceback", ""),
-                                        reply.get("kind"), iface)
-                name_check = "output: shape" if reply.get("kind") == "output" else "predicts"
-                checks.append(C.check(name_check, "fail", "%s.%s\n%s" % (
-                    reply.get("error", "").rstrip(". "), " " + hint if hint else "",
-                    _tail(reply.get("traceback"), 6) if reply.get("kind") != "output" else "")))
-                return _finish(result, started, json_path, html_path, packs, say, workdir,
-                               keep_workdir, child)
+                output_problem = reply.get("kind") == "output"
+                self.checks.append(C.check("output: shape" if output_problem else "predicts",
+                                           "fail", self.failure_detail(
+                                               reply, traceback=not output_problem)))
+                raise _EndReplay()
             predict_s += float(reply["predict_s"])
             types.update(reply["types"])
             mutated += int(reply.get("mutated_batches", 0))
-            raw_main.append(outputs)
-            if i == 0:  # its detail is filled in after the last phase
-                checks.append(C.check("predicts", "pass", ""))
-            labels, out_checks = C.interpret_outputs(outputs, pack.n, prof, iface["method"])
+            if i == 0:
+                raw_first = outputs
+                self.checks.append(predicts)
+            labels, out_checks = C.interpret_outputs(outputs, pack.n, self.prof, method)
             if i == 0 or any(c["status"] != "pass" for c in out_checks):
-                checks.extend(out_checks)
+                self.checks.extend(out_checks)
             phase = {"name": name, "data": os.path.abspath(pack.path), "n_images": pack.n,
                      "predict_s": round(float(reply["predict_s"]), 3)}
             if labels is not None and labels.size and labels.min() >= 0 \
-                    and labels.max() < n_classes:
-                phase["metrics"] = M.classification_metrics(pack.labels, labels, n_classes,
-                                                            prof["classes"].get("names"))
+                    and labels.max() < self.n_classes:
+                phase["metrics"] = M.classification_metrics(pack.labels, labels, self.n_classes,
+                                                            self.prof["classes"].get("names"))
                 all_labels.append(pack.labels)
                 all_preds.append(labels)
             phases.append(phase)
-        predicts = next(c for c in checks if c["name"] == "predicts")
+        n = self.result["n_images"]
         predicts["detail"] = "%d images in %d batches of up to %d, %.1f s in %s()" % (
-            result["n_images"], sum(-(-p.n // batch_size) for p in packs), batch_size, predict_s,
-            iface["method"])
-        result["timing"]["predict_s"] = round(predict_s, 3)
-        result["timing"]["images_per_s"] = round(result["n_images"] / predict_s, 1) \
-            if predict_s > 0 else None
-        checks.append(C.output_container(sorted(types), prof, iface["method"]))
-        if inp["container"] == "numpy":
-            checks.append(C.check("input not mutated", "warn" if mutated else "pass",
-                                  "%s() modified the input array in place in %d batches; copy "
-                                  "it first (keras' preprocess_input mutates numpy arrays)."
-                                  % (iface["method"], mutated) if mutated else
-                                  "%s() left every input batch unchanged" % iface["method"]))
-        if len(all_preds) == len(packs):
-            y_true = np.concatenate(all_labels)
-            y_pred = np.concatenate(all_preds)
-            result["predictions"] = y_pred.tolist()
-            result["labels"] = y_true.tolist()
-            result["metrics"] = M.classification_metrics(y_true, y_pred, n_classes,
-                                                         prof["classes"].get("names"))
-            low, high = M.bootstrap_ci(y_true, y_pred, "accuracy")
-            result["metrics"]["accuracy_ci"] = {"low": low, "high": high, "level": 0.95}
-            result["metrics"]["n"] = int(y_true.size)
-        if len(packs) > 1:
-            result["phases"] = phases
+            n, sum(-(-p.n // self.batch_size) for p in self.packs), self.batch_size, predict_s,
+            method)
+        timing = self.result["timing"]
+        timing["predict_s"] = round(predict_s, 3)
+        timing["images_per_s"] = round(n / predict_s, 1) if predict_s > 0 else None
+        self.checks.append(C.output_container(sorted(types), self.prof, method))
+        if self.inp["container"] == "numpy":
+            self.checks.append(C.check(
+                "input not mutated", "warn" if mutated else "pass",
+                "%s() modified the input array in place in %d batches; copy it first (keras' "
+                "preprocess_input mutates numpy arrays)." % (method, mutated) if mutated else
+                "%s() left every input batch unchanged" % method))
+        if len(all_preds) == len(self.packs):
+            self.score(np.concatenate(all_labels), np.concatenate(all_preds))
+        if len(self.packs) > 1:
+            self.result["phases"] = phases
+        return all_preds, raw_first
 
-        # Checks on a few images of phase 0: determinism, the harness variants.
-        first = packs[0]
-        main0 = raw_main[0]
-        try:
-            if variants:
-                _variant_checks(predict, phase_files[0], main0, first.n, batch_size, inp,
-                                workdir, checks, iface["method"])
-            manifest, probe = _read_manifest(root)
-            if manifest is not None:
-                _golden_check(predict, manifest, probe, workdir, checks, prof)
-            if detective and result["predictions"] is not None:
-                base = np.asarray(all_preds[0])
-                findings = _run_detective(predict, phase_files[0], first.labels, base, workdir,
-                                          say)
-                result["detective"] = findings
-                checks.append(_strip(D.finding_check(findings)))
-        except ChildStopped as err:
-            checks.append(stopped_check("checks", err, "running the checks"))
+    def score(self, y_true, y_pred):
+        metrics = M.classification_metrics(y_true, y_pred, self.n_classes,
+                                           self.prof["classes"].get("names"))
+        low, high = M.bootstrap_ci(y_true, y_pred, "accuracy")
+        metrics["accuracy_ci"] = {"low": low, "high": high, "level": 0.95}
+        metrics["n"] = int(y_true.size)
+        self.result.update(metrics=metrics, predictions=y_pred.tolist(), labels=y_true.tolist())
+
+    def containment_checks(self):
+        """What the submission tried that the replay contained: worth a warning."""
         from .runner import OUTPUT_WARN
+
+        child = self.child
         if child.network_attempts:
             more = len(child.network_attempts) - 1
-            checks.append(C.check("network", "warn",
-                                  "the submission tried %s%s and went on without it; the platform "
-                                  "has no network, so it would get the same error there. Bundle "
-                                  "what it needs in the zip." % (child.network_attempts[0],
-                                                                 " (and %d more)" % more
-                                                                 if more else "")))
+            self.checks.append(C.check(
+                "network", "warn", "the submission tried %s%s and went on without it; the "
+                "platform has no network, so it would get the same error there. Bundle what it "
+                "needs in the zip." % (child.network_attempts[0],
+                                       " (and %d more)" % more if more else "")))
         if child.output_bytes > OUTPUT_WARN:
-            checks.append(C.check("output volume", "warn",
-                                  "the submission printed %.1f MB to stdout/stderr; the platform "
-                                  "keeps a log of it, which slows the run and may be cut: print "
-                                  "less" % (child.output_bytes / 2**20)))
-        return _finish(result, started, json_path, html_path, packs, say, workdir, keep_workdir,
-                       child)
-    except BaseException:
-        if child is not None:
-            child.close()
-        if not keep_workdir:
-            shutil.rmtree(workdir, ignore_errors=True)
-        raise
+            self.checks.append(C.check(
+                "output volume", "warn", "the submission printed %.1f MB to stdout/stderr; the "
+                "platform keeps a log of it, which slows the run and may be cut: print less"
+                % (child.output_bytes / 2**20)))
+
+    # ------------------------------------------------------------------ helpers
+
+    def predict(self, images, out, indices=None, transform=None, label=None, **override):
+        """One ``predict`` command: ``(reply, outputs or None)``; raises ChildStopped."""
+        command = {"op": "predict", "images": images, "out": out, "progress": bool(label),
+                   "container": self.inp["container"], "dtype": self.inp["dtype"],
+                   "batch_size": self.batch_size}
+        command.update(override)
+        if indices is not None:
+            path = out + ".indices.npy"
+            np.save(path, np.asarray(indices, dtype=np.int64))
+            command["indices"] = path
+        if transform:
+            command["transform"] = transform
+        reply = self.child.call(command, on_progress=self.say.bar(label) if label else None)
+        if not reply.get("ok"):
+            return reply, None
+        return reply, np.load(out, allow_pickle=False)
+
+    def failure_detail(self, reply, traceback=True):
+        """The paragraph for a load/predict failure: the error, the usual fix, the traceback."""
+        hint = _explain_failure(reply.get("error", "") + "\n" + reply.get("traceback", ""),
+                                reply.get("kind"), self.iface)
+        return "%s.%s\n%s" % (reply.get("error", "").rstrip(". "), " " + hint if hint else "",
+                              _tail(reply.get("traceback"), 6) if traceback else "")
+
+    def stopped_check(self, name, err, doing):
+        """The failed check for a child that a limit stopped, or that died."""
+        detail = "the submission %s while %s" % (err.detail, doing)
+        if err.reason == "time":
+            detail += ("; the whole replay may take %.0f s (--time-limit). A predict() that "
+                       "never returns is killed the same way on the platform." % self.time_limit)
+        elif err.reason == "memory":
+            detail += "; reduce the batch or the model size, or raise --memory-limit."
+        elif err.reason == "exited":
+            detail += " (sys.exit/os._exit in model.py, or a crash in native code)."
+            if self.child.log.strip():
+                detail += " Its last output:\n" + _tail(self.child.log)
+        return C.check(name, "fail", detail)
+
+    def close(self):
+        """Stop the child (whatever state it is in) and record what it left behind."""
+        child, self.child = self.child, None
+        if child is None:
+            return
+        child.close()
+        if getattr(child, "leftover", None):
+            self.checks.append(C.check(
+                "processes", "warn", "the submission left %d process%s running after its last "
+                "call (%s); the replay killed %s. Do not start background processes: the "
+                "platform may wait for them or kill them mid-work."
+                % (len(child.leftover), "" if len(child.leftover) == 1 else "es",
+                   "; ".join(cmd[:60] for _, cmd in child.leftover[:2]),
+                   "it" if len(child.leftover) == 1 else "them")))
+        self.result["timing"]["child_peak_rss_mb"] = round(child.peak_rss / 2**20, 1)
+        if child.log.strip():
+            self.result["child_log_tail"] = _tail(child.log, 40)
 
 
 def _class_name_checks(packs, prof):
@@ -625,57 +715,47 @@ def _as_labels(out):
     return out.astype(np.int64)
 
 
-def _finish(result, started, json_path, html_path, packs, say, workdir, keep_workdir, child=None):
-    """Close the child, take the verdict, write the outputs, clean up."""
-    if child is not None:
-        child.close()
-        if getattr(child, "leftover", None):
-            result["checks"].append(C.check(
-                "processes", "warn", "the submission left %d process%s running after its last "
-                "call (%s); the replay killed %s. Do not start background processes: the "
-                "platform may wait for them or kill them mid-work."
-                % (len(child.leftover), "" if len(child.leftover) == 1 else "es",
-                   "; ".join(cmd[:60] for _, cmd in child.leftover[:2]),
-                   "it" if len(child.leftover) == 1 else "them")))
-        result["timing"]["child_peak_rss_mb"] = round(child.peak_rss / 2**20, 1)
-        if child.log.strip():
-            result["child_log_tail"] = _tail(child.log, 40)
+def _finish(replay, started, json_path, html_path, keep_workdir):
+    """Take the verdict, write the outputs, clean up."""
+    result = replay.result
     result["timing"]["total_s"] = round(time.monotonic() - started, 3)
     result["timing"]["parent_peak_rss_mb"] = _peak_rss_mb()
     result["passed"] = C.verdict(result["checks"])
     if keep_workdir:
-        result["workdir"] = workdir
+        result["workdir"] = replay.workdir
     else:
-        shutil.rmtree(workdir, ignore_errors=True)
-    out = EvaluationResult(result)
+        shutil.rmtree(replay.workdir, ignore_errors=True)
     if json_path:
         write_atomic(json_path, dumps(result))
     if html_path:
         from .report_html import write_report
-        pack = packs[0] if len(packs) == 1 else None
-        h, w = _profile_size(result)
+        pack = replay.packs[0] if len(replay.packs) == 1 else None
+        h, w = int(replay.inp["shape"][0]), int(replay.inp["shape"][1])
         images = (lambda idx: pack.read(idx, size=(h, w))) if pack is not None else None
         write_report(result, html_path, images=images)
-    return out
+    return EvaluationResult(result)
 
 
 def _peak_rss_mb():
-    """This (parent) process's peak resident memory so far, in MB (None where unknown)."""
+    """This (parent) process's peak resident memory so far, in MB (None where unknown).
+
+    Linux: VmHWM of /proc/self/status, the high-water mark of this process's own memory.
+    Not getrusage's ru_maxrss there: exec carries over the peak of the process that
+    started us (a notebook or benchmark holding TensorFlow would be counted as ours).
+    """
+    try:
+        with open("/proc/self/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"VmHWM:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+    except (OSError, ValueError, IndexError):
+        pass
     try:
         import resource
     except ImportError:
         return None
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return round(peak / (2**20 if sys.platform == "darwin" else 1024), 1)
-
-
-def _profile_size(result):
-    from ..profiles import load_profile
-    try:
-        shape = load_profile(result["profile"])["input"]["shape"]
-        return int(shape[0]), int(shape[1])
-    except Exception:  # a user profile path that moved: the gallery keeps the pack's size
-        return None, None
 
 
 # --------------------------------------------------------------------------- terminal

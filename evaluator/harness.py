@@ -153,6 +153,41 @@ def _short_traceback(limit=12):
     return "\n".join(lines[-limit:])
 
 
+class ImageFile:
+    """Rows of a ``[n, H, W, 3]`` .npy read with plain file reads, one batch at a time.
+
+    Not a memory map: every page of a map that a pass touches stays in the process's
+    resident memory until it is unmapped, so RSS would grow with the data set (and a
+    large pack could trip the memory limit); reads keep it at one batch.
+    """
+
+    def __init__(self, path):
+        import numpy as np
+
+        header = np.load(path, mmap_mode="r")   # header only: no data page is touched
+        self.shape, self.dtype, self.offset = header.shape, header.dtype, header.offset
+        del header
+        self.row_bytes = int(np.prod(self.shape[1:])) * self.dtype.itemsize
+        self.file = open(path, "rb")
+        self.np = np
+
+    def __len__(self):
+        return self.shape[0]
+
+    def rows(self, start, count):
+        count = max(0, min(count, self.shape[0] - start))
+        self.file.seek(self.offset + start * self.row_bytes)
+        data = self.file.read(count * self.row_bytes)
+        return self.np.frombuffer(data, dtype=self.dtype).reshape((count,) + self.shape[1:])
+
+    def take(self, indices):
+        return self.np.stack([self.rows(int(i), 1)[0] for i in indices]) if len(indices) else \
+            self.np.zeros((0,) + self.shape[1:], dtype=self.dtype)
+
+    def close(self):
+        self.file.close()
+
+
 class Harness:
     def __init__(self, request, proto):
         self.req = request
@@ -255,7 +290,7 @@ class Harness:
 
     def predict(self, command):
         np, tf = self.np, self.tf
-        images = np.load(command["images"], mmap_mode="r")
+        images = ImageFile(command["images"])
         indices = None
         if command.get("indices"):
             indices = np.load(command["indices"])
@@ -269,9 +304,9 @@ class Harness:
         last_progress = 0.0
         for start in range(0, total, batch_size):
             if indices is not None:
-                rows = np.asarray(images[indices[start:start + batch_size]])
+                rows = images.take(indices[start:start + batch_size])
             else:
-                rows = np.asarray(images[start:start + batch_size])
+                rows = images.rows(start, batch_size)
             x = rows.astype(np.float32)
             if transform:
                 # A detective candidate goes in as float32 whatever the profile's dtype:
@@ -325,6 +360,7 @@ class Harness:
             result = np.concatenate(outputs, axis=0)
         else:
             result = np.zeros((0,), dtype=np.int64)
+        images.close()
         np.save(command["out"], result, allow_pickle=False)
         return {"n": int(total), "predict_s": predict_s, "types": sorted(types),
                 "shape": list(result.shape), "dtype": str(result.dtype), "mutated_batches": mutated}

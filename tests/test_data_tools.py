@@ -224,6 +224,7 @@ def test_dedupe_command_reports_and_quarantines(leaves, tmp_path):
     assert len(manifest["moves"]) == 3 and all(os.path.exists(m["to"]) for m in manifest["moves"])
     assert open_pack(data).n == 120
     again = run_cli("data", "dedupe", data, "--json", tmp_path / "d2.json")
+    assert again.returncode == 0, again.stderr
     assert json.loads((tmp_path / "d2.json").read_text())["n_groups"] == 0
 
 

@@ -7,7 +7,6 @@ hangs is killed; outputs in the wrong form fail with what the profile expects.
 """
 
 import json
-import os
 import time
 
 import numpy as np

@@ -295,7 +295,6 @@ def _render_batch(p, idx, size, rng):
     lg = q["light_grad"]
     lit = q["light"].reshape(b, 1, 1) * (1 + lg[:, 0, None, None] * xx + lg[:, 1, None, None] * yy)
     lit = lit * np.float32(255.0)
-    cast = q["cast"].reshape(b, 1, 1, 3)
     # In-place on two [b, h, w, 3] buffers: fresh temporaries of this size cost page faults.
     img = np.empty((b, size, size, 3), dtype=np.float32)
     tmp = np.empty_like(img)
