@@ -98,3 +98,20 @@ def test_keras3_export_loads_with_tf_saved_model_under_tf_2_15(data, tmp_path):
     assert result.passed, [c for c in result.checks if c["status"] != "pass"]
     assert result.to_dict()["child"]["tensorflow"] == "2.15.1"
     assert os.path.isfile(zip_path)
+
+
+def test_leafsub_built_zip_reproduces_its_goldens_under_tf_2_15(data, tmp_path):
+    root, pack = data
+    images = color_data(per_class=1, seed=9)[0]
+    run = str(tmp_path / "run")
+    leafsub.export(prototype_model("caffe"), run, preprocess="caffe",
+                   class_names=["Species%d" % i for i in range(1, 9)], probe=images)
+    zip_path = str(tmp_path / "built.zip")
+    leafsub.build([run], tta=["identity", "hflip"], profile="an2dl-2022", output=zip_path,
+                  progress=False)
+
+    result = leafsub.evaluate(zip_path, pack, progress=False, runtime=RUNTIME)
+
+    checks = {c["name"]: c for c in result.checks}
+    assert checks["goldens"]["status"] == "pass", checks["goldens"]
+    assert result.passed and result.to_dict()["child"]["tensorflow"] == "2.15.1"

@@ -54,6 +54,18 @@ def test_export_each_mode_reproduces_goldens_with_plain_tf(tmp_path, preprocess)
     assert result.max_fidelity_diff <= 1e-5
 
 
+def test_each_weight_is_stored_once(tmp_path):
+    # Keras 3's model.export writes every weight twice (variables/ and _all_variables/).
+    model = tiny_keras_model()
+    leafsub.export(model, tmp_path / "run", preprocess="none", class_names=CLASSES)
+    stored = tf.train.list_variables(str(tmp_path / "run" / "saved_model" / "variables" /
+                                         "variables"))
+    values = sum(int(np.prod(shape)) for name, shape in stored if "OPTIMIZER" not in name
+                 and not name.startswith("_CHECKPOINTABLE"))
+    print("stored values %d, model parameters %d" % (values, model.count_params()))
+    assert values == model.count_params()
+
+
 def test_logits_model_is_recorded_as_logits(tmp_path):
     model = tiny_keras_model(activation=None)
     leafsub.export(model, tmp_path / "run", preprocess="tf", class_names=CLASSES)
