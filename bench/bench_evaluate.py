@@ -25,7 +25,7 @@ import time
 
 import numpy as np
 
-from common import ARCHS, export_run, machine, ratio_stats, report, summary, work_dir
+from common import ARCHS, export_run, ratio_stats, report, summary, work_dir
 
 LEAFSUB = os.path.join(os.path.dirname(sys.executable), "leafsub")
 

@@ -2,9 +2,22 @@
 ensemble of m members <= 1.1 x the sum of its members' single passes.
 
 Runs the shared runtime (the same code model.py embeds) on random-weight
-keras.applications models at 96x96, batch 32, timings interleaved.
+keras.applications models at 96x96, batch 32, timings interleaved:
 
-    python bench/bench_tta_ensemble.py [--repeats 5] [--work DIR]
+  TTA       ``Member.predict_proba(x, views)`` (all k views stacked into one model call
+            of k x 32 images) vs ``Member.predict_proba(x)`` (one view), ratio
+            time(k views) / (k x time(1 view)), bar <= 1.1;
+  ensemble  ``Ensemble(members).predict_proba(x)`` vs each member's own single pass,
+            ratio time(ensemble) / sum of the members' times, bar <= 1.1; once with
+            different architectures, once with m copies of one model (m x the single pass).
+
+  breakdown MobileNetV2, k=8: making the views alone, one model call on the k x 32 stacked
+            batch, and k calls on 32, each against k single passes / k calls on 32.
+
+    python bench/bench_tta_ensemble.py [--repeats 3] [--quick] [--breakdown-only] [--work DIR]
+
+--quick: MobileNetV2 only, k = 2 and 4, m = 2 (a smoke run).
+Timed units are --calls (default 4) calls each; the order rotates every repetition.
 """
 
 import argparse
@@ -13,13 +26,18 @@ import tempfile
 
 import numpy as np
 
-from common import export_run, interleaved, machine, ratio_stats, report
+from common import export_run, interleaved, machine, ratio_stats, report, summary
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--calls", type=int, default=4,
+                        help="model calls per timed unit (longer units, less noise)")
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--breakdown-only", action="store_true",
+                        help="only the breakdown of MobileNetV2 k=8 (where the time goes)")
     parser.add_argument("--work", default=os.path.join(tempfile.gettempdir(), "leafsub-bench"))
     args = parser.parse_args()
 
@@ -28,6 +46,9 @@ def main():
 
     print("machine: %s" % machine())
     archs = ["mobilenet_v2", "efficientnet_b0", "resnet50"]
+    tta_archs, ks, ms = archs[:2], (2, 4, 8), (2, 3)
+    if args.quick:
+        archs, tta_archs, ks, ms = archs[:2], archs[:1], (2, 4), (2,)
     members = []
     for arch in archs:
         run = export_run(arch, os.path.join(args.work, arch))
@@ -35,34 +56,75 @@ def main():
         members.append(runtime.Member(os.path.join(run, "saved_model"), card["preprocess"],
                                       (card["input"]["height"], card["input"]["width"]),
                                       card["output"]))
+    n = args.calls
+
+    def times(fn):
+        return lambda: [fn() for _ in range(n)]
+
     x = np.random.default_rng(0).uniform(0, 255, (args.batch, 96, 96, 3)).astype(np.float32)
 
-    print("\nTTA: time(k views) / (k x time(1 view)), batch %d" % args.batch)
-    for member, arch in zip(members[:2], archs[:2]):
-        for k, views in ((2, ["identity", "hflip"]),
-                         (4, ["identity", "hflip", "vflip", "rot180"]),
-                         (8, ["identity", "hflip", "vflip", "rot90", "rot180", "rot270",
-                              "crop_center", "crop_tl"])):
-            t = interleaved({"one": lambda: member.predict_proba(x),
-                             "k": lambda v=views: member.predict_proba(x, v)}, args.repeats)
+    all_views = {2: ["identity", "hflip"],
+                 4: ["identity", "hflip", "vflip", "rot180"],
+                 8: ["identity", "hflip", "vflip", "rot90", "rot180", "rot270",
+                     "crop_center", "crop_tl"]}
+    if args.breakdown_only:
+        breakdown(members[0], archs[0], x, all_views[8], args.repeats, times)
+        summary("bench_tta_ensemble, breakdown")
+        return
+
+    print("\nTTA: time(k views) / (k x time(1 view)), batch %d, %d calls per timed unit"
+          % (args.batch, n))
+    for member, arch in zip(members, tta_archs):
+        for k in ks:
+            views = all_views[k]
+            t = interleaved({"one": times(lambda: member.predict_proba(x)),
+                             "k": times(lambda v=views: member.predict_proba(x, v))},
+                            args.repeats)
             report("%s, k=%d" % (arch, k), ratio_stats(t["k"], [s * k for s in t["one"]]), 1.1)
 
     print("\nEnsemble: time(ensemble of m) / sum of the members' single passes, batch %d"
           % args.batch)
-    for m in (2, 3):
+    for m in ms:
         ensemble = runtime.Ensemble(members[:m], method="mean")
-        fns = {"ens": lambda e=ensemble: e.predict_proba(x)}
+        fns = {"ens": times(lambda e=ensemble: e.predict_proba(x))}
         for i, member in enumerate(members[:m]):
-            fns["m%d" % i] = lambda mm=member: mm.predict_proba(x)
+            fns["m%d" % i] = times(lambda mm=member: mm.predict_proba(x))
         t = interleaved(fns, args.repeats)
         singles = [sum(t["m%d" % i][r] for i in range(m)) for r in range(args.repeats)]
         report("ensemble of %d (%s)" % (m, "+".join(archs[:m])), ratio_stats(t["ens"], singles),
                1.1)
         same = runtime.Ensemble([members[0]] * m, method="mean")
-        t = interleaved({"ens": lambda e=same: e.predict_proba(x),
-                         "one": lambda: members[0].predict_proba(x)}, args.repeats)
+        t = interleaved({"ens": times(lambda e=same: e.predict_proba(x)),
+                         "one": times(lambda: members[0].predict_proba(x))}, args.repeats)
         report("ensemble of %d x mobilenet_v2 vs %d x one" % (m, m),
                ratio_stats(t["ens"], [s * m for s in t["one"]]), 1.1)
+
+    breakdown(members[0], archs[0], x, all_views[8], args.repeats, times)
+    summary("bench_tta_ensemble (time ratios: <= 1.1 is the bar)")
+
+
+def breakdown(member, arch, x, views, repeats, times):
+    """Where the time of k views goes: making the views vs one k x N model call vs k calls."""
+    from leafsub.submission_template import runtime
+
+    k, n = len(views), int(x.shape[0])
+    print("\nBreakdown, %s, k=%d, batch %d" % (arch, k, n))
+    stacked = runtime.normalize(runtime.tta_batch(x, views), member.spec)
+    parts = [stacked[i * n:(i + 1) * n] for i in range(k)]
+    single = runtime.normalize(x, member.spec)
+    t = interleaved({
+        "one": times(lambda: member.predict_proba(x)),
+        "views": times(lambda: runtime.normalize(runtime.tta_batch(x, views), member.spec)),
+        "stacked": times(lambda: member.call(stacked)),
+        "split": times(lambda: [member.call(p) for p in parts]),
+        "call1": times(lambda: member.call(single)),
+    }, repeats)
+    report("%s k=%d: making the views / (k x single pass)" % (arch, k),
+           ratio_stats(t["views"], [s * k for s in t["one"]]))
+    report("%s k=%d: one model call on k x %d / (k x call on %d)" % (arch, k, n, n),
+           ratio_stats(t["stacked"], [s * k for s in t["call1"]]))
+    report("%s k=%d: k calls on %d (views split) / (k x call on %d)" % (arch, k, n, n),
+           ratio_stats(t["split"], [s * k for s in t["call1"]]))
 
 
 if __name__ == "__main__":
