@@ -421,7 +421,7 @@ def build(models, weights=None, combine=None, tta=None, profile=None, output="su
       json_path: also write the result (or the failure) as JSON there.
       force: replace an existing ``output``.
       compression: "auto" (deflate what shrinks: small files, and large ones when a
-        sample saves >= 10 %), "deflate" or "store".
+        sample saves >= 12 %), "deflate" or "store".
       preprocess: per model, a mode (caffe, tf, torch, rescale, none), an
         architecture preset (resnet50, ...) or None/"card" to keep the card's.
       progress: print progress messages on stderr.
@@ -858,7 +858,7 @@ def _print_summary(result):
 @click.option("--compression", type=click.Choice(list(zipwrite.POLICIES)), default="auto",
               show_default=True,
               help="auto: deflate small files, and large ones when a compressed sample saves "
-                   ">= 10 % (weights barely compress); deflate: everything; store: nothing.")
+                   ">= 12 % (weights barely compress); deflate: everything; store: nothing.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False),
               help="Write the result (or the failure) as JSON.")
 @click.option("--force", is_flag=True, help="Replace an existing output zip.")

@@ -9,8 +9,9 @@ of at least ``MIN_GAIN`` and an exact McNemar p-value under ``ALPHA`` on the
 paired predictions), the submission's own preprocessing is probably missing
 that step.
 
-It runs in two stages to stay cheap: every candidate on a small stratified
-sample, then only the promising ones on a larger sample.
+It runs in stages to stay cheap: every candidate on 32 images (most transforms
+wreck a correct submission's accuracy, and stop there), the rest on 64, and only
+the promising ones on 384.
 
 The transforms themselves run in the child harness (``harness.py``); this module
 only chooses the images and judges the results (pure numpy).
@@ -36,6 +37,8 @@ CANDIDATES = {
     "BGR": "the channel order is swapped: model.py feeds RGB to a model trained on BGR "
            "images (e.g. loaded with OpenCV), or the reverse",
 }
+STAGE0 = 32          # the first images of stage 1: enough to drop a hopeless candidate
+HOPELESS = -0.10     # a candidate 10 points worse than the submission on those stops there
 STAGE1 = 64          # images per candidate in the first stage
 STAGE2 = 384         # images for a candidate that looked promising
 PROMISING = 0.05     # stage-1 gain that earns a candidate the second stage
@@ -84,6 +87,10 @@ def judge(name, labels, base_pred, cand_pred):
     return {"candidate": name, "n": int(labels.size), "base_accuracy": base_acc,
             "accuracy": acc, "gain": gain, "p_value": float(test["p_value"]),
             "significant": bool(gain >= MIN_GAIN and test["p_value"] < ALPHA)}
+
+
+def hopeless(result):
+    return result["gain"] <= HOPELESS
 
 
 def promising(result):

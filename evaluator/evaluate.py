@@ -676,26 +676,38 @@ def _golden_check(predict, manifest, probe, workdir, checks, prof):
 
 
 def _run_detective(predict, images, labels, base, workdir, say):
-    """Two stages: every candidate on a small sample, the promising ones on a larger one."""
+    """Every candidate on a few images, the plausible ones on more, the promising ones on many.
+
+    Stage 1 starts with the first ``D.STAGE0`` images of its sample: a candidate that
+    already loses ``-D.HOPELESS`` points there (most do, on a correct submission) stops.
+    """
+    def run(name, idx, tag):
+        reply, out = predict(images, os.path.join(workdir, "d%s.npy" % tag), indices=idx,
+                             transform=name)
+        return _as_labels(out) if reply.get("ok") else None
+
     results = {}
     stage1 = D.sample(labels, D.STAGE1)
-    say.say("  mismatch detective: %d candidates on %d images..." % (len(D.CANDIDATES),
-                                                                     len(stage1)))
+    head, tail = stage1[:D.STAGE0], stage1[D.STAGE0:]
+    say.say("  mismatch detective: %d candidates on %d-%d images..." % (
+        len(D.CANDIDATES), len(head), len(stage1)))
     for name in D.CANDIDATES:
-        reply, out = predict(images, os.path.join(workdir, "d1.npy"), indices=stage1,
-                             transform=name)
-        pred = _as_labels(out) if reply.get("ok") else None
+        pred = run(name, head, "0")
         if pred is None:
             continue
-        results[name] = D.judge(name, labels[stage1], base[stage1], pred)
+        results[name] = D.judge(name, labels[head], base[head], pred)
+        if D.hopeless(results[name]) or not len(tail):
+            continue
+        rest = run(name, tail, "1")
+        if rest is not None:
+            results[name] = D.judge(name, labels[stage1], base[stage1],
+                                    np.concatenate([pred, rest]))
     stage2 = D.sample(labels, D.STAGE2, seed=1)
     if len(stage2) > len(stage1):
         for name, r in list(results.items()):
             if not D.promising(r):
                 continue
-            reply, out = predict(images, os.path.join(workdir, "d2.npy"), indices=stage2,
-                                 transform=name)
-            pred = _as_labels(out) if reply.get("ok") else None
+            pred = run(name, stage2, "2")
             if pred is not None:
                 results[name] = D.judge(name, labels[stage2], base[stage2], pred)
     return list(results.values())
