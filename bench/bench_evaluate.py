@@ -114,6 +114,8 @@ def main():
             times[key].append(after_startup)
             times["startup" if key == "eval" else "startup_nodet"].append(wall - after_startup)
             peaks.setdefault("child_n", []).append(d["timing"]["child_peak_rss_mb"])
+            for part in ("predict_s", "checks_s", "detective_s"):
+                times.setdefault("%s %s" % (key, part), []).append(d["timing"].get(part) or 0.0)
             peaks.setdefault("parent_n", []).append(d["timing"]["parent_peak_rss_mb"])
         print("  repetition %d: bare %.1f s, evaluate %.1f s (+%.1f s start-up), --no-detective "
               "%.1f s (+%.1f s)" % (rep + 1, times["bare"][-1], times["eval"][-1],
@@ -123,6 +125,10 @@ def main():
            ratio_stats(times["eval"], times["bare"]), bar=1.15)
     report("evaluate --no-detective / bare loop, excluding start-up",
            ratio_stats(times["eval_nodet"], times["bare"]), bar=1.15)
+    for part, what in (("predict_s", "main pass in predict()"),
+                       ("checks_s", "determinism, variants, goldens"),
+                       ("detective_s", "mismatch detective")):
+        report("evaluate's %s / bare loop" % what, ratio_stats(times["eval " + part], times["bare"]))
     report("evaluate start-up / bare loop's own model load",
            ratio_stats(times["startup"], [bare_load] * args.repeats))
     lo, med, hi = min(times["startup"]), sorted(times["startup"])[len(times["startup"]) // 2], \

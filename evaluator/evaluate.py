@@ -334,6 +334,7 @@ class _Replay:
         self.start_child()
         self.load()
         labels_by_phase, raw_first = self.main_pass()
+        timing, started = self.result["timing"], time.monotonic()
         try:
             if variants:
                 _variant_checks(self.predict, self.phase_files[0], raw_first, self.packs[0].n,
@@ -342,11 +343,14 @@ class _Replay:
             manifest, probe = _read_manifest(self.root)
             if manifest is not None:
                 _golden_check(self.predict, manifest, probe, self.workdir, self.checks, self.prof)
+            timing["checks_s"] = round(time.monotonic() - started, 3)
             if detective and self.result["predictions"] is not None:
+                started = time.monotonic()
                 findings = _run_detective(self.predict, self.phase_files[0], self.packs[0].labels,
                                           np.asarray(labels_by_phase[0]), self.workdir, self.say)
                 self.result["detective"] = findings
                 self.checks.append(_strip(D.finding_check(findings)))
+                timing["detective_s"] = round(time.monotonic() - started, 3)
         except ChildStopped as err:
             self.checks.append(self.stopped_check("checks", err, "running the checks"))
         self.containment_checks()
