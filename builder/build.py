@@ -8,16 +8,19 @@ The steps, in order (each failure is one paragraph naming the file and the fix):
    (CheckFailed, exit 1, with the largest contributors and the remedies);
 4. stage exactly the zip's files in a temporary folder beside the output:
    ``model.py`` rendered from submission_template/, ``metadata`` when the profile
-   wants it, ``SubmissionModel[i]/``, a user combiner's module,
-   ``leafsub-manifest.json`` and ``leafsub-probe.npz``;
+   wants it, ``SubmissionModel[i]/``, a user combiner's module;
 5. self-check: import the staged model.py in a fresh Python process; every member's
    goldens must be reproduced and the ensemble must equal leafsub's own
-   ``runtime.Ensemble`` (CheckFailed naming the member and the difference);
+   ``runtime.Ensemble``, run in the same child on the same loaded models (CheckFailed
+   naming the member and the difference); then add ``leafsub-probe.npz`` (the probe
+   batch and the labels predict() must give) and ``leafsub-manifest.json``;
 6. write the zip (sorted entries, fixed times and modes, streamed, ZIP64 when
    needed) to a temporary file and rename it into place; check its real size.
 
 A failed build leaves no zip behind, and an existing output is only replaced
-with ``force``.
+with ``force``. This process never imports TensorFlow nor loads a model (its memory
+stays flat whatever the ensemble's size): everything that runs a model runs in the
+self-check child.
 """
 
 import ast
@@ -154,6 +157,19 @@ def _parse_weights(weights, n_models):
     return values
 
 
+def runtime_preset(arch):
+    """``runtime.preset(arch)``, run from runtime.py's source without importing TensorFlow:
+    the function and the PRESETS table are executed alone (one source of truth)."""
+    from .render import runtime_source
+
+    tree = ast.parse(runtime_source())
+    nodes = [n for n in tree.body if (isinstance(n, ast.FunctionDef) and n.name == "preset") or (
+        isinstance(n, ast.Assign) and any(getattr(t, "id", None) == "PRESETS" for t in n.targets))]
+    namespace = {}
+    exec(compile(ast.Module(body=nodes, type_ignores=[]), "runtime.py", "exec"), namespace)
+    return namespace["preset"](arch)
+
+
 def _resolve_combine(combine, weights, n_models, notes):
     """Returns ``(name, function or None, module path or None)``."""
     combiners = runtime_constants()["COMBINERS"]
@@ -251,9 +267,8 @@ def _resolve_preprocess(preprocess, cards, runs):
                                  "(preprocess={'mode': 'affine', ...}) and use 'card' here.")
             spec = {"mode": over}
         else:
-            from ..submission_template import runtime  # a preset name: needs runtime.preset
             try:
-                spec = {"mode": runtime.preset(over)}
+                spec = {"mode": runtime_preset(over)}
             except ValueError as e:
                 raise UsageError("--preprocess %r (for %s): %s" % (over, run, e)) from None
         spec.setdefault("resize_method", card_spec["resize_method"])
@@ -625,35 +640,56 @@ def _stage_check_write(profile, members, views, combine_name, combine_fn, combin
     if combine_path:
         shutil.copyfile(combine_path, os.path.join(staging, os.path.basename(combine_path)))
 
-    # In-process reference: leafsub's own runtime on the staged SavedModels.
-    say("loading %d model%s with leafsub's runtime (TensorFlow)" % (
-        len(members), "" if len(members) == 1 else "s"))
-    from ..submission_template import runtime
-    import tensorflow as tf
+    # 5. self-check: model.py in a fresh process, and leafsub's own runtime beside it ------
+    # (in the child: this process never imports TensorFlow or holds a model)
+    from .selfcheck import compare, run_child
 
-    loaded = [runtime.Member(os.path.join(staging, m["dir"]), m["preprocess"], m["input_size"],
-                             m["output"]) for m in members]
-    ensemble = runtime.Ensemble(loaded, views=views, method=combine_fn or combine_name,
-                                weights=weights, chunk_size=chunk)
     probe = _probe_images(members[0], profile)
-    scores = np.asarray(ensemble.predict_proba(probe), dtype=np.float64)
-    labels = np.argmax(scores, axis=1).astype(np.int64)
     tolerance = max(float(m["card"]["probe"]["tolerance"]) for m in members)
+    before = {e.name for e in zipwrite.entries_from_tree(staging)}
+    timing["stage_s"] = round(time.time() - t, 3)
+    say("self-check: importing the rendered %s in a fresh Python process" % (
+        profile["interface"]["module"] + ".py"))
+    t = time.time()
+    reference = {"members": config_members, "views": list(views), "weights": weights,
+                 "chunk_size": chunk, "method": combine_name}
+    with tempfile.TemporaryDirectory(prefix="leafsub-probe-") as tmp:
+        probe_path = os.path.join(tmp, "probe.npz")
+        np.savez(probe_path, images=probe.astype(np.float32))
+        info, arrays = run_child(staging, profile,
+                                 [os.path.join(m["run_dir"], m["card"]["probe"]["file"])
+                                  for m in members], probe_path, reference)
+    scores = arrays["reference"]
+    labels = np.argmax(scores, axis=1).astype(np.int64)
+    goldens = []
+    for m in members:
+        with np.load(os.path.join(m["run_dir"], m["card"]["probe"]["file"])) as data:
+            goldens.append({"label": m["label"], "goldens": data["probabilities"],
+                            "tolerance": float(m["card"]["probe"]["tolerance"])})
+
+    def hint(i, diff):
+        return _mismatch_hint(members[i], arrays["hint_diffs"][i], goldens[i]["tolerance"])
+
+    result = compare(info, arrays, profile, goldens, scores, hint)
+    checks.extend(result.checks)
+    timing["selfcheck_s"] = round(time.time() - t, 3)
+    if result.failures:
+        raise CheckFailed("Self-check failed; no zip was written. %s" % " ".join(result.failures))
+    say("self-check passed: goldens reproduced (max difference %.2g), ensemble equals leafsub's "
+        "runtime (max difference %.2g, tolerance %.2g)" % (
+            max(result.member_diffs), result.ensemble_diff, result.tolerance))
+
+    # The probe batch with what predict() must answer, and the manifest, go in the zip.
     with open(os.path.join(staging, PROBE_NAME), "wb") as f:
         f.write(_npz_bytes({"images": probe.astype(np.float32), "labels": labels,
                             "scores": scores}))
-    try:
-        import keras
-        keras_version = keras.__version__
-    except ImportError:
-        keras_version = "none"
+    versions = dict(info.get("versions") or {}, leafsub=__version__, numpy=np.__version__)
+    versions["python"] = versions.get("python") or platform.python_version()
     top_files = sorted(n for n in os.listdir(staging) if os.path.isfile(os.path.join(staging, n)))
     manifest = {
         "leafsub_manifest": 1,
         "profile": profile["name"],
-        "versions": {"leafsub": __version__, "tensorflow": tf.__version__,
-                     "keras": keras_version, "numpy": np.__version__,
-                     "python": platform.python_version()},
+        "versions": versions,
         "members": [{"dir": m["dir"], "name": m["name"], "card": m["card"],
                      "preprocess": m["preprocess"], "preprocess_source": m["preprocess_source"],
                      "files": {m["dir"] + "/" + rel: digest for rel, _, digest in m["files"]
@@ -667,36 +703,9 @@ def _stage_check_write(profile, members, views, combine_name, combine_fn, combin
     }
     with open(os.path.join(staging, MANIFEST_NAME), "w", encoding="utf-8", newline="\n") as f:
         f.write(dumps(manifest))
-    timing["stage_s"] = round(time.time() - t, 3)
-
-    # 5. self-check ----------------------------------------------------------------------
-    from .selfcheck import compare, run_child
-
-    entries = zipwrite.entries_from_tree(staging)  # the zip's files, before the child runs
-    say("self-check: importing the rendered %s in a fresh Python process" % (
-        profile["interface"]["module"] + ".py"))
-    t = time.time()
-    info, arrays = run_child(staging, profile,
-                             [os.path.join(m["run_dir"], m["card"]["probe"]["file"])
-                              for m in members], os.path.join(staging, PROBE_NAME))
-    goldens = []
-    for m in members:
-        with np.load(os.path.join(m["run_dir"], m["card"]["probe"]["file"])) as data:
-            goldens.append({"label": m["label"], "goldens": data["probabilities"],
-                            "images": data["images"],
-                            "tolerance": float(m["card"]["probe"]["tolerance"])})
-
-    def hint(i, diff):
-        return _mismatch_hint(members[i], loaded[i], goldens[i], runtime)
-
-    result = compare(info, arrays, profile, goldens, scores, hint)
-    checks.extend(result.checks)
-    timing["selfcheck_s"] = round(time.time() - t, 3)
-    if result.failures:
-        raise CheckFailed("Self-check failed; no zip was written. %s" % " ".join(result.failures))
-    say("self-check passed: goldens reproduced (max difference %.2g), ensemble equals leafsub's "
-        "runtime (max difference %.2g, tolerance %.2g)" % (
-            max(result.member_diffs), result.ensemble_diff, result.tolerance))
+    # The zip's files: what was staged, plus those two (nothing the child may have left).
+    keep = before | {PROBE_NAME, MANIFEST_NAME}
+    entries = [e for e in zipwrite.entries_from_tree(staging) if e.name in keep]
 
     # 6. the zip -------------------------------------------------------------------------
     t = time.time()
@@ -753,7 +762,7 @@ def _probe_images(first, profile):
     Member 1's probe images (resized) when they are real images, else the fixed
     synthetic batch. Integer values, so that a uint8 platform sees the same batch.
     """
-    from ..submission_template import runtime
+    from ..datasets import _resize_batch
     from .export import synthetic_probe
 
     h, w = profile["input"]["shape"][:2]
@@ -762,32 +771,30 @@ def _probe_images(first, profile):
     if card["probe"]["source"] == "user":
         with np.load(os.path.join(first["run_dir"], card["probe"]["file"])) as data:
             images = data["images"]
-        images = np.asarray(runtime.resize(images, (h, w), first["preprocess"]["resize_method"]))
+        # Any resize will do (the batch only has to be the same for model.py and the
+        # reference); PIL keeps TensorFlow out of this process.
+        images = _resize_batch(np.clip(np.round(images), 0, 255).astype(np.uint8), (h, w))
     else:
         images = synthetic_probe(count, (h, w))
     return np.clip(np.round(images), 0, 255).astype(np.float32)
 
 
-def _mismatch_hint(member, loaded, golden, runtime):
-    """Which preprocessing reproduces the goldens, to name in the error."""
-    images, want, tol = golden["images"], np.asarray(golden["goldens"]), golden["tolerance"]
+def _mismatch_hint(member, diffs, tol):
+    """Which preprocessing reproduces the goldens (``diffs``: the child's, per standard
+    mode in ``selfcheck_child.HINT_MODES`` order), to name in the error."""
+    from .selfcheck import HINT_MODES
+
     declared = member["preprocess"]["mode"]
     card_mode = member["card"]["preprocess"]["mode"]
     text = "model.py preprocesses it with %r (from %s)" % (declared, member["preprocess_source"])
     if card_mode != declared:
         text += "; its card (leafsub.json) says %r" % card_mode
     best = None
-    for mode in ("caffe", "tf", "torch", "rescale", "none"):
-        if mode == declared:
-            continue
-        spec = dict(member["preprocess"], mode=mode)
-        try:
-            out = loaded.call(runtime.preprocess(images, spec))
-            diff = float(np.max(np.abs(runtime.to_probabilities(out, member["output"]) - want)))
-        except Exception:  # a hint only
+    for mode, diff in zip(HINT_MODES, diffs):
+        if mode == declared or not np.isfinite(diff):
             continue
         if best is None or diff < best[1]:
-            best = (mode, diff)
+            best = (mode, float(diff))
     if best and best[1] <= tol:
         text += ". With %r the goldens are reproduced (max difference %.2g): declare %r for it " \
                 "(or drop --preprocess to use the card's)" % (best[0], best[1], best[0])

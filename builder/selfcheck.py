@@ -19,6 +19,8 @@ import numpy as np
 from ..errors import CheckFailed
 
 CHILD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "selfcheck_child.py")
+# The standard preprocessings the child tries on a member whose goldens fail (the hint).
+HINT_MODES = ("caffe", "tf", "torch", "rescale", "none")
 
 
 @dataclasses.dataclass
@@ -44,8 +46,12 @@ class SelfCheckResult:
                 "load_s": self.load_s, "predict_s": self.predict_s}
 
 
-def run_child(staging, profile, member_probes, probe_path, timeout=None):
+def run_child(staging, profile, member_probes, probe_path, reference, timeout=None):
     """Run the child on ``staging``; returns ``(info dict, arrays dict)``.
+
+    ``reference``: the build's settings for leafsub's own ensemble in the child
+    (``members`` [{dir, preprocess, input_size, output}], ``views``, ``method``,
+    ``weights``, ``chunk_size``).
 
     Raises:
       CheckFailed when the child cannot import, construct or call the submission.
@@ -55,6 +61,10 @@ def run_child(staging, profile, member_probes, probe_path, timeout=None):
     try:
         script = os.path.join(work, "selfcheck_child.py")
         shutil.copyfile(CHILD, script)
+        from importlib import resources
+        with resources.as_file(resources.files("leafsub.submission_template").joinpath(
+                "runtime.py")) as source:
+            shutil.copyfile(source, os.path.join(work, "leafsub_runtime.py"))
         result = os.path.join(work, "result")
         request = {
             "folder": os.path.abspath(staging), "module": iface["module"],
@@ -63,7 +73,8 @@ def run_child(staging, profile, member_probes, probe_path, timeout=None):
             "batch_size": int(inp.get("batch_size", 32)), "range": list(inp["range"]),
             "channel_order": inp.get("channel_order", "RGB"),
             "members": [{"probe": os.path.abspath(p)} for p in member_probes],
-            "probe": os.path.abspath(probe_path), "result": result,
+            "probe": os.path.abspath(probe_path), "result": result, "reference": reference,
+            "hint_modes": list(HINT_MODES),
         }
         with open(os.path.join(work, "request.json"), "w", encoding="utf-8") as f:
             json.dump(request, f)
@@ -91,7 +102,8 @@ def run_child(staging, profile, member_probes, probe_path, timeout=None):
             where = {"import": "importing model.py", "construct": "constructing %s" % (
                 iface["class_name"] + ("(path)" if iface["constructor"] == "path" else "()")),
                 "goldens": "running the members on their probe images",
-                "predict": "calling %s() on the probe batch" % iface["method"]}.get(
+                "predict": "calling %s() on the probe batch" % iface["method"],
+                "reference": "running leafsub's runtime on the same batch"}.get(
                     info.get("stage"), info.get("stage"))
             tail = "\n".join(info.get("traceback", "").strip().splitlines()[-6:])
             raise CheckFailed("Self-check: the rendered model.py failed while %s in a fresh Python "

@@ -12,6 +12,14 @@ folder, the folder first on sys.path, ``from model import <class>``), then
     dtype, in batches of the profile's batch size;
   * records the ensemble's scores on the same batch.
 
+  * runs leafsub's own runtime module (``leafsub_runtime.py``, copied next to this
+    script) with the build's settings on the same batch: the reference model.py must
+    equal. It shares the SavedModels model.py loaded (loading is not what is compared,
+    the code and the configuration are), so every model is in memory once, and the
+    build process itself never imports TensorFlow;
+  * for each member, how far each standard preprocessing is from its goldens (the
+    hint a failed build gives).
+
 It writes what it saw to RESULT.npz and RESULT.json; the parent compares.
 """
 
@@ -23,6 +31,63 @@ import time
 import traceback
 
 sys.dont_write_bytecode = True
+
+
+def _leafsub_runtime():
+    here = os.path.dirname(os.path.abspath(__file__))
+    sys.path.insert(0, here)
+    try:
+        return importlib.import_module("leafsub_runtime")
+    finally:
+        sys.path.remove(here)
+
+
+def _version(name):
+    try:
+        from importlib import metadata
+        return metadata.version(name)
+    except Exception:  # not installed: the manifest says so
+        return "none"
+
+
+def _reference(rt, ref, ensemble, folder):
+    """leafsub's runtime.Ensemble with the build's settings, on model.py's loaded models."""
+    members = []
+    for i, m in enumerate(ref["members"]):
+        member = rt.Member.__new__(rt.Member)  # the model is already loaded: share it
+        member.path = os.path.join(folder, m["dir"])
+        member.spec = rt.validate_spec(m["preprocess"])
+        member.input_size = tuple(m["input_size"])
+        member.output_kind = m["output"]
+        member.call = ensemble.members[i].call
+        members.append(member)
+    method = ref["method"]
+    if ":" in method:  # the user's combiner, copied next to model.py like the platform sees it
+        module_name, function_name = method.split(":", 1)
+        method = getattr(importlib.import_module(module_name), function_name)
+    return rt.Ensemble(members, views=ref["views"], method=method, weights=ref["weights"],
+                       chunk_size=ref["chunk_size"])
+
+
+def _hint_diffs(rt, req, ensemble):
+    """[members, modes]: max difference to the goldens with each standard preprocessing."""
+    import numpy as np
+
+    modes = req["hint_modes"]
+    out = np.full((len(req["members"]), len(modes)), np.inf)
+    for i, m in enumerate(req["members"]):
+        with np.load(m["probe"]) as probe:
+            images, goldens = probe["images"], probe["probabilities"]
+        spec = req["reference"]["members"][i]["preprocess"]
+        kind = req["reference"]["members"][i]["output"]
+        for j, mode in enumerate(modes):
+            try:
+                x = rt.preprocess(images, dict(spec, mode=mode, scale=None, offset=None))
+                probs = rt.to_probabilities(ensemble.members[i].call(x), kind)
+                out[i, j] = float(np.max(np.abs(probs - goldens)))
+            except Exception:  # a hint only
+                continue
+    return out
 
 
 def main(request_path):
@@ -88,6 +153,14 @@ def main(request_path):
         info["output_dtype"] = str(arrays["predictions"].dtype)
         arrays["scores"] = np.asarray(ensemble.predict_proba(images.astype(np.float32)),
                                       dtype=np.float64)
+        info["stage"] = "reference"
+        rt = _leafsub_runtime()
+        arrays["reference"] = np.asarray(
+            _reference(rt, req["reference"], ensemble, folder).predict_proba(
+                images.astype(np.float32)), dtype=np.float64)
+        arrays["hint_diffs"] = _hint_diffs(rt, req, ensemble)
+        info["versions"] = {"tensorflow": tf.__version__, "keras": _version("keras"),
+                            "python": sys.version.split()[0]}
         np.savez(req["result"] + ".npz", **arrays)
         info["stage"] = "done"
         info["ok"] = True

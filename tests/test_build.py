@@ -401,3 +401,14 @@ def test_build_help():
     for option in ("--models", "--weights", "--combine", "--tta", "--profile", "--output",
                    "--json", "--force", "--compression", "--preprocess"):
         assert option in proc.stdout
+
+
+def test_the_build_process_never_imports_tensorflow(tmp_path, runs):
+    # Models run only in the self-check child: the build's own memory stays flat.
+    code = ("import sys, leafsub; leafsub.build([%r, %r], tta=['identity', 'hflip'], "
+            "output=%r, progress=False); print('tensorflow' in sys.modules)"
+            % (runs["a-caffe"], runs["b-tf-64-logits"], str(tmp_path / "s.zip")))
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip().splitlines()[-1] == "False"
