@@ -164,7 +164,7 @@ def main():
     parser.add_argument("--members", type=int, default=9)
     parser.add_argument("--arch", default="resnet50")
     parser.add_argument("--what-if-saving", type=float, default=0.12,
-                        help="AUTO_MIN_SAVING for the what-if writer run (builder: 0.10)")
+                        help="AUTO_MIN_SAVING for the what-if writer run (builder: 0.12)")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--work", default=os.path.join(work_dir(), "ensemble"))
     args = parser.parse_args()
