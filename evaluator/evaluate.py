@@ -232,14 +232,9 @@ def evaluate(submission, data, profile=None, runtime=None, python=None, batch_si
 
     started = time.monotonic()
     say = _Progress(progress)
-    submission = os.fspath(submission)
-    if not os.path.exists(submission):
-        raise UsageError("%s: no such file. Give the submission zip to evaluate: leafsub "
-                         "evaluate submission.zip --data test.npz" % submission)
-    if os.path.isdir(submission):
-        raise UsageError("%s is a folder; leafsub evaluate takes the zip you will upload. Zip "
-                         "its contents first (cd %s && zip -r ../submission.zip .)."
-                         % (submission, submission))
+    from .extract import require_zip_file
+
+    submission = require_zip_file(submission)
     for path, flag in ((json_path, "--json"), (html_path, "--html")):
         if path and not os.path.isdir(os.path.dirname(os.path.abspath(os.fspath(path)))):
             raise UsageError("%s %s: the folder %s does not exist; create it or give another "

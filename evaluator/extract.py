@@ -115,15 +115,8 @@ def _prepare_paths(zip_path, dest):
     Raises:
       UsageError when the zip is missing or a folder, or ``dest`` is unusable.
     """
-    zip_path = os.fspath(zip_path)
+    zip_path = require_zip_file(zip_path)
     dest = os.path.abspath(os.fspath(dest))
-    if not os.path.exists(zip_path):
-        raise UsageError("Submission zip %s does not exist: check the path (the zip `leafsub "
-                         "build -o FILE` wrote, or the one you downloaded)." % zip_path)
-    if os.path.isdir(zip_path):
-        raise UsageError("%s is a folder, not a zip: pass the submission .zip file (to check a "
-                         "folder, zip its contents first: `cd %s && zip -r ../submission.zip .`)."
-                         % (zip_path, zip_path))
     if os.path.lexists(dest) and not os.path.isdir(dest):
         raise UsageError("Extraction folder %s exists and is not a folder: pass a new or empty "
                          "folder." % dest)
@@ -599,6 +592,19 @@ def _top_folder_check(top):
                   "model.py at the top of the zip. Zip the contents, not the folder (e.g. "
                   "`cd %s && zip -r ../submission.zip .`). The rest of this report evaluates "
                   "'%s/' as if it were the top." % (top, top, top))
+
+
+def require_zip_file(zip_path):
+    """The path as a string, or UsageError (exit 2) when it is missing or a folder."""
+    zip_path = os.fspath(zip_path)
+    if not os.path.exists(zip_path):
+        raise UsageError("Submission zip %s does not exist: check the path (the zip `leafsub "
+                         "build -o FILE` wrote, or the one you downloaded)." % zip_path)
+    if os.path.isdir(zip_path):
+        raise UsageError("%s is a folder, not a zip: pass the submission .zip file (to check a "
+                         "folder, zip its contents first: `cd %s && zip -r ../submission.zip .`)."
+                         % (zip_path, zip_path))
+    return zip_path
 
 
 def extract_submission(zip_path, dest, limits=None):

@@ -207,7 +207,7 @@ def test_several_data_packs_are_phases(work, tmp_path):
 def test_bad_usage_is_exit_2_with_a_message(work, tmp_path):
     zip_path = hand_written(work, "usage.zip", model_py_2022("caffe"), mode="caffe")
     missing = run_cli("evaluate", str(tmp_path / "nope.zip"), "--data", work["data"])
-    assert missing.returncode == 2 and "nope.zip: no such file" in missing.stderr
+    assert missing.returncode == 2 and "nope.zip does not exist" in missing.stderr
     no_data = run_cli("evaluate", zip_path, "--data", str(tmp_path / "none.npz"))
     assert no_data.returncode == 2 and "none.npz" in no_data.stderr
     assert "Traceback" not in missing.stderr + no_data.stderr
