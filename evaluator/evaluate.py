@@ -878,7 +878,13 @@ def evaluate_command(submission, data, profile, runtime, python, batch_size, tim
     process as the platform does (input container, dtype, batch size; time and
     memory limits; no network), scores it, and looks for preprocessing
     mismatches. Exit 0: every check passed; 1: a check failed; 2: bad usage or
-    unreadable input.
+    unreadable input. Every check and message: docs/verdicts.md.
+
+    \b
+    Examples:
+      leafsub evaluate submission.zip --data test.npz --html report.html
+      leafsub evaluate submission.zip --data val/ --profile an2dl-2024 --json r.json
+      leafsub evaluate submission.zip --data test.npz --runtime tensorflow==2.15.1
     """
     result = evaluate(submission, list(data), profile=profile, runtime=runtime, python=python,
                       batch_size=batch_size, time_limit=time_limit, memory_limit=memory_limit,
