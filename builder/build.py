@@ -496,7 +496,8 @@ def _build(models, weights, combine, tta, profile_arg, output, json_path, force,
     _check_classes(cards, runs, profile, notes)
     specs = _resolve_preprocess(preprocess, cards, runs)
     weights = _parse_weights(weights, len(runs))
-    combine_name, combine_fn, combine_path = _resolve_combine(combine, weights, len(runs), notes)
+    # The combiner is imported here only to check it; the self-check child runs it.
+    combine_name, _, combine_path = _resolve_combine(combine, weights, len(runs), notes)
     views = _split(tta) or ["identity"]
     known_views = runtime_constants()["TTA_VIEWS"]
     for view in views:
@@ -597,14 +598,14 @@ def _build(models, weights, combine, tta, profile_arg, output, json_path, force,
         raise UsageError("%s: cannot write in this folder (%s). Choose another -o/--output."
                          % (out_dir, e.strerror or e)) from None
     try:
-        return _stage_check_write(profile, members, views, combine_name, combine_fn,
+        return _stage_check_write(profile, members, views, combine_name,
                                   combine_path, weights, compression, effective, workers, output,
                                   json_path, staging, limit, notes, checks, timing, started, say)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def _stage_check_write(profile, members, views, combine_name, combine_fn, combine_path, weights,
+def _stage_check_write(profile, members, views, combine_name, combine_path, weights,
                        compression, effective, workers, output, json_path, staging, limit, notes,
                        checks, timing, started, say):
     from .render import render_model_py
@@ -781,7 +782,7 @@ def _probe_images(first, profile):
 
 def _mismatch_hint(member, diffs, tol):
     """Which preprocessing reproduces the goldens (``diffs``: the child's, per standard
-    mode in ``selfcheck_child.HINT_MODES`` order), to name in the error."""
+    mode in ``selfcheck.HINT_MODES`` order), to name in the error."""
     from .selfcheck import HINT_MODES
 
     declared = member["preprocess"]["mode"]
