@@ -94,15 +94,21 @@ class BuildResult:
 
 # --------------------------------------------------------------------------- helpers
 
+@functools.lru_cache(maxsize=1)
+def _runtime_tree():
+    """runtime.py's syntax tree, parsed once per process."""
+    from .render import runtime_source
+
+    return ast.parse(runtime_source())
+
+
 @functools.lru_cache(maxsize=None)
 def runtime_constants():
     """MODES, TTA_VIEWS, COMBINERS, RESIZE_METHODS read from runtime.py without importing
     it (importing it imports TensorFlow, too slow for argument checking)."""
-    from .render import runtime_source
-
     wanted = {"MODES", "TTA_VIEWS", "COMBINERS", "RESIZE_METHODS"}
     out = {}
-    for node in ast.parse(runtime_source()).body:
+    for node in _runtime_tree().body:
         if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(
                 node.targets[0], ast.Name) and node.targets[0].id in wanted:
             out[node.targets[0].id] = tuple(ast.literal_eval(node.value))
@@ -160,10 +166,7 @@ def _parse_weights(weights, n_models):
 def runtime_preset(arch):
     """``runtime.preset(arch)``, run from runtime.py's source without importing TensorFlow:
     the function and the PRESETS table are executed alone (one source of truth)."""
-    from .render import runtime_source
-
-    tree = ast.parse(runtime_source())
-    nodes = [n for n in tree.body if (isinstance(n, ast.FunctionDef) and n.name == "preset") or (
+    nodes = [n for n in _runtime_tree().body if (isinstance(n, ast.FunctionDef) and n.name == "preset") or (
         isinstance(n, ast.Assign) and any(getattr(t, "id", None) == "PRESETS" for t in n.targets))]
     namespace = {}
     exec(compile(ast.Module(body=nodes, type_ignores=[]), "runtime.py", "exec"), namespace)

@@ -834,12 +834,6 @@ def format_text(d, width=80, color=False, verbose=False):
     return lines
 
 
-def _use_color():
-    if "NO_COLOR" in os.environ:
-        return False
-    return sys.stdout.isatty() and os.environ.get("TERM") != "dumb"
-
-
 @click.command("evaluate")
 @click.argument("submission", type=click.Path(dir_okay=True))
 @click.option("--data", "data", multiple=True, required=True, metavar="DATA",
@@ -890,6 +884,8 @@ def evaluate_command(submission, data, profile, runtime, python, batch_size, tim
                       batch_size=batch_size, time_limit=time_limit, memory_limit=memory_limit,
                       json_path=json_path, html_path=html_path, progress=not quiet,
                       isolate=not no_isolation, detective=not no_detective, keep_workdir=keep)
+    from .compare import _use_color  # one NO_COLOR / terminal rule for every command
+
     for line in format_text(result.to_dict(), color=_use_color(), verbose=verbose):
         click.echo(line)
     for path, what in ((json_path, "JSON"), (html_path, "report")):

@@ -1,4 +1,4 @@
-"""Safe extraction of an untrusted submission zip (standard library only).
+"""Safe extraction of an untrusted submission zip (no TensorFlow: it runs in the parent).
 
 The zip comes from the user, or from whoever the user got it from, so nothing in
 it is trusted: names are checked before anything is written (no absolute paths,
@@ -22,6 +22,8 @@ import zipfile
 import zlib
 
 from leafsub.errors import UsageError
+
+from .checks import check
 
 LIMITS = {"max_files": 10000, "max_total_bytes": 4 * 1024**3, "max_ratio": 200, "max_name_len": 255}
 
@@ -78,10 +80,6 @@ class _ArchiveProblem(Exception):
     """A fatal problem with the archive; ``str()`` is the check's detail."""
 
 
-def _check(name, status, detail):
-    return {"name": name, "status": status, "detail": detail}
-
-
 def _failed(dest, details):
     """An ``Extracted`` for a zip that cannot be used.
 
@@ -92,7 +90,7 @@ def _failed(dest, details):
     Returns:
       ``Extracted`` with ``ok=False`` and one "archive" fail check per problem.
     """
-    checks = [_check("archive", "fail", detail) for detail in details]
+    checks = [check("archive", "fail", detail) for detail in details]
     return Extracted(root=dest, dest=dest, files=[], n_files=0, total_bytes=0, top_folder=None,
                      checks=checks, ok=False)
 
@@ -587,7 +585,7 @@ def _extract_entries(zf, entries, dest, limits):
 
 
 def _top_folder_check(top):
-    return _check("layout: top folder", "fail",
+    return check("layout: top folder", "fail",
                   "The zip has everything inside the folder '%s/', but the platform looks for "
                   "model.py at the top of the zip. Zip the contents, not the folder (e.g. "
                   "`cd %s && zip -r ../submission.zip .`). The rest of this report evaluates "
@@ -656,7 +654,7 @@ def extract_submission(zip_path, dest, limits=None):
                                          _size(total))
     if ignored:
         detail += "; skipped %d macOS metadata entries (__MACOSX/, .DS_Store)" % ignored
-    checks = [_check("archive", "pass", detail + ".")]
+    checks = [check("archive", "pass", detail + ".")]
     if top:
         checks.append(_top_folder_check(top))
     root = os.path.join(dest, top) if top else dest

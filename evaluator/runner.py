@@ -109,11 +109,6 @@ def _tree_processes(root):
     return [(pid, table[pid][3]) for pid in members if pid in table and table[pid][0] != b"Z"]
 
 
-def _session_processes(sid):
-    """``[(pid, rss_bytes)]`` of the child's processes (kept for callers of the old name)."""
-    return _tree_processes(sid)
-
-
 def _pss(pid):
     """Proportional set size of ``pid`` in bytes (shared pages divided among their users)."""
     try:

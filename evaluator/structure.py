@@ -1,4 +1,4 @@
-"""Static checks of an extracted submission, without importing it (standard library only).
+"""Static checks of an extracted submission, without importing it (no TensorFlow: it runs in the parent).
 
 The checks read the profile's layout and interface (see
 ``leafsub/schemas/profile.schema.json``) and look at the files and at
@@ -17,15 +17,13 @@ import tokenize
 
 from leafsub.errors import UsageError
 
+from .checks import check
+
 PLATFORM_PACKAGES = frozenset({"numpy", "tensorflow", "keras", "tf_keras", "PIL", "scipy",
                                "sklearn", "h5py", "pandas", "cv2"})
 MODEL_FILE_SUFFIXES = (".keras", ".h5", ".hdf5")
 IMPORT_ERRORS = frozenset({"ImportError", "ModuleNotFoundError", "Exception", "BaseException"})
 SHOWN = 3
-
-
-def _check(name, status, detail):
-    return {"name": name, "status": status, "detail": detail}
 
 
 def _files_below(root):
@@ -106,11 +104,11 @@ def _required_files_check(root, profile, files):
         else:
             problems.append("%s is missing: %s" % (name, _missing_file_hint(root, name, files)))
     if problems:
-        return _check("layout: required files", "fail",
+        return check("layout: required files", "fail",
                       "%s expects %s at the top of the zip. %s"
                       % (_profile_label(profile).capitalize(), " and ".join(required),
                          " ".join(problems)))
-    return _check("layout: required files", "pass",
+    return check("layout: required files", "pass",
                   "%s at the top of the zip, as %s expects." % (" and ".join(required),
                                                                _profile_label(profile)))
 
@@ -131,7 +129,7 @@ def _parse(path, module_file):
         with open(path, "rb") as handle:
             data = handle.read()
     except OSError as error:
-        return None, _check(name, "fail", "Cannot read %s (%s): check the file's permissions and "
+        return None, check(name, "fail", "Cannot read %s (%s): check the file's permissions and "
                                           "rebuild the zip." % (module_file, error.strerror))
     try:
         try:
@@ -143,25 +141,25 @@ def _parse(path, module_file):
         text = data.decode(encoding)
     except UnicodeDecodeError as error:
         line = data[:error.start].count(b"\n") + 1
-        return None, _check(name, "fail", "%s is not valid UTF-8 (line %d, byte 0x%02x): save it "
+        return None, check(name, "fail", "%s is not valid UTF-8 (line %d, byte 0x%02x): save it "
                                           "as UTF-8 in your editor and rebuild the zip."
                                           % (module_file, line, data[error.start]))
     except SyntaxError as error:
-        return None, _check(name, "fail", "%s line %s: %s. Fix the encoding declaration, or "
+        return None, check(name, "fail", "%s line %s: %s. Fix the encoding declaration, or "
                                           "remove it and save the file as UTF-8."
                                           % (module_file, error.lineno or 1, error.msg))
     try:
         tree = ast.parse(text, filename=module_file)
     except SyntaxError as error:
         shown = " (`%s`)" % error.text.strip() if error.text and error.text.strip() else ""
-        return None, _check(name, "fail", "%s line %s: %s%s. Fix it (`python -m py_compile %s` "
+        return None, check(name, "fail", "%s line %s: %s%s. Fix it (`python -m py_compile %s` "
                                           "shows the same error) and rebuild the zip."
                                           % (module_file, error.lineno, error.msg, shown,
                                              module_file))
     except ValueError as error:
-        return None, _check(name, "fail", "%s cannot be parsed (%s): is it really a Python "
+        return None, check(name, "fail", "%s cannot be parsed (%s): is it really a Python "
                                           "source file?" % (module_file, error))
-    return tree, _check(name, "pass", "%s parses (%d lines)." % (module_file,
+    return tree, check(name, "pass", "%s parses (%d lines)." % (module_file,
                                                                  text.count("\n") + 1))
 
 
@@ -225,11 +223,11 @@ def _class_check(tree, profile, module_file):
     name = "%s: class" % module_file
     cls = _find_def(tree.body, wanted, ast.ClassDef)
     if cls is not None:
-        return _check(name, "pass", "%s defines class %s (line %d)." % (module_file, wanted,
+        return check(name, "pass", "%s defines class %s (line %d)." % (module_file, wanted,
                                                                        cls.lineno)), cls
     other = _bindings(tree.body, wanted)
     if other:
-        return _check(name, "warn", "%s binds %s with %s, not a class statement, so its "
+        return check(name, "warn", "%s binds %s with %s, not a class statement, so its "
                                     "constructor and %s() cannot be checked without running it "
                                     "(the run checks do)." % (module_file, wanted, other,
                                                               interface["method"])), None
@@ -238,7 +236,7 @@ def _class_check(tree, profile, module_file):
     hint = ""
     if any(c.lower() == wanted.lower() for c in classes):
         hint = " (lower-case)" if wanted.islower() else " (names are case-sensitive)"
-    return _check(name, "fail", "%s: %s; %s expects `class %s`%s, with %s. Rename the class or "
+    return check(name, "fail", "%s: %s; %s expects `class %s`%s, with %s. Rename the class or "
                                 "rebuild with the right --profile."
                                 % (module_file, found, _profile_label(profile), wanted, hint,
                                    _expected_init(interface))), None
@@ -294,20 +292,20 @@ def _constructor_check(cls, profile, module_file):
     init = _find_def(cls.body, "__init__", (ast.FunctionDef, ast.AsyncFunctionDef))
     if init is None:
         if _bindings(cls.body, "__init__") or _inherits(cls):
-            return _check(name, "warn", "%s: class %s gets __init__ from a base class or an "
+            return check(name, "warn", "%s: class %s gets __init__ from a base class or an "
                                         "assignment, so it cannot be checked statically; the "
                                         "platform calls %s (expected %s): the run checks will "
                                         "tell." % (module_file, cls.name, call, expected))
         if n_args == 0:
-            return _check(name, "pass", "%s: class %s has no __init__; %s works."
+            return check(name, "pass", "%s: class %s has no __init__; %s works."
                           % (module_file, cls.name, call))
-        return _check(name, "fail", "%s: class %s has no __init__, but the platform calls %s: "
+        return check(name, "fail", "%s: class %s has no __init__, but the platform calls %s: "
                                     "add `def %s:` that loads the model from path."
                                     % (module_file, cls.name, call, expected))
     if _accepts(init, n_args):
-        return _check(name, "pass", "%s: %s matches %s (the platform calls %s)."
+        return check(name, "pass", "%s: %s matches %s (the platform calls %s)."
                       % (module_file, _signature(init), expected, call))
-    return _check(name, "fail", "%s: class %s has %s (line %d); %s expects %s: the platform "
+    return check(name, "fail", "%s: class %s has %s (line %d); %s expects %s: the platform "
                                 "calls %s. Change the signature and rebuild."
                   % (module_file, cls.name, _signature(init), init.lineno,
                      _profile_label(profile), expected, call))
@@ -325,17 +323,17 @@ def _method_check(cls, profile, module_file):
     fn = _find_def(cls.body, method, (ast.FunctionDef, ast.AsyncFunctionDef))
     if fn is None:
         if _bindings(cls.body, method) or _inherits(cls):
-            return _check(name, "warn", "%s: class %s gets %s from a base class or an "
+            return check(name, "warn", "%s: class %s gets %s from a base class or an "
                                         "assignment, so it cannot be checked statically; the run "
                                         "checks will tell whether %s works."
                                         % (module_file, cls.name, method, expected))
-        return _check(name, "fail", "%s: class %s has no method %s, but the platform calls "
+        return check(name, "fail", "%s: class %s has no method %s, but the platform calls "
                                     "%s(...).%s(X) on each batch: add `def %s:`."
                                     % (module_file, cls.name, method, cls.name, method,
                                        expected))
     if _accepts(fn, 1):
-        return _check(name, "pass", "%s: %s matches %s." % (module_file, _signature(fn), expected))
-    return _check(name, "fail", "%s: class %s has %s (line %d); %s expects %s: the platform "
+        return check(name, "pass", "%s: %s matches %s." % (module_file, _signature(fn), expected))
+    return check(name, "fail", "%s: class %s has %s (line %d); %s expects %s: the platform "
                                 "passes one batch of images. Change the signature and rebuild."
                   % (module_file, cls.name, _signature(fn), fn.lineno, _profile_label(profile),
                      expected))
@@ -411,12 +409,12 @@ def _imports_check(tree, root, module_file):
                 if len(shown) == 1 else
                 "%s and %s, which the platform may not have; they are not in the zip"
                 % (", ".join(shown[:-1]), shown[-1]))
-        return _check(name, "warn", "%s imports %s. Remove the import, guard it with try/except "
+        return check(name, "warn", "%s imports %s. Remove the import, guard it with try/except "
                                     "ImportError, or add the module's .py file to the zip."
                                     % (module_file, what))
     if not found:
-        return _check(name, "pass", "%s imports nothing." % module_file)
-    return _check(name, "pass", "%s imports %s: standard library, packages the platform has, or "
+        return check(name, "pass", "%s imports nothing." % module_file)
+    return check(name, "pass", "%s imports %s: standard library, packages the platform has, or "
                                 "files in the zip." % (module_file, ", ".join(sorted(found))))
 
 
@@ -487,7 +485,7 @@ def _models_check(root, profile, files):
         sentences.append("No %s/ folder and no model file found: model.py must build or download "
                          "its model, which the platform may not allow; put the exported model in "
                          "%s/ (`leafsub build` does)." % (layout["model_dir"], layout["model_dir"]))
-    return _check("layout: models", status, " ".join(sentences))
+    return check("layout: models", status, " ".join(sentences))
 
 
 def check_structure(root, profile):
