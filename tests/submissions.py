@@ -55,13 +55,17 @@ def color_data(per_class=24, size=96, noise=15.0, seed=0, colors=COLORS):
     return np.clip(np.round(images), 0, 255).astype(np.uint8)[order], labels[order]
 
 
-def prototype_model(mode, colors=COLORS, size=96):
-    """A Keras 3 model: nearest class chromaticity, in the space of preprocessing ``mode``.
+def prototype_model(mode, colors=COLORS, size=96, keras=None):
+    """A Keras model: nearest class chromaticity, in the space of preprocessing ``mode``.
+
+    ``keras``: the Keras module to build it with (Keras 3 by default; ``tf_keras`` for a
+    Keras 2 model).
 
     With ``p`` the centred prototypes, ``argmin |C f - p|`` is ``argmax 2 f.p - |p|^2``
     (``C`` is symmetric and ``C p = p``): one Dense layer.
     """
-    import keras
+    if keras is None:
+        import keras
 
     protos = to_space(colors, mode)
     if mode == "rescaling":

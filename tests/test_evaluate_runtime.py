@@ -17,7 +17,7 @@ import pytest
 
 import leafsub
 
-from submissions import COLORS, CENTER, color_data, export_saved_model, prototype_model, to_space
+from submissions import color_data, export_saved_model, prototype_model
 from submissions import model_py_2022, write_zip
 
 pytestmark = [pytest.mark.runtime, pytest.mark.slow]
@@ -45,14 +45,7 @@ def keras2_saved_model(folder):
     """The caffe prototype classifier built with tf_keras (Keras 2) and saved with model.save."""
     import tf_keras
 
-    protos = to_space(COLORS, "caffe") @ CENTER
-    scale = 0.05 / (float(np.abs(protos).max()) / 100.0)
-    inputs = tf_keras.Input((96, 96, 3))
-    x = tf_keras.layers.GlobalAveragePooling2D()(inputs)
-    dense = tf_keras.layers.Dense(len(COLORS), activation="softmax")
-    model = tf_keras.Model(inputs, dense(x))
-    dense.set_weights([(2 * protos.T * scale).astype(np.float32),
-                       (-(protos ** 2).sum(axis=1) * scale).astype(np.float32)])
+    model = prototype_model("caffe", keras=tf_keras)
     model.compile("adam", "sparse_categorical_crossentropy")
     model.save(folder)  # a directory path: the SavedModel format of Keras 2
     return folder
