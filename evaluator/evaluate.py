@@ -245,12 +245,16 @@ def evaluate(submission, data, profile=None, runtime=None, python=None, batch_si
                          "sub-folders, an .npz or an .h5 (labelled images).")
     prof = load_profile(profile)
     n_classes = int(prof["classes"]["count"])
-    batch_size = int(batch_size or prof["input"].get("batch_size", 32))
+    # "is None", not "or": an explicit 0 is a mistake to report, not a request for the default.
+    batch_size = int(prof["input"].get("batch_size", 32) if batch_size is None else batch_size)
     if batch_size < 1:
         raise UsageError("--batch-size must be at least 1, got %d." % batch_size)
     limits = prof.get("limits") or {}
-    time_limit = float(time_limit or limits.get("time_s") or DEFAULT_TIME_LIMIT)
-    memory_limit = int(memory_limit or limits.get("memory_mb") or DEFAULT_MEMORY_MB)
+    if time_limit is None:
+        time_limit = limits.get("time_s") or DEFAULT_TIME_LIMIT
+    if memory_limit is None:
+        memory_limit = limits.get("memory_mb") or DEFAULT_MEMORY_MB
+    time_limit, memory_limit = float(time_limit), int(memory_limit)
     if time_limit <= 0 or memory_limit <= 0:
         raise UsageError("--time-limit and --memory-limit must be positive.")
     packs = [open_pack(d) for d in datas]

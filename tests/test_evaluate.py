@@ -211,6 +211,9 @@ def test_bad_usage_is_exit_2_with_a_message(work, tmp_path):
     no_data = run_cli("evaluate", zip_path, "--data", str(tmp_path / "none.npz"))
     assert no_data.returncode == 2 and "none.npz" in no_data.stderr
     assert "Traceback" not in missing.stderr + no_data.stderr
+    for flag in ("--batch-size", "--time-limit", "--memory-limit"):
+        zero = run_cli("evaluate", zip_path, "--data", work["data"], flag, "0")
+        assert zero.returncode == 2 and flag in zero.stderr and "Traceback" not in zero.stderr
     with pytest.raises(UsageError, match="profile"):
         leafsub.evaluate(zip_path, work["data"], profile="an2dl-2099", progress=False)
     too_many = str(tmp_path / "labels.npz")
