@@ -349,6 +349,7 @@ def validate_bundle(root, zip_path):
     checks.append(check("bundle: programs", "fail" if programs else "pass",
                         "; ".join(programs) if programs else
                         "every program folder has its metadata.yaml with a command"))
+    checks.append(_columns_check(root, doc))
     phases = sorted(doc["phases"], key=lambda p: p.get("index", 0))
     order = []
     for a, b in zip(phases, phases[1:]):
@@ -378,6 +379,28 @@ def validate_bundle(root, zip_path):
                             % (limits[0]["name"], limits[0]["execution_time_limit"],
                                DEFAULT_QUEUE_LIMIT_S)))
     return doc, checks
+
+
+def _columns_check(root, doc):
+    """The leaderboard's column keys against the keys the scoring programs write."""
+    columns = _column_keys(doc)
+    problems = []
+    for rel in sorted({t["scoring_program"] for t in doc["tasks"] if t.get("scoring_program")}):
+        path = os.path.join(root, rel, "protocol.json")
+        if not os.path.isfile(path):
+            continue
+        with open(path, encoding="utf-8") as f:
+            written = json.load(f).get("score_keys") or []
+        unfed = [k for k in columns if k not in written]
+        if unfed:
+            problems.append("the leaderboard column%s %s %s not among the keys %s writes to "
+                            "scores.json (%s): the leaderboard would show n/a" % (
+                                "s" * (len(unfed) > 1), ", ".join(unfed),
+                                "are" if len(unfed) > 1 else "is", rel, ", ".join(written)))
+    if problems:
+        return check("bundle: leaderboard columns", "fail", "; ".join(problems))
+    return check("bundle: leaderboard columns", "pass", "every column key (%s) is a key the "
+                 "scoring program writes" % ", ".join(columns))
 
 
 def _column_keys(doc):
@@ -413,10 +436,17 @@ def compare(task_name, ran, evaluation, column_keys):
                          "Its log:\n%s" % (ingestion.get("exit_code"), ingestion.get("log"))))
         return out
     bundle_checks = list(result["checks"])
+    ev = evaluation.to_dict()
+    top = next((c for c in bundle_checks if c["name"] == "layout: top folder"), None)
+    if top and any(c["name"] == "layout: top folder" and c["status"] == "fail"
+                   for c in ev["checks"]):
+        out.append(check("%s: top folder" % task_name, "warn",
+                         "leafsub evaluate fails this zip's top folder (the challenge's original "
+                         "ingestion breaks on it); this bundle's ingestion runs it from the "
+                         "folder and tells the participant: %s" % top["detail"]))
     scoring = (ran.get("scoring") or {}).get("result")
     if scoring:
         bundle_checks = list(scoring["checks"])
-    ev = evaluation.to_dict()
     b_fail, e_fail = _failed(bundle_checks), _failed(ev["checks"])
     if b_fail != e_fail:
         out.append(check("%s: same verdict" % task_name, "fail",
