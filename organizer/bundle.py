@@ -49,6 +49,7 @@ DEFAULT_QUEUE_LIMIT_S = 1200
 WATCHDOG_MARGIN_S = 30
 DEFAULT_DOCKER_TF = "2.15.0"
 PHASE_DAYS = 28
+FORMATS = ("codabench", "codalab")
 INGESTION_COMMAND = ("python3 $ingestion_program/ingestion.py $input $output "
                      "$ingestion_program $submission_program")
 SCORING_COMMAND = "python3 $program/score.py $input $output"
@@ -272,16 +273,18 @@ def _readme(profile, protocol, yaml_doc, docker_image, time_limit, wanted):
         "written for them. What differs is the bundle: the classic `competition.yaml` (no "
         "`version: 2`) lists phases as a mapping with `scoring_program`, `reference_data`, "
         "`ingestion_program` and `input_data` as zip files inside the bundle, a `leaderboard:` "
-        "mapping of `leaderboards` and `columns` keyed by the score names, the image as "
-        "`competition_docker_image`, and program folders need a `metadata` file (not "
-        "`metadata.yaml`). `leafsub bundle` writes the Codabench format only.", "",
+        "mapping of `leaderboards` and `columns` keyed by the score names, HTML pages under "
+        "`html:`, the image as `competition_docker_image`, and program folders need a "
+        "`metadata` file (not `metadata.yaml`). `leafsub bundle --format codalab` writes that "
+        "bundle from the same profile and data (upload it under My Competitions > Create "
+        "Competition); `--check` runs the Codabench one, whose programs are the same files.", "",
     ]
     return "\n".join(lines)
 
 
 def make_bundle(profile=None, data=None, phases=None, output="competition.zip", title=None,
-                docker_image=None, start=None, progress=None):
-    """Write a Codabench competition bundle for ``profile`` with hidden ``data``.
+                docker_image=None, start=None, progress=None, format="codabench"):
+    """Write a Codabench (or classic CodaLab) competition bundle for ``profile``.
 
     Args:
       profile: a built-in profile name or a profile JSON path (default an2dl-2022).
@@ -291,6 +294,8 @@ def make_bundle(profile=None, data=None, phases=None, output="competition.zip", 
       title: the competition's title (default: the profile's).
       docker_image: the image of the workers (default ``tensorflow/tensorflow:<profile TF>``).
       start: ``datetime.date`` of the first phase's start (default today, UTC).
+      format: ``"codabench"`` (competition.yaml version 2) or ``"codalab"`` (the classic
+        CodaLab format: the same programs and data, as zips, with a v1.5 competition.yaml).
 
     Returns:
       dict: ``path``, ``phases`` [{name, slug, n_images}], ``docker_image``,
@@ -306,6 +311,8 @@ def make_bundle(profile=None, data=None, phases=None, output="competition.zip", 
     from ..datasets import open_pack, write_npy
     from ..profiles import load_profile
 
+    if format not in FORMATS:
+        raise UsageError("--format %r: expected one of %s." % (format, ", ".join(FORMATS)))
     prof = load_profile(profile)
     output = os.fspath(output)
     if not os.path.isdir(os.path.dirname(os.path.abspath(output))):
@@ -376,8 +383,117 @@ def make_bundle(profile=None, data=None, phases=None, output="competition.zip", 
                 json.dumps({"names": prof["classes"].get("names"), "count": n_classes}) + "\n")
             summary.append({"name": name, "slug": slug, "n_images": int(pack.n),
                             "data": os.path.abspath(pack.path)})
-        write_zip_atomic(output, entries_from_tree(stage))
+        if format == "codalab":
+            classic = stage + "-classic"
+            try:
+                _to_classic(stage, classic, doc, packs, prof)
+                write_zip_atomic(output, entries_from_tree(classic))
+            finally:
+                shutil.rmtree(classic, ignore_errors=True)
+        else:
+            write_zip_atomic(output, entries_from_tree(stage))
     finally:
         shutil.rmtree(stage, ignore_errors=True)
     return {"path": os.path.abspath(output), "phases": summary, "docker_image": image,
             "execution_time_limit": time_limit, "competition": doc}
+
+
+# --------------------------------------------------------------------------- classic CodaLab
+
+def _html(markdown):
+    """The pages' small markdown (headings, paragraphs, indented code) as HTML, for CodaLab."""
+    import html
+
+    out, para, code = [], [], []
+
+    def flush():
+        if para:
+            out.append("<p>%s</p>" % html.escape(" ".join(para)))
+            para.clear()
+        if code:
+            out.append("<pre>%s</pre>" % html.escape("\n".join(code)))
+            code.clear()
+
+    for line in markdown.splitlines():
+        if line.startswith("    "):
+            if para:
+                flush()
+            code.append(line[4:])
+        elif line.startswith("#"):
+            flush()
+            level = len(line) - len(line.lstrip("#"))
+            out.append("<h%d>%s</h%d>" % (level, html.escape(line.lstrip("# ")), level))
+        elif not line.strip():
+            flush()
+        else:
+            if code:
+                flush()
+            para.append(line.strip())
+    flush()
+    return "\n".join(out) + "\n"
+
+
+def _to_classic(stage, classic, doc, packs, prof):
+    """The staged Codabench tree as a classic CodaLab bundle (competition.yaml v1.5).
+
+    What differs (codalab-competitions wiki, 'Organizer_Codalab competition YAML definition
+    language', and the v1.5 bundle Codabench keeps as a test, legacy.yaml): no ``version``;
+    ``phases`` a mapping by phase number with ``label``, ``phasenumber``, ``start_date``;
+    programs and data as zip files inside the bundle; ``html`` pages (HTML, not markdown);
+    ``leaderboard`` as ``leaderboards`` and ``columns`` keyed by the score names;
+    ``competition_docker_image``; each program's command in a file named ``metadata``.
+    """
+    from ..builder.zipwrite import entries_from_tree, write_zip_atomic
+
+    os.makedirs(classic)
+
+    def zip_folder(folder, name, rename_metadata=False):
+        if rename_metadata:
+            os.replace(os.path.join(folder, "metadata.yaml"), os.path.join(folder, "metadata"))
+        write_zip_atomic(os.path.join(classic, name), entries_from_tree(folder))
+
+    for name in ("logo.png", "README.md"):
+        shutil.copyfile(os.path.join(stage, name), os.path.join(classic, name))
+    pages = {}
+    for md, page in (("overview", "overview"), ("evaluation", "evaluation"),
+                     ("terms", "terms_and_conditions")):
+        with open(os.path.join(stage, "pages", md + ".md"), encoding="utf-8") as f:
+            text = _html(f.read())
+        with open(os.path.join(classic, page + ".html"), "w", encoding="utf-8") as f:
+            f.write(text)
+        pages["terms" if md == "terms" else md] = page + ".html"
+    zip_folder(os.path.join(stage, "ingestion_program"), "ingestion_program.zip", True)
+    zip_folder(os.path.join(stage, "scoring_program"), "scoring_program.zip", True)
+    board = {"label": "Results", "rank": 1}
+    phases = {}
+    for i, (name, slug, _) in enumerate(packs):
+        base = os.path.join(stage, "phases", slug)
+        zip_folder(os.path.join(base, "input_data"), "input_data_%s.zip" % slug)
+        zip_folder(os.path.join(base, "reference_data"), "reference_data_%s.zip" % slug)
+        phase = doc["phases"][i]
+        phases[i + 1] = {
+            "phasenumber": i + 1, "label": name, "color": ("green", "purple", "orange")[i % 3],
+            "description": phase["description"], "start_date": phase["start"],
+            "max_submissions": phase["max_submissions"],
+            "max_submissions_per_day": phase["max_submissions_per_day"],
+            "execution_time_limit": phase["execution_time_limit"], "is_scoring_only": False,
+            "ingestion_program": "ingestion_program.zip",
+            "input_data": "input_data_%s.zip" % slug,
+            "scoring_program": "scoring_program.zip",
+            "reference_data": "reference_data_%s.zip" % slug,
+        }
+    legacy = {
+        "title": doc["title"], "description": doc["description"], "image": "logo.png",
+        "has_registration": True, "force_submission_to_leaderboard": True,
+        "disallow_leaderboard_modifying": True, "enable_detailed_results": False,
+        "competition_docker_image": doc["docker_image"], "html": pages, "phases": phases,
+        "leaderboard": {
+            "leaderboards": {"Results": board},
+            # The same dict object for every column: PyYAML writes it as an anchor (&id001)
+            # and aliases, as CodaLab's own bundles do.
+            "columns": {k: {"leaderboard": board, "label": SCORE_TITLES[k], "rank": i + 1,
+                            "numeric_format": 4} for i, k in enumerate(SCORE_KEYS)},
+        },
+    }
+    with open(os.path.join(classic, "competition.yaml"), "w", encoding="utf-8") as f:
+        f.write(_dump_yaml(legacy))

@@ -301,6 +301,13 @@ def validate_bundle(root, zip_path):
                             "YAML: %s" % e))
         return None, checks
     doc = _normalize(doc)
+    if isinstance(doc, dict) and "version" not in doc and isinstance(doc.get("phases"), dict):
+        checks.append(check("bundle: format", "fail",
+                            "%s is a classic CodaLab bundle (no 'version: 2', phases by number): "
+                            "--check runs Codabench bundles. Write the same competition with "
+                            "--format codabench (its programs and data are the same files) and "
+                            "check that one." % zip_path))
+        return None, checks
     errors = list(jsonschema.Draft202012Validator(schema("competition")).iter_errors(doc))
     if errors:
         error = jsonschema.exceptions.best_match(errors)

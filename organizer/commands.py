@@ -31,6 +31,9 @@ def _date(text):
               "tensorflow/tensorflow:<the profile's TensorFlow>).")
 @click.option("--start", default=None, metavar="YYYY-MM-DD", help="First phase's start (default "
               "today); each phase lasts 28 days.")
+@click.option("--format", "bundle_format", type=click.Choice(["codabench", "codalab"]),
+              default="codabench", show_default=True, help="codabench: competition.yaml "
+              "version 2; codalab: the classic CodaLab format (same programs and data).")
 @click.option("--check", "check_zip", default=None, type=click.Path(dir_okay=False),
               metavar="BUNDLE", help="Validate BUNDLE and run it on --submission as a compute "
               "worker would; compare with leafsub evaluate.")
@@ -43,7 +46,8 @@ def _date(text):
 @click.option("--json", "json_path", default=None, type=click.Path(dir_okay=False),
               help="With --check: also write the result as JSON.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress messages.")
-def bundle_command(profile, data, phases, output, title, docker_image, start, check_zip,
+def bundle_command(profile, data, phases, output, title, docker_image, start, bundle_format,
+                   check_zip,
                    submission, runtime, python, json_path, quiet):
     """Write a Codabench competition bundle from a challenge profile, or --check one.
 
@@ -95,7 +99,7 @@ def bundle_command(profile, data, phases, output, title, docker_image, start, ch
     from .bundle import make_bundle
 
     made = make_bundle(profile, data, phases, output, title=title, docker_image=docker_image,
-                       start=_date(start))
+                       start=_date(start), format=bundle_format)
     click.echo("bundle written to %s" % made["path"])
     for p in made["phases"]:
         click.echo("  phase %s: %d hidden images" % (p["name"], p["n_images"]))

@@ -155,6 +155,39 @@ def test_custom_profile_two_phases_and_a_limit_the_default_queue_caps(hidden, tm
     assert doc["docker_image"].startswith("tensorflow/tensorflow:")
 
 
+def test_classic_codalab_bundle_has_the_same_programs_as_zips(an2dl_bundle, hidden, tmp_path):
+    out = str(tmp_path / "classic.zip")
+    proc = run_cli("bundle", "--profile", "an2dl-2022", "--data", hidden["path"], "-o", out,
+                   "--start", "2026-09-01", "--format", "codalab")
+    assert proc.returncode == 0, proc.stderr
+    with zipfile.ZipFile(out) as z, zipfile.ZipFile(an2dl_bundle) as bench:
+        doc = yaml.safe_load(z.read("competition.yaml"))
+        assert "version" not in doc
+        assert doc["competition_docker_image"] == "tensorflow/tensorflow:2.10.0"
+        phase = doc["phases"][1]
+        assert (phase["label"], phase["execution_time_limit"]) == ("test", 1200)
+        for key in ("ingestion_program", "scoring_program", "input_data", "reference_data"):
+            assert phase[key] in z.namelist()
+        for page in doc["html"].values():
+            assert z.read(page).startswith(b"<h1>")
+        columns = doc["leaderboard"]["columns"]
+        assert list(columns) == ["accuracy", "balanced_accuracy", "macro_f1"]
+        assert all(c["leaderboard"] == doc["leaderboard"]["leaderboards"]["Results"]
+                   for c in columns.values())
+        for program, main in (("ingestion_program", "ingestion.py"),
+                              ("scoring_program", "score.py")):
+            with zipfile.ZipFile(z.open(phase[program])) as inner:
+                assert "metadata" in inner.namelist() and "metadata.yaml" not in inner.namelist()
+                assert yaml.safe_load(inner.read("metadata")) == yaml.safe_load(
+                    bench.read(program + "/metadata.yaml"))
+                assert inner.read(main) == bench.read(program + "/" + main)
+        with zipfile.ZipFile(z.open(phase["input_data"])) as inner:
+            assert inner.namelist() == ["images.npy"]
+    submission = write_zip(str(tmp_path / "s.zip"), {"model.py": "x = 1\n", "metadata": ""})
+    proc = run_cli("bundle", "--check", out, "--submission", submission, "-q")
+    assert proc.returncode == 1 and "is a classic CodaLab bundle" in proc.stdout
+
+
 def test_the_schema_refuses_what_the_unpacker_refuses(an2dl_bundle):
     _, _, doc = read_bundle(an2dl_bundle)
     validator = jsonschema.Draft202012Validator(schema("competition"))
