@@ -201,7 +201,15 @@ def main(argv):
     if len(argv) != 4:
         sys.stderr.write("usage: ingestion.py INPUT_DIR OUTPUT_DIR PROGRAM_DIR SUBMISSION_DIR\n")
         return 2
-    return run(*[os.path.abspath(a) for a in argv])
+    try:
+        return run(*[os.path.abspath(a) for a in argv])
+    except Exception as e:  # the bundle (not the submission): the organizers must see it
+        import traceback
+        traceback.print_exc()
+        say("internal error of the ingestion program: %s: %s. This is the bundle's fault, not "
+            "the submission's: check the input data and protocol.json, or rebuild the bundle "
+            "with leafsub bundle." % (type(e).__name__, e))
+        return 2
 
 
 if __name__ == "__main__":

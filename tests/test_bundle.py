@@ -12,6 +12,8 @@ out as a compute worker does, with the scores and failures of leafsub evaluate.
 
 import json
 import os
+import subprocess
+import sys
 import zipfile
 
 import jsonschema
@@ -356,9 +358,21 @@ def test_check_fails_a_hand_edited_ingestion_that_differs_and_runs_a_top_folder(
                 protocol["input"]["range"] = [0, 1]
                 data = json.dumps(protocol).encode()
             zout.writestr(info.filename, data)
-    proc = run_cli("bundle", "--check", edited, "--submission", submissions["correct"], "-q")
-    assert proc.returncode == 1, proc.stdout
-    assert "FAIL  test: same scores: the bundle scored accuracy" in proc.stdout
+    # Through the Python API, in a process of its own: writing and checking a bundle never
+    # imports TensorFlow (only the programs and evaluate's child do).
+    code = ("import sys; from leafsub.organizer.bundle import make_bundle; "
+            "from leafsub.organizer.check import check_bundle; "
+            "make_bundle('an2dl-2022', %r, output=%r); "
+            "r = check_bundle(%r, %r, progress=False); "
+            "print([c['detail'] for c in r['checks'] if c['status'] == 'fail']); "
+            "print('tensorflow' in sys.modules)"
+            % (hidden["path"], str(tmp_path / "again.zip"), edited, submissions["correct"]))
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    failed, imported = proc.stdout.strip().splitlines()[-2:]
+    assert imported == "False"
+    assert "the bundle scored accuracy" in failed and "predictions differ" in failed
     # A zip of a folder: evaluate fails the layout, the bundle runs it and says so.
     top = write_zip(str(tmp_path / "top.zip"), {"mine/model.py": model_py_2022("caffe"),
                                                  "mine/metadata": ""},
