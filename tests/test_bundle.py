@@ -381,3 +381,14 @@ def test_check_fails_a_hand_edited_ingestion_that_differs_and_runs_a_top_folder(
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "WARN  test: top folder: leafsub evaluate fails this zip's top folder" in proc.stdout
     assert "PASS  test: same scores: accuracy 1.0000" in proc.stdout
+
+
+def test_the_programs_parse_as_the_python_of_the_oldest_image_they_name(an2dl_bundle):
+    # tensorflow/tensorflow:2.10.0 (an2dl-2022) has Python 3.8: the programs, and the
+    # evaluator files copied beside them, must not use newer syntax.
+    import ast
+
+    with zipfile.ZipFile(an2dl_bundle) as z:
+        for name in z.namelist():
+            if name.endswith(".py"):
+                ast.parse(z.read(name).decode("utf-8"), filename=name, feature_version=(3, 8))
