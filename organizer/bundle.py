@@ -54,6 +54,10 @@ INGESTION_COMMAND = ("python3 $ingestion_program/ingestion.py $input $output "
                      "$ingestion_program $submission_program")
 SCORING_COMMAND = "python3 $program/score.py $input $output"
 
+QUEUE_ASSUMPTION = (
+    "Codabench's default queue stops every run at %d s whatever execution_time_limit says (600 s "
+    "from April 2024, 1200 s reported in May 2025): a longer limit needs your own compute worker "
+    "and a private queue ('queue:' in competition.yaml)." % DEFAULT_QUEUE_LIMIT_S)
 ASSUMPTIONS = [
     "The bundle follows Codabench's competition.yaml version 2 (docs.codabench.org, 'Yaml "
     "Structure' and 'Competition Bundle Structure'; the v2 unpacker refuses a bundle without "
@@ -72,13 +76,19 @@ ASSUMPTIONS = [
     "docker_image defaults to codalab/codalab-legacy:py3 (the documentation; the unpacker's code "
     "says py37), which has no TensorFlow: the bundle names tensorflow/tensorflow:<the profile's "
     "TensorFlow> (Docker Hub's official images have python3 and numpy; not pulled here).",
-    "Codabench's default queue stops every run at %d s whatever execution_time_limit says (600 s "
-    "from April 2024, 1200 s reported in May 2025): a longer limit needs your own compute worker "
-    "and a private queue ('queue:' in competition.yaml)." % DEFAULT_QUEUE_LIMIT_S,
+    QUEUE_ASSUMPTION,
     "The worker enforces no memory limit of its own on the default queue (none is documented); "
     "the profile's memory limit is checked by leafsub evaluate only.",
     "The prediction step (ingestion) and the scoring step are separate runs, each under "
     "execution_time_limit.",
+    "A submission zip without a 'metadata' file is copied by the worker into the prediction "
+    "output (\"Program directory missing metadata, assuming it's going to be handled by "
+    "ingestion\"); one whose 'metadata' has a command is run beside the ingestion. Profiles "
+    "that require an empty 'metadata' (AN2DL 2021-2023) avoid both.",
+    "The programs need Python 3.8 or newer (tensorflow/tensorflow:2.10.0 has 3.8; older images "
+    "are not checked).",
+    "The submission runs inside the ingestion's process, as in Codabench's example bundles: the "
+    "hidden labels are only in the scoring run, which runs no submission code.",
 ]
 
 
@@ -137,7 +147,7 @@ def time_limit_for(profile):
 def protocol_for(profile, time_limit):
     """What both programs read: the profile's protocol, in the harness's words."""
     inp, iface = profile["input"], profile["interface"]
-    assumptions = list(profile.get("assumptions") or []) + [ASSUMPTIONS[6]]
+    assumptions = list(profile.get("assumptions") or []) + [QUEUE_ASSUMPTION]
     return {
         "leafsub_protocol": 1,
         "profile": profile["name"],
@@ -265,8 +275,10 @@ def _readme(profile, protocol, yaml_doc, docker_image, time_limit, wanted):
         "leaderboard's column keys. Rename a column's key and the leaderboard shows n/a." %
         ", ".join("`%s`" % k for k in SCORE_KEYS),
         "- every program folder has its `metadata.yaml` with the command to run.", "",
-        "## Assumptions", "",
-    ] + ["- " + a for a in ASSUMPTIONS + list(profile.get("assumptions") or [])] + [
+        "## Assumptions about Codabench", "",
+    ] + ["- " + a for a in ASSUMPTIONS] + [
+        "", "## The profile's assumptions (about the challenge's original platform)", "",
+    ] + ["- " + a for a in profile.get("assumptions") or ["(none)"]] + [
         "", "## Classic CodaLab (competitions.codalab.org / codalab.lisn.upsaclay.fr)", "",
         "The programs run unchanged on the classic workers: they read the same `$input`, "
         "`$output`, `$ingestion_program` and `$submission_program` folders, and `scores.txt` is "
