@@ -22,6 +22,7 @@ predict, the output contract) are the same and, without failures, the three scor
 equal evaluate's. This process never imports TensorFlow.
 """
 
+import concurrent.futures
 import datetime
 import json
 import os
@@ -582,17 +583,22 @@ def check_bundle(bundle, submission, runtime=None, python=None, progress=True,
             say("%s: prediction and scoring runs as a compute worker (docker replaced by %s)"
                 % (name, chosen.label))
             task_dir = os.path.join(work, "task%d" % task["index"])
-            ran = run_task(root, task, extracted.dest, task_dir, chosen.python, limit)
+            os.makedirs(task_dir)
             data = os.path.join(task_dir, "data.npz")
             images = np.load(os.path.join(root, task["input_data"], "images.npy"), mmap_mode="r")
             labels = np.load(os.path.join(root, task["reference_data"], "labels.npy"))
             np.savez(data, images=images, labels=labels)
-            say("%s: leafsub evaluate on the same %d images" % (name, len(labels)))
-            t0 = time.monotonic()
-            evaluation = evaluate(submission, data, profile=profile_path, python=chosen.python,
-                                  progress=False, detective=False, variants=False,
-                                  time_limit=limit)
-            evaluate_s = time.monotonic() - t0
+            say("%s: leafsub evaluate on the same %d images, beside them" % (name, len(labels)))
+            # The worker's runs and evaluate's child are independent processes: side by side.
+            with concurrent.futures.ThreadPoolExecutor(1) as pool:
+                running = pool.submit(run_task, root, task, extracted.dest,
+                                      os.path.join(task_dir, "worker"), chosen.python, limit)
+                t0 = time.monotonic()
+                evaluation = evaluate(submission, data, profile=profile_path,
+                                      python=chosen.python, progress=False, detective=False,
+                                      variants=False, time_limit=limit)
+                evaluate_s = time.monotonic() - t0
+                ran = running.result()
             report["checks"].extend(compare(name, ran, evaluation, column_keys))
             ev = evaluation.to_dict()
             report["tasks"].append({
