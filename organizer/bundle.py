@@ -246,7 +246,7 @@ def _pages(profile, protocol, time_limit, wanted):
     return {"overview.md": overview, "evaluation.md": evaluation, "terms.md": terms}
 
 
-def _readme(profile, protocol, yaml_doc, docker_image, time_limit, wanted):
+def _readme(profile, docker_image, time_limit, wanted):
     lines = [
         "# Competition bundle for %s" % profile["name"], "",
         "Written by `leafsub bundle` from the challenge profile `%s`. Its ingestion program "
@@ -362,7 +362,7 @@ def make_bundle(profile=None, data=None, phases=None, output="competition.zip", 
 
         put("competition.yaml", _dump_yaml(doc))
         put("logo.png", _png())
-        put("README.md", _readme(prof, protocol, doc, image, time_limit, wanted))
+        put("README.md", _readme(prof, image, time_limit, wanted))
         for name, text in _pages(prof, protocol, time_limit, wanted).items():
             put("pages/" + name, text)
         proto_text = json.dumps(protocol, indent=1, sort_keys=True) + "\n"

@@ -29,7 +29,6 @@ import os
 import shlex
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 import zipfile
@@ -423,12 +422,26 @@ def _column_keys(doc):
 # --------------------------------------------------------------------------- comparing
 
 def _failed(checks):
-    return sorted({c["name"] for c in checks if c["status"] == "fail" and c["name"] in
-                   SHARED_CHECKS})
+    """The shared checks that failed; "loads" also when the submission was never loaded.
+
+    Evaluate stops before its child for a zip it cannot run (no model.py, a syntax error,
+    no such class: its structure checks say so); the ingestion then fails at the import.
+    Both are "loads" here, so that the same zip gives the same verdict on both sides.
+    """
+    failed = {c["name"] for c in checks if c["status"] == "fail"}
+    out = {name for name in failed if name in SHARED_CHECKS}
+    loaded = any(c["name"] == "loads" and c["status"] == "pass" for c in checks)
+    if failed and not loaded:
+        out.add("loads")
+    return sorted(out)
 
 
 def _first_line(text):
     return (text or "").strip().split("\n")[0].rstrip(". ")
+
+
+def _first_failure(checks):
+    return next((_first_line(c["detail"]) for c in checks if c["status"] == "fail"), "")
 
 
 def compare(task_name, ran, evaluation, column_keys):
@@ -464,7 +477,7 @@ def compare(task_name, ran, evaluation, column_keys):
     if b_fail:
         b_text = {c["name"]: _first_line(c["detail"]) for c in bundle_checks}
         e_text = {c["name"]: _first_line(c["detail"]) for c in ev["checks"]}
-        differ = [n for n in b_fail if b_text.get(n) != e_text.get(n)]
+        differ = [n for n in b_fail if n in b_text and n in e_text and b_text[n] != e_text[n]]
         scores_written = ran.get("scores") is not None
         out.append(check("%s: same verdict" % task_name, "fail" if differ or scores_written
                          else "pass",
@@ -474,7 +487,7 @@ def compare(task_name, ran, evaluation, column_keys):
                                          if scores_written else
                                          "both failed %s: %s (no scores: the platform marks it "
                                          "failed, and the participant's log says this)"
-                                         % (", ".join(b_fail), b_text[b_fail[0]]))))
+                                         % (", ".join(b_fail), _first_failure(bundle_checks)))))
         return out
     scores = ran.get("scores")
     if scores is None:

@@ -257,6 +257,21 @@ def test_check_warns_about_a_time_limit_the_default_queue_ignores(an2dl_bundle, 
     assert "WARN  bundle: time limit: phase test sets execution_time_limit 3600 s" in proc.stdout
 
 
+def test_check_gives_the_same_verdict_for_a_zip_without_model_py(an2dl_bundle, tmp_path):
+    # Nothing to import: evaluate stops at the layout, the ingestion before the framework.
+    submission = write_zip(str(tmp_path / "empty.zip"), {"metadata": "", "notes.txt": "hi"})
+    report = str(tmp_path / "r.json")
+    proc = run_cli("bundle", "--check", an2dl_bundle, "--submission", submission, "-q",
+                   "--json", report)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "PASS  test: same verdict: both failed loads: the submission has no model.py at its " \
+           "top level" in proc.stdout
+    with open(report) as f:
+        task = json.load(f)["tasks"][0]
+    assert task["scores"] is None and task["ingestion"]["exit_code"] == 1
+    assert "FAIL layout: model.py" in task["ingestion"]["log"]
+
+
 def test_worker_command_maps_the_workers_names_to_the_local_layout():
     mounts = {"/app/program": "/w/ingestion_program", "/app/input_data": "/w/input_data",
               "/app/output": "/w/output", "/app/ingested_program": "/w/program"}
