@@ -272,6 +272,34 @@ def test_check_gives_the_same_verdict_for_a_zip_without_model_py(an2dl_bundle, t
     assert "FAIL layout: model.py" in task["ingestion"]["log"]
 
 
+def test_the_ingestion_stops_itself_with_a_verdict_before_the_workers_limit(an2dl_bundle,
+                                                                           tmp_path):
+    # The worker's alarm kills the container with no word of why; the ingestion's own
+    # watchdog (the phase's limit minus a margin; 2 s here) writes the verdict first.
+    with zipfile.ZipFile(an2dl_bundle) as z:
+        z.extractall(tmp_path / "bundle")
+    program = tmp_path / "bundle" / "ingestion_program"
+    protocol = json.loads((program / "protocol.json").read_text())
+    protocol["time_limit_s"] = 2
+    (program / "protocol.json").write_text(json.dumps(protocol))
+    submission = tmp_path / "submission"
+    submission.mkdir()
+    (submission / "metadata").write_text("")
+    (submission / "model.py").write_text("import time\n\nclass model:\n    def __init__(self, "
+                                         "path):\n        time.sleep(600)\n")
+    output = tmp_path / "output"
+    proc = subprocess.run([sys.executable, str(program / "ingestion.py"),
+                           str(tmp_path / "bundle" / "phases" / "test" / "input_data"),
+                           str(output), str(program), str(submission)],
+                          cwd=str(program), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1
+    assert "FAIL loads: the submission was stopped at the time limit of 2 s while loading" \
+        in proc.stdout
+    result = json.loads((output / "leafsub-ingestion.json").read_text())
+    assert result["passed"] is False and result["checks"][-1]["name"] == "loads"
+    assert not (output / "metadata").exists()
+
+
 def test_worker_command_maps_the_workers_names_to_the_local_layout():
     mounts = {"/app/program": "/w/ingestion_program", "/app/input_data": "/w/input_data",
               "/app/output": "/w/output", "/app/ingested_program": "/w/program"}
