@@ -29,6 +29,7 @@ def cli():
       leafsub build    run dirs -> submission.zip (checked against the goldens)
       leafsub evaluate submission.zip + data -> verdict, metrics, report
       leafsub demo     all of the above on a built-in synthetic data set
+      leafsub bundle   (organizers) profile + hidden data -> a Codabench competition bundle
 
     Exit codes: 0 all checks passed, 1 a check failed (the submission is at
     fault), 2 bad usage or unreadable input, 3 a bug in leafsub (please report).
@@ -39,8 +40,9 @@ def _register():
     from .builder.commands import COMMANDS as builder_commands
     from .evaluator.commands import COMMANDS as evaluator_commands
     from .tools.commands import COMMANDS as tools_commands
+    from .organizer.commands import COMMANDS as organizer_commands
 
-    for command in builder_commands + evaluator_commands + tools_commands:
+    for command in builder_commands + evaluator_commands + tools_commands + organizer_commands:
         cli.add_command(command)
 
 

@@ -1,0 +1,511 @@
+"""``leafsub bundle``: one challenge profile -> a Codabench competition bundle.
+
+The bundle is the organizer's half of the protocol that ``leafsub evaluate`` replays
+for students: its ingestion program runs the evaluator's own child harness (copied,
+not rewritten) with the profile's interface and input format; its scoring program
+scores with the evaluator's own output contract and metrics (copied). So the
+local replay and the platform run one protocol, on the platform's compute workers.
+
+Format: Codabench's ``competition.yaml`` version 2 (``leafsub/schemas/
+competition.schema.json``, written from Codabench's documentation, its v2 unpacker
+and the compute worker; every assumption is listed in ``ASSUMPTIONS`` and in the
+bundle's README). This process never imports TensorFlow.
+
+Layout of the zip::
+
+    competition.yaml  logo.png  README.md  pages/{overview,evaluation,terms}.md
+    ingestion_program/  metadata.yaml ingestion.py harness.py protocol.json profile.json
+    scoring_program/    metadata.yaml score.py leafsub_checks.py leafsub_metrics.py protocol.json
+    phases/<slug>/input_data/images.npy          uint8 [n, H, W, 3] RGB at the profile's size
+    phases/<slug>/reference_data/labels.npy      int64 [n]
+    phases/<slug>/reference_data/classes.json    the class names (the scoring reads labels only)
+"""
+
+import datetime
+import json
+import os
+import re
+import shutil
+import struct
+import tempfile
+import zlib
+
+import numpy as np
+
+from ..errors import UsageError
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+EVALUATOR = os.path.join(HERE, os.pardir, "evaluator")
+
+SCORE_KEYS = ("accuracy", "balanced_accuracy", "macro_f1")
+SCORE_TITLES = {"accuracy": "Accuracy", "balanced_accuracy": "Balanced accuracy",
+                "macro_f1": "Macro F1"}
+# What Codabench's default queue enforces whatever the YAML says (MAX_EXECUTION_TIME_LIMIT
+# of the public workers): 600 s from April 2024 (codabench#1422, after #1154), 1200 s as
+# the maintainers reported in May 2025 (codabench#1842).
+DEFAULT_QUEUE_LIMIT_S = 1200
+# Seconds the ingestion keeps for itself under the phase's limit: its own verdict must be
+# printed before the worker's alarm kills the container with no log.
+WATCHDOG_MARGIN_S = 30
+DEFAULT_DOCKER_TF = "2.15.0"
+PHASE_DAYS = 28
+FORMATS = ("codabench", "codalab")
+INGESTION_COMMAND = ("python3 $ingestion_program/ingestion.py $input $output "
+                     "$ingestion_program $submission_program")
+SCORING_COMMAND = "python3 $program/score.py $input $output"
+
+QUEUE_ASSUMPTION = (
+    "Codabench's default queue stops every run at %d s whatever execution_time_limit says (600 s "
+    "from April 2024, 1200 s reported in May 2025): a longer limit needs your own compute worker "
+    "and a private queue ('queue:' in competition.yaml)." % DEFAULT_QUEUE_LIMIT_S)
+ASSUMPTIONS = [
+    "The bundle follows Codabench's competition.yaml version 2 (docs.codabench.org, 'Yaml "
+    "Structure' and 'Competition Bundle Structure'; the v2 unpacker refuses a bundle without "
+    "title, image, terms, pages, tasks with a scoring program, phases and leaderboards).",
+    "The compute worker runs a program folder by the 'command' of its metadata.yaml (or "
+    "'metadata'), with $input, $output, $program, $ingestion_program, $submission_program "
+    "replaced by /app/input_data (ingestion) or /app/input (scoring), /app/output, /app/program, "
+    "/app/program and /app/ingested_program, in the competition's docker image with "
+    "/app/program as working directory (compute_worker.py, replace_legacy_metadata_command).",
+    "The worker extracts the submission zip as it is into /app/ingested_program (a zip of a "
+    "folder keeps its top folder: the ingestion looks one level down and says so).",
+    "The worker writes a file named 'metadata' into each output folder itself and fails when one "
+    "is there already: the programs never write one.",
+    "The worker reads scores.json from the scoring output, else scores.txt (YAML); the keys must "
+    "be the leaderboard columns' keys, or the leaderboard shows n/a.",
+    "docker_image defaults to codalab/codalab-legacy:py3 (the documentation; the unpacker's code "
+    "says py37), which has no TensorFlow: the bundle names tensorflow/tensorflow:<the profile's "
+    "TensorFlow> (Docker Hub's official images have python3 and numpy; not pulled here).",
+    QUEUE_ASSUMPTION,
+    "The worker enforces no memory limit of its own on the default queue (none is documented); "
+    "the profile's memory limit is checked by leafsub evaluate only.",
+    "The prediction step (ingestion) and the scoring step are separate runs, each under "
+    "execution_time_limit.",
+    "A submission zip without a 'metadata' file is copied by the worker into the prediction "
+    "output (\"Program directory missing metadata, assuming it's going to be handled by "
+    "ingestion\"); one whose 'metadata' has a command is run beside the ingestion. Profiles "
+    "that require an empty 'metadata' (AN2DL 2021-2023) avoid both.",
+    "The programs need Python 3.8 or newer (tensorflow/tensorflow:2.10.0 has 3.8; older images "
+    "are not checked).",
+    "The submission runs inside the ingestion's process, as in Codabench's example bundles: the "
+    "hidden labels are only in the scoring run, which runs no submission code.",
+]
+
+
+def _slug(name):
+    slug = re.sub(r"[^A-Za-z0-9_-]+", "-", name).strip("-").lower()
+    return slug or "phase"
+
+
+def _png(width=64, height=64, rgb=(46, 125, 50)):
+    """A one-colour PNG (the unpacker needs a logo file), written with zlib only."""
+    def chunk(kind, data):
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+    row = b"\x00" + bytes(rgb) * width
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2,
+                                                                0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(row * height, 9)) + chunk(b"IEND", b""))
+
+
+def _parse_phase(text):
+    name, sep, data = text.partition("=")
+    if not sep or not name.strip() or not data.strip():
+        raise UsageError("--phase %r: expected NAME=DATA, e.g. --phase final=final.npz (a folder "
+                         "of class sub-folders, an .npz or an .h5)." % text)
+    return name.strip(), data.strip()
+
+
+def _phases(data, phases):
+    out = []
+    if data:
+        base = os.path.basename(os.path.normpath(os.fspath(data)))
+        out.append((os.path.splitext(base)[0] or "test", os.fspath(data)))
+    for item in phases or ():
+        out.append(_parse_phase(item) if isinstance(item, str) else tuple(item))
+    if not out:
+        raise UsageError("No hidden data: give --data test.npz (labelled images: a folder of class "
+                         "sub-folders, an .npz or an .h5), and --phase NAME=DATA for more phases.")
+    names = [n for n, _ in out]
+    if len(set(map(_slug, names))) != len(names):
+        raise UsageError("Phase names %s are not distinct; give each --phase its own NAME."
+                         % ", ".join(names))
+    return out
+
+
+def docker_image_for(profile):
+    """The docker image the workers run both programs in: the profile's TensorFlow."""
+    return "tensorflow/tensorflow:%s" % (profile.get("tensorflow") or DEFAULT_DOCKER_TF)
+
+
+def time_limit_for(profile):
+    """The phase's execution_time_limit: the profile's, capped at the default queue's."""
+    wanted = int((profile.get("limits") or {}).get("time_s") or DEFAULT_QUEUE_LIMIT_S)
+    return min(wanted, DEFAULT_QUEUE_LIMIT_S), wanted
+
+
+def protocol_for(profile, time_limit):
+    """What both programs read: the profile's protocol, in the harness's words."""
+    inp, iface = profile["input"], profile["interface"]
+    assumptions = list(profile.get("assumptions") or []) + [QUEUE_ASSUMPTION]
+    return {
+        "leafsub_protocol": 1,
+        "profile": profile["name"],
+        "interface": {k: iface[k] for k in ("module", "class_name", "constructor", "method")}
+        | {"working_dir": iface.get("working_dir", "submission")},
+        "input": {"shape": list(inp["shape"]), "container": inp["container"],
+                  "dtype": inp["dtype"], "range": list(inp["range"]),
+                  "channel_order": inp.get("channel_order", "RGB"),
+                  "batch_size": int(inp.get("batch_size", 32))},
+        "required_files": list(profile["layout"]["required_files"]),
+        "images": "images.npy",
+        "time_limit_s": max(60, time_limit - WATCHDOG_MARGIN_S),
+        "score_keys": list(SCORE_KEYS),
+        # The fields of the profile that leafsub's output checks read.
+        "profile_contract": {"name": profile["name"], "classes": profile["classes"],
+                             "output": profile["output"]},
+        "assumptions": assumptions,
+    }
+
+
+def competition_yaml(profile, phase_slugs, title, docker_image, time_limit, start):
+    tasks, phases = [], []
+    for i, (name, slug) in enumerate(phase_slugs):
+        tasks.append({"index": i, "name": "%s: %s" % (profile["name"], name),
+                      "description": "Hidden test images of phase %s, run through the %s "
+                                     "protocol." % (name, profile["name"]),
+                      "input_data": "phases/%s/input_data" % slug,
+                      "reference_data": "phases/%s/reference_data" % slug,
+                      "ingestion_program": "ingestion_program",
+                      "scoring_program": "scoring_program"})
+        phase = {"index": i, "name": name,
+                 "description": "Submissions are run by the %s protocol (see Evaluation)."
+                                % profile["name"],
+                 "start": start + datetime.timedelta(days=PHASE_DAYS * i),
+                 "max_submissions_per_day": 5, "max_submissions": 100,
+                 "execution_time_limit": int(time_limit), "tasks": [i]}
+        if i < len(phase_slugs) - 1:
+            phase["end"] = start + datetime.timedelta(days=PHASE_DAYS * (i + 1))
+        phases.append(phase)
+    return {
+        "version": 2,
+        "title": title,
+        "description": profile.get("title") or profile["name"],
+        "image": "logo.png",
+        "registration_auto_approve": False,
+        "docker_image": docker_image,
+        "enable_detailed_results": False,
+        "make_programs_available": False,
+        "make_input_data_available": False,
+        "terms": "pages/terms.md",
+        "pages": [{"title": "Overview", "file": "pages/overview.md"},
+                  {"title": "Evaluation", "file": "pages/evaluation.md"}],
+        "phases": phases,
+        "tasks": tasks,
+        "leaderboards": [{
+            "index": 0, "title": "Results", "key": "main",
+            "submission_rule": "Force_Last",
+            "columns": [{"index": i, "title": SCORE_TITLES[k], "key": k, "sorting": "desc",
+                         "precision": 4} for i, k in enumerate(SCORE_KEYS)],
+        }],
+    }
+
+
+def _dump_yaml(data):
+    import yaml
+    return yaml.safe_dump(data, sort_keys=False, default_flow_style=False, allow_unicode=True,
+                          width=100)
+
+
+def _pages(profile, protocol, time_limit, wanted):
+    inp, iface = protocol["input"], protocol["interface"]
+    ctor = "%s(path)" % iface["class_name"] if iface["constructor"] == "path" else \
+        iface["class_name"] + "()"
+    container = "a tf.Tensor" if inp["container"] == "tensor" else "a numpy array"
+    overview = ("# %s\n\nClassify each image into one of %d classes. Submit a zip with %s at its "
+                "top level (not inside a folder).\n\nCheck it before you upload, with the same "
+                "protocol as this competition's workers:\n\n    pip install leafsub\n    leafsub "
+                "evaluate submission.zip --data your_validation.npz --profile %s\n"
+                % (profile.get("title") or profile["name"], profile["classes"]["count"],
+                   ", ".join(protocol["required_files"]), profile["name"]))
+    evaluation = (
+        "# Evaluation\n\nThe ingestion program imports `%s.py` from your zip, constructs `%s`, and "
+        "calls `%s(X)` with %s of %s RGB values in %s..%s, shape [batch, %d, %d, 3], batches of "
+        "up to %d images. `%s` must return one class index per image (shape [batch]).\n\n"
+        "The leaderboard shows accuracy (ranking), balanced accuracy and macro F1 on the hidden "
+        "images.\n\nTime limit: %d s per run%s. If your submission fails, its log (\"ingestion "
+        "stdout\") says why, in the words of `leafsub evaluate`.\n"
+        % (iface["module"], ctor, iface["method"], container, inp["dtype"], inp["range"][0],
+           inp["range"][1], inp["shape"][0], inp["shape"][1], inp["batch_size"], iface["method"],
+           time_limit, "" if wanted <= time_limit else
+           " (the profile says %d s; Codabench's default queue stops every run at %d s)"
+           % (wanted, DEFAULT_QUEUE_LIMIT_S)))
+    terms = ("# Terms\n\nSubmissions must be your own work and may use only the files in your "
+             "zip. The organizers may disqualify submissions that try to read the hidden "
+             "labels or reach the network.\n")
+    return {"overview.md": overview, "evaluation.md": evaluation, "terms.md": terms}
+
+
+def _readme(profile, docker_image, time_limit, wanted):
+    lines = [
+        "# Competition bundle for %s" % profile["name"], "",
+        "Written by `leafsub bundle` from the challenge profile `%s`. Its ingestion program "
+        "runs submissions exactly as `leafsub evaluate` does (the same harness, copied), its "
+        "scoring program scores them with leafsub's own output checks and metrics (copied), so "
+        "what students check locally is what the platform runs." % profile["name"], "",
+        "## Upload", "",
+        "1. Check it first: `leafsub bundle --check competition.zip --submission "
+        "a_submission.zip` runs both programs as a compute worker does and compares the score "
+        "with `leafsub evaluate`'s.",
+        "2. On Codabench: Benchmarks > Management > Upload, and choose this zip (the zip itself, "
+        "with competition.yaml at its root: do not re-zip the folder).",
+        "3. Edit the dates, the pages and the number of submissions in the competition editor "
+        "(or in competition.yaml before uploading: phases must not overlap).", "",
+        "## What the workers do", "",
+        "- docker image: `%s` (the profile's TensorFlow). Change `docker_image` if your "
+        "workers need another one with Python 3, numpy and TensorFlow." % docker_image,
+        "- time: `execution_time_limit: %d` s per phase%s. The ingestion stops itself %d s "
+        "earlier, so that the participant's log says what was running." % (
+            time_limit, "" if wanted <= time_limit else
+            " (the profile asks for %d s, but Codabench's default queue stops every run at %d s "
+            "whatever the YAML says: for more, attach your own compute worker through a private "
+            "queue, `queue:` in competition.yaml, and raise the limit)" % (
+                wanted, DEFAULT_QUEUE_LIMIT_S), WATCHDOG_MARGIN_S),
+        "- the scoring program writes `scores.json` (and `scores.txt`) with the keys %s, the "
+        "leaderboard's column keys. Rename a column's key and the leaderboard shows n/a." %
+        ", ".join("`%s`" % k for k in SCORE_KEYS),
+        "- every program folder has its `metadata.yaml` with the command to run.", "",
+        "## Assumptions about Codabench", "",
+    ] + ["- " + a for a in ASSUMPTIONS] + [
+        "", "## The profile's assumptions (about the challenge's original platform)", "",
+    ] + ["- " + a for a in profile.get("assumptions") or ["(none)"]] + [
+        "", "## Classic CodaLab (competitions.codalab.org / codalab.lisn.upsaclay.fr)", "",
+        "The programs run unchanged on the classic workers: they read the same `$input`, "
+        "`$output`, `$ingestion_program` and `$submission_program` folders, and `scores.txt` is "
+        "written for them. What differs is the bundle: the classic `competition.yaml` (no "
+        "`version: 2`) lists phases as a mapping with `scoring_program`, `reference_data`, "
+        "`ingestion_program` and `input_data` as zip files inside the bundle, a `leaderboard:` "
+        "mapping of `leaderboards` and `columns` keyed by the score names, HTML pages under "
+        "`html:`, the image as `competition_docker_image`, and program folders need a "
+        "`metadata` file (not `metadata.yaml`). `leafsub bundle --format codalab` writes that "
+        "bundle from the same profile and data (upload it under My Competitions > Create "
+        "Competition); `--check` runs the Codabench one, whose programs are the same files.", "",
+    ]
+    return "\n".join(lines)
+
+
+def make_bundle(profile=None, data=None, phases=None, output="competition.zip", title=None,
+                docker_image=None, start=None, progress=None, format="codabench"):
+    """Write a Codabench (or classic CodaLab) competition bundle for ``profile``.
+
+    Args:
+      profile: a built-in profile name or a profile JSON path (default an2dl-2022).
+      data: labelled images of the first phase (class folders, .npz or .h5).
+      phases: more phases, as ``"name=data"`` strings or ``(name, data)`` pairs.
+      output: the bundle zip to write (atomically).
+      title: the competition's title (default: the profile's).
+      docker_image: the image of the workers (default ``tensorflow/tensorflow:<profile TF>``).
+      start: ``datetime.date`` of the first phase's start (default today, UTC).
+      format: ``"codabench"`` (competition.yaml version 2) or ``"codalab"`` (the classic
+        CodaLab format: the same programs and data, as zips, with a v1.5 competition.yaml).
+
+    Returns:
+      dict: ``path``, ``phases`` [{name, slug, n_images}], ``docker_image``,
+      ``execution_time_limit``, ``competition`` (the competition.yaml as a dict).
+
+    Raises:
+      UsageError for an unknown profile, unreadable data, or labels beyond the classes.
+
+    Example:
+      >>> make_bundle("an2dl-2022", "test.npz", output="competition.zip")  # doctest: +SKIP
+    """
+    from ..builder.zipwrite import entries_from_tree, write_zip_atomic
+    from ..datasets import open_pack, write_npy
+    from ..profiles import load_profile
+
+    if format not in FORMATS:
+        raise UsageError("--format %r: expected one of %s." % (format, ", ".join(FORMATS)))
+    prof = load_profile(profile)
+    output = os.fspath(output)
+    if not os.path.isdir(os.path.dirname(os.path.abspath(output))):
+        raise UsageError("-o %s: the folder %s does not exist; create it or give another path."
+                         % (output, os.path.dirname(os.path.abspath(output))))
+    wanted_phases = _phases(data, phases)
+    n_classes = int(prof["classes"]["count"])
+    h, w = int(prof["input"]["shape"][0]), int(prof["input"]["shape"][1])
+    packs = []
+    for name, path in wanted_phases:
+        pack = open_pack(path)
+        if pack.n == 0:
+            raise UsageError("%s (phase %s) has no images." % (path, name))
+        if int(pack.labels.max()) >= n_classes or int(pack.labels.min()) < 0:
+            raise UsageError("%s: labels go from %d to %d, but the %s profile has %d classes. Use "
+                             "this challenge's profile (--profile) or data with its labels."
+                             % (path, pack.labels.min(), pack.labels.max(), prof["name"],
+                                n_classes))
+        packs.append((name, _slug(name), pack))
+    time_limit, wanted = time_limit_for(prof)
+    image = docker_image or docker_image_for(prof)
+    start = start or datetime.datetime.now(datetime.timezone.utc).date()
+    protocol = protocol_for(prof, time_limit)
+    doc = competition_yaml(prof, [(n, s) for n, s, _ in packs],
+                           title or prof.get("title") or prof["name"], image, time_limit, start)
+
+    stage = tempfile.mkdtemp(prefix="leafsub-bundle-", dir=os.path.dirname(os.path.abspath(
+        output)))
+    try:
+        def put(rel, content):
+            path = os.path.join(stage, *rel.split("/"))
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, "wb") as f:
+                f.write(content.encode("utf-8") if isinstance(content, str) else content)
+
+        put("competition.yaml", _dump_yaml(doc))
+        put("logo.png", _png())
+        put("README.md", _readme(prof, image, time_limit, wanted))
+        for name, text in _pages(prof, protocol, time_limit, wanted).items():
+            put("pages/" + name, text)
+        proto_text = json.dumps(protocol, indent=1, sort_keys=True) + "\n"
+        put("ingestion_program/metadata.yaml", _dump_yaml({"command": INGESTION_COMMAND}))
+        put("ingestion_program/protocol.json", proto_text)
+        # The whole profile, for `leafsub bundle --check` to run leafsub evaluate with it.
+        put("ingestion_program/profile.json", json.dumps(prof, indent=1) + "\n")
+        shutil.copyfile(os.path.join(HERE, "ingestion.py"),
+                        os.path.join(stage, "ingestion_program", "ingestion.py"))
+        shutil.copyfile(os.path.join(EVALUATOR, "harness.py"),
+                        os.path.join(stage, "ingestion_program", "harness.py"))
+        put("scoring_program/metadata.yaml", _dump_yaml({"command": SCORING_COMMAND}))
+        put("scoring_program/protocol.json", proto_text)
+        shutil.copyfile(os.path.join(HERE, "scoring.py"),
+                        os.path.join(stage, "scoring_program", "score.py"))
+        for source, target in (("checks.py", "leafsub_checks.py"),
+                               ("metrics.py", "leafsub_metrics.py")):
+            shutil.copyfile(os.path.join(EVALUATOR, source),
+                            os.path.join(stage, "scoring_program", target))
+        summary = []
+        for name, slug, pack in packs:
+            base = os.path.join(stage, "phases", slug)
+            os.makedirs(os.path.join(base, "input_data"))
+            os.makedirs(os.path.join(base, "reference_data"))
+            write_npy(pack, os.path.join(base, "input_data", "images.npy"), size=(h, w),
+                      progress=progress)
+            np.save(os.path.join(base, "reference_data", "labels.npy"),
+                    np.asarray(pack.labels, dtype=np.int64), allow_pickle=False)
+            put("phases/%s/reference_data/classes.json" % slug,
+                json.dumps({"names": prof["classes"].get("names"), "count": n_classes}) + "\n")
+            summary.append({"name": name, "slug": slug, "n_images": int(pack.n),
+                            "data": os.path.abspath(pack.path)})
+        if format == "codalab":
+            classic = stage + "-classic"
+            try:
+                _to_classic(stage, classic, doc, packs, prof)
+                write_zip_atomic(output, entries_from_tree(classic))
+            finally:
+                shutil.rmtree(classic, ignore_errors=True)
+        else:
+            write_zip_atomic(output, entries_from_tree(stage))
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    return {"path": os.path.abspath(output), "phases": summary, "docker_image": image,
+            "execution_time_limit": time_limit, "competition": doc}
+
+
+# --------------------------------------------------------------------------- classic CodaLab
+
+def _html(markdown):
+    """The pages' small markdown (headings, paragraphs, indented code) as HTML, for CodaLab."""
+    import html
+
+    out, para, code = [], [], []
+
+    def flush():
+        if para:
+            out.append("<p>%s</p>" % html.escape(" ".join(para)))
+            para.clear()
+        if code:
+            out.append("<pre>%s</pre>" % html.escape("\n".join(code)))
+            code.clear()
+
+    for line in markdown.splitlines():
+        if line.startswith("    "):
+            if para:
+                flush()
+            code.append(line[4:])
+        elif line.startswith("#"):
+            flush()
+            level = len(line) - len(line.lstrip("#"))
+            out.append("<h%d>%s</h%d>" % (level, html.escape(line.lstrip("# ")), level))
+        elif not line.strip():
+            flush()
+        else:
+            if code:
+                flush()
+            para.append(line.strip())
+    flush()
+    return "\n".join(out) + "\n"
+
+
+def _to_classic(stage, classic, doc, packs, prof):
+    """The staged Codabench tree as a classic CodaLab bundle (competition.yaml v1.5).
+
+    What differs (codalab-competitions wiki, 'Organizer_Codalab competition YAML definition
+    language', and the v1.5 bundle Codabench keeps as a test, legacy.yaml): no ``version``;
+    ``phases`` a mapping by phase number with ``label``, ``phasenumber``, ``start_date``;
+    programs and data as zip files inside the bundle; ``html`` pages (HTML, not markdown);
+    ``leaderboard`` as ``leaderboards`` and ``columns`` keyed by the score names;
+    ``competition_docker_image``; each program's command in a file named ``metadata``.
+    """
+    from ..builder.zipwrite import entries_from_tree, write_zip_atomic
+
+    os.makedirs(classic)
+
+    def zip_folder(folder, name, rename_metadata=False):
+        if rename_metadata:
+            os.replace(os.path.join(folder, "metadata.yaml"), os.path.join(folder, "metadata"))
+        write_zip_atomic(os.path.join(classic, name), entries_from_tree(folder))
+
+    for name in ("logo.png", "README.md"):
+        shutil.copyfile(os.path.join(stage, name), os.path.join(classic, name))
+    pages = {}
+    for md, page in (("overview", "overview"), ("evaluation", "evaluation"),
+                     ("terms", "terms_and_conditions")):
+        with open(os.path.join(stage, "pages", md + ".md"), encoding="utf-8") as f:
+            text = _html(f.read())
+        with open(os.path.join(classic, page + ".html"), "w", encoding="utf-8") as f:
+            f.write(text)
+        pages["terms" if md == "terms" else md] = page + ".html"
+    zip_folder(os.path.join(stage, "ingestion_program"), "ingestion_program.zip", True)
+    zip_folder(os.path.join(stage, "scoring_program"), "scoring_program.zip", True)
+    board = {"label": "Results", "rank": 1}
+    phases = {}
+    for i, (name, slug, _) in enumerate(packs):
+        base = os.path.join(stage, "phases", slug)
+        zip_folder(os.path.join(base, "input_data"), "input_data_%s.zip" % slug)
+        zip_folder(os.path.join(base, "reference_data"), "reference_data_%s.zip" % slug)
+        phase = doc["phases"][i]
+        phases[i + 1] = {
+            "phasenumber": i + 1, "label": name, "color": ("green", "purple", "orange")[i % 3],
+            "description": phase["description"], "start_date": phase["start"],
+            "max_submissions": phase["max_submissions"],
+            "max_submissions_per_day": phase["max_submissions_per_day"],
+            "execution_time_limit": phase["execution_time_limit"], "is_scoring_only": False,
+            "ingestion_program": "ingestion_program.zip",
+            "input_data": "input_data_%s.zip" % slug,
+            "scoring_program": "scoring_program.zip",
+            "reference_data": "reference_data_%s.zip" % slug,
+        }
+    legacy = {
+        "title": doc["title"], "description": doc["description"], "image": "logo.png",
+        "has_registration": True, "force_submission_to_leaderboard": True,
+        "disallow_leaderboard_modifying": True, "enable_detailed_results": False,
+        "competition_docker_image": doc["docker_image"], "html": pages, "phases": phases,
+        "leaderboard": {
+            "leaderboards": {"Results": board},
+            # The same dict object for every column: PyYAML writes it as an anchor (&id001)
+            # and aliases, as CodaLab's own bundles do.
+            "columns": {k: {"leaderboard": board, "label": SCORE_TITLES[k], "rank": i + 1,
+                            "numeric_format": 4} for i, k in enumerate(SCORE_KEYS)},
+        },
+    }
+    with open(os.path.join(classic, "competition.yaml"), "w", encoding="utf-8") as f:
+        f.write(_dump_yaml(legacy))

@@ -1,0 +1,220 @@
+"""The competition's ingestion program, written by ``leafsub bundle`` (not leafsub).
+
+It runs a participant's submission exactly as ``leafsub evaluate``'s child does:
+the same harness (``harness.py``, copied unchanged from leafsub next to this file),
+so the same import of the module, the same constructor, the same input container,
+dtype, value range, channel order and batch size, read from ``protocol.json``
+(written from the challenge profile). Only the standard library, numpy and the
+profile's framework are imported, so it runs in the bundle's docker image.
+
+The compute worker starts it as (``metadata.yaml``)::
+
+    python3 $ingestion_program/ingestion.py $input $output $ingestion_program $submission_program
+
+that is, on Codabench, ``/app/input_data /app/output /app/program /app/ingested_program``.
+It writes ``predictions.npy`` (what ``predict`` returned, stacked) and
+``leafsub-ingestion.json`` (the checks, in leafsub's words) to the output folder, and
+prints every verdict to the log the participant can read. Exit 1 when the submission
+failed: the scoring program then reports the same verdict and writes no scores.
+"""
+
+import json
+import os
+import sys
+import tempfile
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+# The worker's output folder must not hold a file named "metadata": the worker writes it.
+RESULT = "leafsub-ingestion.json"
+PREDICTIONS = "predictions.npy"
+MACOS_JUNK = ("__MACOSX", ".DS_Store")
+
+
+def say(text):
+    sys.stdout.write("[leafsub ingestion] %s\n" % text)
+    sys.stdout.flush()
+
+
+def check(name, status, detail):
+    return {"name": name, "status": status, "detail": detail}
+
+
+def submission_root(folder, module):
+    """The folder holding ``MODULE.py``, and the layout check a participant should read.
+
+    The worker extracts the zip as it is: a zip made by compressing a folder puts
+    everything one level down. The evaluator fails that layout (the challenge's
+    original ingestion breaks on it); this one runs the folder anyway and says so.
+    """
+    if os.path.isfile(os.path.join(folder, module + ".py")):
+        return folder, None
+    names = [n for n in os.listdir(folder) if n not in MACOS_JUNK and n != "metadata"]
+    if len(names) == 1 and os.path.isdir(os.path.join(folder, names[0])):
+        top = names[0]
+        return os.path.join(folder, top), check(
+            "layout: top folder", "warn",
+            "every file of the zip is inside the folder '%s/'; zip the files of the folder, "
+            "not the folder (cd %s && zip -r ../submission.zip .). This competition's "
+            "ingestion runs it from '%s/' anyway." % (top, top, top))
+    return folder, None
+
+
+class Watchdog:
+    """Ends the run with a verdict before the platform's own limit kills it silently."""
+
+    def __init__(self, seconds, result, output):
+        self.seconds, self.result, self.output = seconds, result, output
+        self.stage = "starting"
+        self.timer = threading.Timer(seconds, self.fire)
+        self.timer.daemon = True
+
+    def fire(self):
+        detail = ("the submission was stopped at the time limit of %.0f s while %s; the whole "
+                  "ingestion may take %.0f s. A predict() that never returns is stopped the "
+                  "same way by leafsub evaluate." % (self.seconds, self.stage, self.seconds))
+        name = "loads" if self.stage == "loading" else "predicts"
+        self.result["checks"].append(check(name, "fail", detail))
+        self.result["passed"] = False
+        finish(self.result, self.output)
+        os._exit(1)
+
+
+def finish(result, output):
+    for c in result["checks"]:
+        say("%-4s %s: %s" % (c["status"].upper(), c["name"], c["detail"]))
+    say("verdict: %s" % ("PASSED" if result["passed"] else "FAILED"))
+    path = os.path.join(output, RESULT)
+    with open(path + ".tmp", "w", encoding="utf-8") as f:
+        json.dump(result, f, indent=1)
+    os.replace(path + ".tmp", path)
+
+
+def failure(reply):
+    detail = reply.get("error", "").rstrip(". ") + "."
+    trace = "\n".join(r for r in (reply.get("traceback") or "").splitlines() if r.strip())
+    if trace:
+        detail += "\n" + "\n".join(trace.splitlines()[-6:])
+    return detail
+
+
+def run(input_dir, output_dir, program_dir, submission_dir):
+    with open(os.path.join(program_dir, "protocol.json"), encoding="utf-8") as f:
+        protocol = json.load(f)
+    os.makedirs(output_dir, exist_ok=True)
+    result = {"leafsub_ingestion": 1, "profile": protocol["profile"], "passed": False,
+              "checks": [], "timing": {}}
+    iface, inp = protocol["interface"], protocol["input"]
+    watchdog = Watchdog(protocol["time_limit_s"], result, output_dir)
+    watchdog.timer.start()
+
+    root, layout = submission_root(submission_dir, iface["module"])
+    if layout:
+        result["checks"].append(layout)
+        say("WARN %s: %s" % (layout["name"], layout["detail"]))
+    if not os.path.isfile(os.path.join(root, iface["module"] + ".py")):
+        result["checks"].append(check("layout: %s.py" % iface["module"], "fail",
+                                      "the submission has no %s.py at its top level; the zip "
+                                      "must hold %s" % (iface["module"], ", ".join(
+                                          protocol["required_files"]))))
+        finish(result, output_dir)
+        return 1
+
+    sys.path.insert(0, HERE)
+    import harness  # the evaluator's child, copied unchanged
+
+    request = {"folder": root, "module": iface["module"], "class_name": iface["class_name"],
+               "constructor": iface["constructor"], "method": iface["method"],
+               "range": list(inp["range"]), "channel_order": inp.get("channel_order", "RGB"),
+               "block_network": True}
+    cwd = root
+    if iface.get("working_dir") == "scratch":
+        cwd = tempfile.mkdtemp(prefix="scratch-")
+    os.chdir(cwd)
+    sys.path.remove(HERE)
+    sys.path.insert(0, root)
+    guard = harness.NetworkGuard(True)
+    guard.install()
+    worker = harness.Harness(request, sys.stdout)
+
+    def call(op, command):
+        try:
+            reply = getattr(worker, op)(command)
+            reply["ok"] = True
+        except harness.SubmissionError as e:
+            reply = {"ok": False, "kind": e.kind, "error": str(e), "traceback": e.trace}
+        except Exception as e:  # the harness itself
+            reply = {"ok": False, "kind": "harness", "error": "%s: %s" % (type(e).__name__, e),
+                     "traceback": harness._short_traceback()}
+        if guard.attempts and not reply["ok"] and "blocked by the replay" not in reply["error"]:
+            reply["error"] = reply["error"].rstrip(". ") + "." + harness._network_note(
+                guard.attempts)
+        return reply
+
+    say("loading the submission (%s%s)" % (iface["class_name"],
+                                           "(path)" if iface["constructor"] == "path" else "()"))
+    watchdog.stage = "loading"
+    reply = call("load", {"op": "load"})
+    if not reply["ok"]:
+        result["checks"].append(check("loads", "fail", failure(reply)))
+        finish(result, output_dir)
+        return 1
+    versions = reply.get("versions") or {}
+    result["child"] = versions
+    result["timing"]["load_s"] = round(float(reply["load_s"]), 3)
+    result["checks"].append(check("loads", "pass", "%s loaded in %.1f s (Python %s, TensorFlow %s)"
+                                  % (iface["class_name"], reply["load_s"], versions.get("python"),
+                                     versions.get("tensorflow"))))
+    watchdog.stage = "predicting"
+    out = os.path.join(output_dir, PREDICTIONS)
+    command = {"op": "predict", "images": os.path.join(input_dir, protocol["images"]),
+               "out": out, "progress": False, "container": inp["container"],
+               "dtype": inp["dtype"], "batch_size": int(inp["batch_size"])}
+    started = time.time()
+    reply = call("predict", command)
+    watchdog.timer.cancel()
+    if not reply["ok"]:
+        output_problem = reply.get("kind") == "output"
+        detail = failure(reply) if not output_problem else reply.get("error", "")
+        result["checks"].append(check("output: shape" if output_problem else "predicts", "fail",
+                                      detail))
+        if os.path.exists(out):
+            os.remove(out)
+        finish(result, output_dir)
+        return 1
+    result["timing"].update(predict_s=round(float(reply["predict_s"]), 3),
+                            total_predict_s=round(time.time() - started, 3))
+    result["n_images"] = int(reply["n"])
+    result["types"] = reply["types"]
+    result["checks"].append(check("predicts", "pass", "%d images in batches of up to %d, %.1f s "
+                                  "in %s()" % (reply["n"], inp["batch_size"], reply["predict_s"],
+                                               iface["method"])))
+    if guard.attempts:
+        result["network"] = list(guard.attempts)
+    result["passed"] = True
+    finish(result, output_dir)
+    return 0
+
+
+def main(argv):
+    if len(argv) != 4:
+        sys.stderr.write("usage: ingestion.py INPUT_DIR OUTPUT_DIR PROGRAM_DIR SUBMISSION_DIR\n")
+        return 2
+    try:
+        return run(*[os.path.abspath(a) for a in argv])
+    except Exception as e:  # the bundle (not the submission): the organizers must see it
+        import traceback
+        traceback.print_exc()
+        say("internal error of the ingestion program: %s: %s. This is the bundle's fault, not "
+            "the submission's: check the input data and protocol.json, or rebuild the bundle "
+            "with leafsub bundle." % (type(e).__name__, e))
+        return 2
+
+
+if __name__ == "__main__":
+    code = main(sys.argv[1:])
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # The submission may have started threads that never end: leave at once.
+    os._exit(code)
