@@ -1,0 +1,220 @@
+"""Beyond images: the AN2DL 2022 time-series challenge (float32 [batch, 36, 6], 12 classes).
+
+The story: a team trained a small Conv1D network on standardised series. They export
+it with the scaler they fitted (an affine per feature), build an ensemble of two, and
+evaluate the zip as the platform would. Hand-written zips break the usual ways: a
+model saved with a custom loss that the platform cannot load, a predict() that returns
+the scores instead of the labels.
+
+The models need no training: a moving-average Conv1D, a global average over time and a
+Dense layer whose weights are set by hand, so that class k (feature k % 6 raised, or
+lowered for k >= 6) is recognised from the series' mean.
+"""
+
+import json
+import os
+import textwrap
+import zipfile
+
+import numpy as np
+import pytest
+
+from conftest import run_cli
+from submissions import write_zip
+
+PROFILE = "an2dl-2022-ts"
+STEPS, FEATURES, CLASSES = 36, 6, 12
+# The raw sensor values: what the platform feeds. The team's scaler maps them to N(0, 1).
+RAW_MEAN = np.array([10.0, -5.0, 0.5, 100.0, 3.0, -20.0], dtype=np.float32)
+RAW_STD = np.array([2.0, 0.5, 0.1, 25.0, 1.0, 4.0], dtype=np.float32)
+
+
+def series_data(per_class=6, seed=0, raw=True):
+    """float32 [n, 36, 6] series and int64 labels; ``raw``: in sensor units, else standardised."""
+    rng = np.random.default_rng(seed)
+    labels = np.repeat(np.arange(CLASSES), per_class)
+    x = rng.normal(0, 1, size=(labels.size, STEPS, FEATURES))
+    sign = np.where(labels < FEATURES, 1.0, -1.0)
+    x[np.arange(labels.size), :, labels % FEATURES] += 2.5 * sign[:, None]
+    order = rng.permutation(labels.size)
+    x, labels = x[order], labels[order]
+    if raw:
+        x = x * RAW_STD + RAW_MEAN
+    return x.astype(np.float32), labels.astype(np.int64)
+
+
+def series_model(seed=0, lstm=False):
+    """A Keras 3 Conv1D (or LSTM-topped) classifier of standardised series, weights by hand."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((STEPS, FEATURES))
+    conv = keras.layers.Conv1D(FEATURES, 3, use_bias=False)
+    x = conv(inputs)
+    x = keras.layers.GlobalAveragePooling1D()(x)
+    dense = keras.layers.Dense(CLASSES, activation="softmax")
+    model = keras.Model(inputs, dense(x))
+    kernel = np.zeros((3, FEATURES, FEATURES), dtype=np.float32)
+    for tap in range(3):
+        kernel[tap] = np.eye(FEATURES) / 3.0  # a moving average of each feature
+    conv.set_weights([kernel])
+    w = np.zeros((FEATURES, CLASSES), dtype=np.float32)
+    for k in range(CLASSES):
+        w[k % FEATURES, k] = 3.0 if k < FEATURES else -3.0
+    # seed-dependent, harmless: two members of an ensemble are not the same model
+    bias = np.random.default_rng(seed).normal(0, 0.05, CLASSES).astype(np.float32)
+    dense.set_weights([w, bias])
+    return model
+
+
+def scaler_spec():
+    """The team's StandardScaler as leafsub's affine: (x - mean) / std = x * scale + offset."""
+    return {"mode": "affine", "scale": (1.0 / RAW_STD).tolist(),
+            "offset": (-RAW_MEAN / RAW_STD).tolist()}
+
+
+def write_pack(path, x, y, keys=("x", "y")):
+    np.savez(path, **{keys[0]: x, keys[1]: y})
+    return str(path)
+
+
+# A hand-written model.py as the course template has it, with the team's scaler inside.
+MODEL_PY = textwrap.dedent('''\
+    import os
+    import numpy as np
+    import tensorflow as tf
+
+    MEAN = np.array({mean}, dtype=np.float32)
+    STD = np.array({std}, dtype=np.float32)
+
+
+    class model:
+        def __init__(self, path):
+            self.model = tf.saved_model.load(os.path.join(path, "SubmissionModel"))
+            self.serve = self.model.signatures["serving_default"]
+            self.input_name = list(self.serve.structured_input_signature[1])[0]
+
+        def predict(self, X):
+            X = (tf.cast(X, tf.float32) - MEAN) / STD
+            out = list(self.serve(**{{self.input_name: X}}).values())[0]
+            return {ret}
+    ''')
+
+
+def model_py(ret="tf.argmax(out, axis=-1)"):
+    return MODEL_PY.format(mean=RAW_MEAN.tolist(), std=RAW_STD.tolist(), ret=ret)
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory):
+    """A saved Conv1D model and the test series, shared by the module's tests."""
+    from submissions import export_saved_model
+
+    root = tmp_path_factory.mktemp("series")
+    saved = export_saved_model(series_model(), str(root / "saved"))
+    x, y = series_data()
+    return {"root": root, "saved": saved, "data": write_pack(root / "test.npz", x, y)}
+
+
+def _evaluate(zip_path, data, tmp_path, *extra):
+    out = tmp_path / "result.json"
+    proc = run_cli("evaluate", zip_path, "--data", data, "--profile", PROFILE, "--json", out,
+                   "-q", *extra)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    result = json.loads(out.read_text()) if out.exists() else None
+    return proc, result
+
+
+def _check(result, name):
+    return next(c for c in result["checks"] if c["name"] == name)
+
+
+# --------------------------------------------------------------------------- hand-written zips
+
+def test_a_hand_written_series_submission_passes_every_check(work, tmp_path):
+    zip_path = write_zip(tmp_path / "submission.zip", {"model.py": model_py(), "metadata": ""},
+                         {"SubmissionModel": work["saved"]})
+    proc, result = _evaluate(zip_path, work["data"], tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert result["passed"] and result["profile"] == PROFILE
+    assert result["n_images"] == 72
+    assert result["metrics"]["accuracy"] >= 0.95
+    assert len(result["metrics"]["confusion_matrix"]) == CLASSES
+    for name in ("loads", "predicts", "output: shape", "output: labels in range", "deterministic",
+                 "variant: numpy input", "variant: float64 input", "variant: batch size 1",
+                 "variant: batch size 7"):
+        assert _check(result, name)["status"] == "pass", _check(result, name)
+    detective = _check(result, "mismatch detective")
+    assert detective["detail"].startswith("skipped: not an image profile")
+    assert "values" in _check(result, "data: test.npz")["detail"]
+
+
+def test_the_series_reach_predict_as_stored_not_as_images(work, tmp_path):
+    """No uint8 rounding, no 0-255 clipping, no channel swap: a model.py that forgets its
+    scaler scores at chance, one that has it scores as in training."""
+    zip_path = write_zip(tmp_path / "noscaler.zip", {
+        "model.py": model_py().replace("(tf.cast(X, tf.float32) - MEAN) / STD",
+                                       "tf.cast(X, tf.float32)"), "metadata": ""},
+        {"SubmissionModel": work["saved"]})
+    proc, result = _evaluate(zip_path, work["data"], tmp_path, "--no-detective")
+    assert proc.returncode == 0  # nothing errors: the silent failure, seen in the score
+    assert result["metrics"]["accuracy"] < 0.5
+
+
+def test_a_predict_returning_scores_fails_naming_the_profiles_contract(work, tmp_path):
+    zip_path = write_zip(tmp_path / "scores.zip", {"model.py": model_py(ret="out"),
+                                                   "metadata": ""},
+                         {"SubmissionModel": work["saved"]})
+    proc, result = _evaluate(zip_path, work["data"], tmp_path)
+    assert proc.returncode == 1, proc.stdout
+    shape = _check(result, "output: shape")
+    assert shape["status"] == "fail"
+    assert "[72, 12]" in shape["detail"] and "integers in 0..11" in shape["detail"]
+    assert "np.argmax" in shape["detail"]
+    assert "FAIL  output: shape" in proc.stdout
+
+
+def test_a_model_saved_with_a_custom_loss_gets_the_precise_load_verdict(work, tmp_path):
+    import keras
+
+    def focal_loss(y_true, y_pred):
+        return keras.losses.categorical_crossentropy(y_true, y_pred) * 2.0
+
+    m = series_model()
+    m.compile(optimizer="adam", loss=focal_loss)
+    folder = tmp_path / "SubmissionModel"
+    folder.mkdir()
+    m.save(str(folder / "model.keras"))
+    body = textwrap.dedent('''\
+        import os
+        import tensorflow as tf
+        import keras
+
+
+        class model:
+            def __init__(self, path):
+                self.model = keras.models.load_model(
+                    os.path.join(path, "SubmissionModel", "model.keras"))
+
+            def predict(self, X):
+                return tf.argmax(self.model(X), axis=-1)
+        ''')
+    zip_path = write_zip(tmp_path / "custom.zip", {"model.py": body, "metadata": ""},
+                         {"SubmissionModel": str(folder)})
+    proc, result = _evaluate(zip_path, work["data"], tmp_path)
+    assert proc.returncode == 1, proc.stdout
+    loads = _check(result, "loads")
+    assert loads["status"] == "fail"
+    assert "the custom object 'focal_loss'" in loads["detail"]
+    for fix in ("leafsub export", "custom_objects", "register_keras_serializable"):
+        assert fix in loads["detail"]
+
+
+def test_a_pack_of_another_shape_is_the_callers_mistake(work, tmp_path):
+    x, y = series_data(per_class=1)
+    data = write_pack(tmp_path / "wide.npz", np.concatenate([x, x[..., :1]], axis=-1), y)
+    zip_path = write_zip(tmp_path / "s.zip", {"model.py": model_py(), "metadata": ""},
+                         {"SubmissionModel": work["saved"]})
+    proc, _ = _evaluate(zip_path, data, tmp_path)
+    assert proc.returncode == 2
+    assert "samples have shape [36, 7] each" in proc.stderr and "[36, 6]" in proc.stderr
