@@ -12,8 +12,9 @@ def check(name, status, detail):
 
 
 def _expected(profile):
-    return ("class indices: integers in 0..%d, one per image, shape [batch]"
-            % (profile["classes"]["count"] - 1))
+    one = "image" if profile["input"].get("kind", "image") == "image" else "sample"
+    return ("class indices: integers in 0..%d, one per %s, shape [batch]"
+            % (profile["classes"]["count"] - 1, one))
 
 
 def interpret_outputs(outputs, n_images, profile, method="predict"):

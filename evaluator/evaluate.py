@@ -320,6 +320,8 @@ class _Replay:
             else os.path.abspath(packs[0].path),
             "n_images": int(sum(p.n for p in packs)),
             "class_names": prof["classes"].get("names"), "runtime": runtime.label,
+            "input": {"kind": prof["input"].get("kind", "image"),
+                      "shape": list(prof["input"]["shape"]), "dtype": prof["input"]["dtype"]},
             "metrics": None, "checks": [],
             "timing": {"load_s": None, "predict_s": None, "images_per_s": None},
             "predictions": None, "labels": None,

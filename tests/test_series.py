@@ -218,3 +218,36 @@ def test_a_pack_of_another_shape_is_the_callers_mistake(work, tmp_path):
     proc, _ = _evaluate(zip_path, data, tmp_path)
     assert proc.returncode == 2
     assert "samples have shape [36, 7] each" in proc.stderr and "[36, 6]" in proc.stderr
+
+
+# --------------------------------------------------------------------------- export -> build -> evaluate
+
+def test_export_records_the_scaler_and_goldens_on_the_teams_series(tmp_path):
+    import leafsub
+
+    x, _ = series_data(per_class=1, seed=3)
+    result = leafsub.export(series_model(), tmp_path / "run", preprocess=scaler_spec(),
+                            class_names=[str(i) for i in range(CLASSES)], probe=x[:5])
+    card = json.loads((tmp_path / "run" / "leafsub.json").read_text())
+    assert card["input"] == {"kind": "tensor", "shape": [STEPS, FEATURES]}
+    assert card["preprocess"]["mode"] == "affine"
+    assert np.allclose(card["preprocess"]["offset"], -RAW_MEAN / RAW_STD)
+    assert card["probe"] == dict(card["probe"], source="user", count=5)
+    with np.load(tmp_path / "run" / "probe.npz") as probe:
+        assert probe["images"].shape == (5, STEPS, FEATURES)
+        assert np.array_equal(probe["images"], x[:5])   # raw, as the platform feeds them
+    assert result.max_fidelity_diff < 1e-5
+
+
+def test_export_refuses_an_image_pipeline_for_a_series_model(tmp_path):
+    import leafsub
+    from leafsub.errors import UsageError
+
+    with pytest.raises(UsageError, match="not an image .*preprocess='none'"):
+        leafsub.export(series_model(), tmp_path / "run", preprocess="caffe",
+                       class_names=[str(i) for i in range(CLASSES)])
+    bad = dict(scaler_spec(), scale=[1.0, 2.0, 3.0])
+    with pytest.raises(UsageError, match="affine scale has 3 numbers; .* 6 features"):
+        leafsub.export(series_model(), tmp_path / "run", preprocess=bad,
+                       class_names=[str(i) for i in range(CLASSES)])
+    assert not (tmp_path / "run").exists()
