@@ -251,3 +251,63 @@ def test_export_refuses_an_image_pipeline_for_a_series_model(tmp_path):
         leafsub.export(series_model(), tmp_path / "run", preprocess=bad,
                        class_names=[str(i) for i in range(CLASSES)])
     assert not (tmp_path / "run").exists()
+
+
+def test_a_series_ensemble_is_exported_built_and_verified_like_an_image_one(tmp_path):
+    import leafsub
+
+    x_val, _ = series_data(per_class=1, seed=5)
+    runs = []
+    for seed in (0, 1):
+        run = tmp_path / ("conv1d-%d" % seed)
+        leafsub.export(series_model(seed=seed), run, preprocess=scaler_spec(),
+                       class_names=load_names(), probe=x_val[:8])
+        runs.append(str(run))
+    zip_path = tmp_path / "submission.zip"
+    built = run_cli("build", "--models", ",".join(runs), "--profile", PROFILE, "-o", zip_path,
+                    "--json", tmp_path / "build.json", "-q")
+    assert built.returncode == 0, built.stdout + built.stderr
+    report = json.loads((tmp_path / "build.json").read_text())
+    assert [m["dir"] for m in report["members"]] == ["SubmissionModel1", "SubmissionModel2"]
+    assert all(c["status"] == "pass" for c in report["checks"]), report["checks"]
+    with zipfile.ZipFile(zip_path) as z:
+        names = set(z.namelist())
+        text = z.read("model.py").decode()
+        manifest = json.loads(z.read("leafsub-manifest.json"))
+    assert {"model.py", "metadata", "leafsub-manifest.json", "leafsub-probe.npz"} <= names
+    assert '"input_shape": [36, 6]' in text and "_as_rgb_0_255" not in text
+    assert "x * scale + offset (the scaler fitted in training)" in text
+    assert manifest["members"][0]["card"]["preprocess"]["mode"] == "affine"
+
+    proc, result = _evaluate(zip_path, write_pack(tmp_path / "test.npz", *series_data()),
+                             tmp_path, "--html", tmp_path / "report.html")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert _check(result, "goldens")["status"] == "pass"
+    assert "probe" in _check(result, "goldens")["detail"]
+    assert result["metrics"]["accuracy"] >= 0.95
+    html = (tmp_path / "report.html").read_text()
+    assert "Confusion matrix" in html and "Misclassified images" not in html
+
+
+def test_build_refuses_tta_and_an_image_profile_for_series_models(tmp_path):
+    import leafsub
+    from leafsub.errors import UsageError
+    from leafsub.profiles import load_profile
+
+    run = tmp_path / "run"
+    leafsub.export(series_model(), run, preprocess="none", class_names=load_names())
+    with pytest.raises(UsageError, match="test-time augmentation views are image transforms"):
+        leafsub.build([run], tta="identity,hflip", profile=PROFILE, output=tmp_path / "a.zip",
+                      progress=False)
+    images = load_profile("an2dl-2022")
+    images["classes"] = {"count": CLASSES}
+    with pytest.raises(UsageError, match="a model of \\[36, 6\\] samples, but profile an2dl-2022 "
+                                         "feeds predict\\(\\) images"):
+        leafsub.build([run], profile=images, output=tmp_path / "b.zip", progress=False)
+    assert not list(tmp_path.glob("*.zip"))
+
+
+def load_names():
+    from leafsub.profiles import load_profile
+
+    return load_profile(PROFILE)["classes"]["names"]
