@@ -311,3 +311,68 @@ def load_names():
     from leafsub.profiles import load_profile
 
     return load_profile(PROFILE)["classes"]["names"]
+
+
+# --------------------------------------------------------------------------- the platform's TensorFlow
+
+@pytest.mark.runtime
+@pytest.mark.slow
+def test_under_the_platforms_tensorflow_the_build_passes_and_a_keras2_custom_loss_does_not(
+        work, tmp_path):
+    """--runtime tensorflow==2.15.1 (Keras 2): the leafsub-built series zip passes there; a
+    team's .h5 saved with its focal loss fails to load there, with the same precise verdict."""
+    import subprocess
+
+    import leafsub
+    from leafsub.evaluator.runtimes import resolve_runtime
+
+    run = tmp_path / "run"
+    leafsub.export(series_model(), run, preprocess=scaler_spec(), class_names=load_names())
+    built = tmp_path / "built.zip"
+    leafsub.build([run], profile=PROFILE, output=built, progress=False)
+    proc, result = _evaluate(built, work["data"], tmp_path, "--runtime", "tensorflow==2.15.1")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert result["child"]["tensorflow"] == "2.15.1"
+    assert _check(result, "goldens")["status"] == "pass"
+
+    # Saved by the team under the platform's own TensorFlow (Keras 2), in the runtime's Python.
+    folder = tmp_path / "SubmissionModel"
+    folder.mkdir()
+    save = textwrap.dedent('''\
+        import sys
+        import tensorflow as tf
+
+        def focal_loss(y_true, y_pred):
+            return tf.keras.losses.categorical_crossentropy(y_true, y_pred) * 2.0
+
+        inputs = tf.keras.Input((36, 6))
+        x = tf.keras.layers.Conv1D(8, 3, activation="relu")(inputs)
+        x = tf.keras.layers.LSTM(8)(x)
+        m = tf.keras.Model(inputs, tf.keras.layers.Dense(12, activation="softmax")(x))
+        m.compile(optimizer="adam", loss=focal_loss)
+        m.save(sys.argv[1])
+        ''')
+    python = resolve_runtime(runtime="tensorflow==2.15.1").python
+    saved = subprocess.run([python, "-c", save, str(folder / "model.h5")], capture_output=True,
+                           text=True, timeout=300, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    assert saved.returncode == 0, saved.stderr
+    body = textwrap.dedent('''\
+        import os
+        import tensorflow as tf
+
+
+        class model:
+            def __init__(self, path):
+                self.model = tf.keras.models.load_model(
+                    os.path.join(path, "SubmissionModel", "model.h5"))
+
+            def predict(self, X):
+                return tf.argmax(self.model(X), axis=-1)
+        ''')
+    zip_path = write_zip(tmp_path / "h5.zip", {"model.py": body, "metadata": ""},
+                         {"SubmissionModel": str(folder)})
+    proc, result = _evaluate(zip_path, work["data"], tmp_path, "--runtime", "tensorflow==2.15.1")
+    assert proc.returncode == 1, proc.stdout
+    loads = _check(result, "loads")
+    assert loads["status"] == "fail"
+    assert "the custom object 'focal_loss'" in loads["detail"], loads["detail"]
