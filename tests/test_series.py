@@ -376,3 +376,87 @@ def test_under_the_platforms_tensorflow_the_build_passes_and_a_keras2_custom_los
     loads = _check(result, "loads")
     assert loads["status"] == "fail"
     assert "the custom object 'focal_loss'" in loads["detail"], loads["detail"]
+
+
+# --------------------------------------------------------------------------- the parts
+
+def test_a_profile_of_any_rank_validates_and_image_fields_stay_with_images(tmp_path):
+    from leafsub.errors import UsageError
+    from leafsub.profiles import is_image, load_profile
+
+    ts = load_profile(PROFILE)
+    assert not is_image(ts) and ts["input"]["shape"] == [36, 6] and "range" not in ts["input"]
+    assert "channel_order" not in ts["input"]
+    assert is_image(load_profile("an2dl-2022"))
+    own = load_profile("generic")
+    del own["input"]["channel_order"], own["input"]["kind"]
+    own["input"]["shape"] = [128]   # a feature vector: kind tensor by default
+    assert load_profile(own)["input"]["kind"] == "tensor"
+    own["input"]["channel_order"] = "BGR"
+    with pytest.raises(UsageError, match="'input.channel_order' is for images"):
+        load_profile(own)
+    image = load_profile("generic")
+    del image["input"]["range"]
+    with pytest.raises(UsageError, match="'range' is a required property"):
+        load_profile(image)
+
+
+def test_tensor_packs_keep_values_and_dtype_and_refuse_what_cannot_be_fed(tmp_path):
+    import h5py
+
+    from leafsub.datasets import open_tensor_pack, write_tensor_npy
+    from leafsub.errors import UsageError
+
+    x, y = series_data(per_class=2)
+    x[0, 0, 0] = -1234.5678   # no clipping to 0..255, no rounding
+    pack = open_tensor_pack(write_pack(tmp_path / "a.npz", x, y, keys=("images", "labels")),
+                            (36, 6))
+    assert pack.sample_shape == (36, 6) and pack.dtype == np.float32 and pack.n == 24
+    assert np.array_equal(np.concatenate(list(pack.iter_batches(5))), x)
+    assert np.array_equal(pack.read([3, 0]), x[[3, 0]])
+    write_tensor_npy(pack, tmp_path / "a.npy")
+    assert np.array_equal(np.load(tmp_path / "a.npy"), x)
+
+    with h5py.File(tmp_path / "b.h5", "w") as f:
+        f["x"] = (x * 100).astype(np.int32)
+        f["y"] = y
+    ints = open_tensor_pack(tmp_path / "b.h5")
+    assert ints.dtype == np.int32 and np.array_equal(ints.read([1])[0], (x[1] * 100).astype(np.int32))
+
+    x[5, 3, 2] = np.nan
+    with pytest.raises(UsageError, match="sample 5 holds NaN"):
+        list(open_tensor_pack(write_pack(tmp_path / "nan.npz", x, y)).iter_batches(8))
+    with pytest.raises(UsageError, match="a folder, but this challenge's input is not an image"):
+        open_tensor_pack(tmp_path)
+    np.savez(tmp_path / "flat.npz", x=np.zeros(24), y=y)
+    with pytest.raises(UsageError, match="expected \\[N, ...\\]"):
+        open_tensor_pack(tmp_path / "flat.npz")
+
+
+def test_the_runtime_feeds_series_members_as_they_are_with_the_scaler():
+    import tensorflow as tf
+
+    from leafsub.submission_template import runtime
+
+    x, _ = series_data(per_class=1)
+    before = x.copy()
+    out = np.asarray(runtime.preprocess_samples(x, runtime.validate_spec(scaler_spec())))
+    assert np.allclose(out, (x - RAW_MEAN) / RAW_STD, atol=1e-5)
+    assert np.array_equal(x, before)
+    assert np.array_equal(np.asarray(runtime.preprocess_samples(tf.constant(x), {"mode": "none"})), x)
+    with pytest.raises(ValueError, match="'caffe' is for images"):
+        runtime.preprocess_samples(x, runtime.validate_spec({"mode": "caffe"}))
+
+
+def test_leafsub_export_on_the_command_line_takes_a_series_model_file_and_probe(tmp_path):
+    series_model().save(str(tmp_path / "best.keras"))
+    x, y = series_data(per_class=1)
+    probe = write_pack(tmp_path / "val.npz", x, y)
+    proc = run_cli("export", tmp_path / "best.keras", tmp_path / "run", "--preprocess", "none",
+                   "--profile", PROFILE, "--probe", probe)
+    assert proc.returncode == 0, proc.stderr
+    assert "input [36, 6], 12 classes" in proc.stdout
+    card = json.loads((tmp_path / "run" / "leafsub.json").read_text())
+    assert card["probe"]["source"] == "user" and card["class_names"] == load_names()
+    proc = run_cli("card", tmp_path / "run")
+    assert proc.returncode == 0 and "input [36, 6]" in proc.stdout
