@@ -602,6 +602,19 @@ def _load_probe(path, samples=False):
     return np.concatenate(list(pack.iter_batches(DEFAULT_PROBE_COUNT)), axis=0)[:DEFAULT_PROBE_COUNT]
 
 
+def _affine_option(preprocess, scale, offset):
+    """--preprocess affine --scale ... --offset ... as a spec dict."""
+    if preprocess != "affine" or not scale or not offset:
+        raise UsageError("--scale and --offset go together with --preprocess affine, e.g. "
+                         "--preprocess affine --scale 0.5,2,10 --offset -5,10,-5.")
+    try:
+        return {"mode": "affine", "scale": [float(v) for v in scale.split(",")],
+                "offset": [float(v) for v in offset.split(",")]}
+    except ValueError:
+        raise UsageError("--scale %s --offset %s: not comma-separated numbers." % (scale, offset)) \
+            from None
+
+
 def _import_fn(ref):
     import importlib
 
@@ -631,6 +644,11 @@ def _import_fn(ref):
               help="The function training applied (e.g. "
                    "tensorflow.keras.applications.resnet50:preprocess_input): detected, or "
                    "checked against --preprocess.")
+@click.option("--scale", metavar="S1,S2,...", help="With --preprocess affine: x * scale + "
+              "offset, one number per channel (images) or feature (a time series), e.g. "
+              "1/std of the StandardScaler fitted in training.")
+@click.option("--offset", metavar="O1,O2,...", help="With --preprocess affine: the offsets "
+              "(e.g. -mean/std of the scaler).")
 @click.option("--class-names", metavar="A,B,...", help="Class names in label order.")
 @click.option("--profile", metavar="NAME|FILE",
               help="Take the class names from a challenge profile (e.g. an2dl-2022).")
@@ -642,8 +660,8 @@ def _import_fn(ref):
 @click.option("--name", help="Name recorded in the card (default: the run dir's name).")
 @click.option("--force", is_flag=True, help="Replace an existing run dir.")
 @click.option("--json", "json_path", type=click.Path(), help="Write the result as JSON.")
-def export_command(model_path, run_dir, preprocess, preprocess_fn, class_names, profile, probe,
-                   output, name, force, json_path):
+def export_command(model_path, run_dir, preprocess, preprocess_fn, scale, offset, class_names,
+                   profile, probe, output, name, force, json_path):
     """Export MODEL_PATH (SavedModel folder, .keras or .h5) to RUN_DIR.
 
     RUN_DIR receives an inference-only SavedModel, the model card leafsub.json and
@@ -654,6 +672,8 @@ def export_command(model_path, run_dir, preprocess, preprocess_fn, class_names, 
       leafsub export best.h5 runs/resnet --preprocess resnet50 --profile an2dl-2022
     """
     names = [s.strip() for s in class_names.split(",")] if class_names else None
+    if preprocess == "affine" or scale or offset:
+        preprocess = _affine_option(preprocess, scale, offset)
     samples = False
     if profile:
         from ..profiles import is_image, load_profile

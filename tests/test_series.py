@@ -452,11 +452,15 @@ def test_leafsub_export_on_the_command_line_takes_a_series_model_file_and_probe(
     series_model().save(str(tmp_path / "best.keras"))
     x, y = series_data(per_class=1)
     probe = write_pack(tmp_path / "val.npz", x, y)
-    proc = run_cli("export", tmp_path / "best.keras", tmp_path / "run", "--preprocess", "none",
+    spec = scaler_spec()
+    proc = run_cli("export", tmp_path / "best.keras", tmp_path / "run", "--preprocess", "affine",
+                   "--scale", ",".join(map(repr, spec["scale"])),
+                   "--offset", ",".join(map(repr, spec["offset"])),
                    "--profile", PROFILE, "--probe", probe)
     assert proc.returncode == 0, proc.stderr
     assert "input [36, 6], 12 classes" in proc.stdout
     card = json.loads((tmp_path / "run" / "leafsub.json").read_text())
     assert card["probe"]["source"] == "user" and card["class_names"] == load_names()
+    assert card["preprocess"] == dict(spec, resize_method="bilinear")
     proc = run_cli("card", tmp_path / "run")
     assert proc.returncode == 0 and "input [36, 6]" in proc.stdout
