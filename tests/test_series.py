@@ -464,3 +464,23 @@ def test_leafsub_export_on_the_command_line_takes_a_series_model_file_and_probe(
     assert card["preprocess"] == dict(spec, resize_method="bilinear")
     proc = run_cli("card", tmp_path / "run")
     assert proc.returncode == 0 and "input [36, 6]" in proc.stdout
+
+
+def test_neither_build_nor_the_evaluators_parent_imports_tensorflow_for_series(work, tmp_path):
+    import subprocess
+    import sys
+
+    import leafsub
+
+    run = tmp_path / "run"
+    leafsub.export(series_model(), run, preprocess="none", class_names=load_names())
+    code = ("import sys, leafsub; leafsub.build([%r], profile=%r, output=%r, progress=False); "
+            "r = leafsub.evaluate(%r, %r, profile=%r, progress=False); "
+            "print(r.passed, 'tensorflow' in sys.modules)"
+            % (str(run), PROFILE, str(tmp_path / "s.zip"), str(tmp_path / "s.zip"),
+               work["data"], PROFILE))
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=600, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    # the model normalises nothing and the test series are raw: it runs, scores badly, passes
+    assert proc.stdout.strip().splitlines()[-1] == "True False"
