@@ -874,8 +874,8 @@ def _print_summary(result):
                    "none, an architecture (resnet50, ...), or 'card' to keep it. The goldens "
                    "must still be reproduced.")
 @click.option("--profile", metavar="NAME|FILE",
-              help="Challenge profile: an2dl-2021, an2dl-2022 (default), an2dl-2023, an2dl-2024, "
-                   "generic, or your own profile.json.")
+              help="Challenge profile: an2dl-2021, an2dl-2022 (default), an2dl-2022-ts, "
+                   "an2dl-2023, an2dl-2024, generic, or your own profile.json.")
 @click.option("-o", "--output", default="submission.zip", show_default=True,
               type=click.Path(dir_okay=False), help="The zip to write.")
 @click.option("--compression", type=click.Choice(list(zipwrite.POLICIES)), default="auto",

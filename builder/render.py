@@ -258,6 +258,7 @@ def render_model_py(profile, members, tta, combine, weights, chunk_size, version
     header = string.Template(a.HEADER).substitute(
         title=textwrap.fill(_docsafe(profile.get("title", profile["name"])), 79), profile=_docsafe(profile["name"]),
         version=version, usage=_usage(profile), method=iface["method"],
+        samples="images" if profile["input"].get("kind", "image") == "image" else "samples",
         steps=_steps(profile, members, tta, combine, weights))
     combine_note = (" (here: your module:function)" if user_combiner else "")
     parts = [header, a.PART_1, runtime_source().rstrip("\n") + "\n",

@@ -28,7 +28,7 @@ How the platform uses it:
 
 $usage
 
-What ``$method(X)`` does with a batch of images:
+What ``$method(X)`` does with a batch of $samples:
 
 $steps
 

@@ -277,6 +277,7 @@ def test_a_series_ensemble_is_exported_built_and_verified_like_an_image_one(tmp_
     assert {"model.py", "metadata", "leafsub-manifest.json", "leafsub-probe.npz"} <= names
     assert '"input_shape": [36, 6]' in text and "_as_rgb_0_255" not in text
     assert "x * scale + offset (the scaler fitted in training)" in text
+    assert "does with a batch of samples:" in text
     assert manifest["members"][0]["card"]["preprocess"]["mode"] == "affine"
 
     proc, result = _evaluate(zip_path, write_pack(tmp_path / "test.npz", *series_data()),
