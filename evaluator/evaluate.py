@@ -40,6 +40,7 @@ MANIFEST_NAME = "leafsub-manifest.json"
 DEFAULT_TIME_LIMIT = 1200
 DEFAULT_MEMORY_MB = 12000
 VARIANT_IMAGES = 21   # images the harness variants are tried on (3 batches of 7)
+SERIES_HINT_PX = 16   # a [N, H, W] "grayscale" pack narrower than this is taken for series
 
 
 @dataclasses.dataclass
@@ -931,7 +932,16 @@ def _open_data(path, prof):
     from ..datasets import open_pack, open_tensor_pack
 
     if _is_image(prof):
-        return open_pack(path)
+        pack = open_pack(path)
+        raw = getattr(getattr(pack, "_source", None), "shape", ())
+        if len(raw) == 3 and min(raw[1:]) < SERIES_HINT_PX:
+            # [N, 36, 6] read as 6-pixel-wide grayscale images: surely not what was meant.
+            raise UsageError("%s: holds arrays of shape %s, which an image profile (%s) would "
+                             "read as grayscale images %d pixels wide. If these are time series "
+                             "or other samples that are not images, evaluate with a profile for "
+                             "them: --profile an2dl-2022-ts, or your own with input.shape %s."
+                             % (path, list(raw), prof["name"], min(raw[1:]), list(raw[1:])))
+        return pack
     return open_tensor_pack(path, tuple(prof["input"]["shape"]))
 
 

@@ -485,3 +485,12 @@ def test_neither_build_nor_the_evaluators_parent_imports_tensorflow_for_series(w
     assert proc.returncode == 0, proc.stderr[-2000:]
     # the model normalises nothing and the test series are raw: it runs, scores badly, passes
     assert proc.stdout.strip().splitlines()[-1] == "True False"
+
+
+def test_series_evaluated_with_an_image_profile_are_not_taken_for_tiny_images(work, tmp_path):
+    zip_path = write_zip(tmp_path / "s.zip", {"model.py": model_py(), "metadata": ""},
+                         {"SubmissionModel": work["saved"]})
+    proc = run_cli("evaluate", zip_path, "--data", work["data"], "-q")   # the default profile
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "grayscale images 6 pixels wide" in proc.stderr
+    assert "--profile an2dl-2022-ts" in proc.stderr
