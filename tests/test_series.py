@@ -44,23 +44,29 @@ def series_data(per_class=6, seed=0, raw=True):
 
 
 def series_model(seed=0, lstm=False):
-    """A Keras 3 Conv1D (or LSTM-topped) classifier of standardised series, weights by hand."""
+    """A Keras 3 Conv1D classifier of standardised series, weights by hand (``lstm``: with an
+    LSTM branch beside the average, as a second, different member of an ensemble)."""
     import keras
 
     keras.utils.set_random_seed(seed)
     inputs = keras.Input((STEPS, FEATURES))
     conv = keras.layers.Conv1D(FEATURES, 3, use_bias=False)
-    x = conv(inputs)
-    x = keras.layers.GlobalAveragePooling1D()(x)
+    smooth = conv(inputs)
+    x = keras.layers.GlobalAveragePooling1D()(smooth)
+    width = FEATURES
+    if lstm:  # an LSTM over the smoothed series, with a small (random) say in the scores
+        x = keras.layers.Concatenate()([x, keras.layers.LSTM(8)(smooth)])
+        width += 8
     dense = keras.layers.Dense(CLASSES, activation="softmax")
     model = keras.Model(inputs, dense(x))
     kernel = np.zeros((3, FEATURES, FEATURES), dtype=np.float32)
     for tap in range(3):
         kernel[tap] = np.eye(FEATURES) / 3.0  # a moving average of each feature
     conv.set_weights([kernel])
-    w = np.zeros((FEATURES, CLASSES), dtype=np.float32)
+    w = np.zeros((width, CLASSES), dtype=np.float32)
     for k in range(CLASSES):
         w[k % FEATURES, k] = 3.0 if k < FEATURES else -3.0
+    w[FEATURES:] = np.random.default_rng(seed + 100).normal(0, 0.1, (width - FEATURES, CLASSES))
     # seed-dependent, harmless: two members of an ensemble are not the same model
     bias = np.random.default_rng(seed).normal(0, 0.05, CLASSES).astype(np.float32)
     dense.set_weights([w, bias])
@@ -258,9 +264,9 @@ def test_a_series_ensemble_is_exported_built_and_verified_like_an_image_one(tmp_
 
     x_val, _ = series_data(per_class=1, seed=5)
     runs = []
-    for seed in (0, 1):
-        run = tmp_path / ("conv1d-%d" % seed)
-        leafsub.export(series_model(seed=seed), run, preprocess=scaler_spec(),
+    for seed, lstm in ((0, False), (1, True)):
+        run = tmp_path / ("conv1d-lstm" if lstm else "conv1d")
+        leafsub.export(series_model(seed=seed, lstm=lstm), run, preprocess=scaler_spec(),
                        class_names=load_names(), probe=x_val[:8])
         runs.append(str(run))
     zip_path = tmp_path / "submission.zip"
