@@ -232,7 +232,6 @@ def evaluate(submission, data, profile=None, runtime=None, python=None, batch_si
       >>> result.passed, result.accuracy                              # doctest: +SKIP
       (True, 0.8125)
     """
-    from ..datasets import open_pack
     from ..profiles import load_profile
     from .runtimes import resolve_runtime
 
