@@ -809,7 +809,9 @@ def format_text(d, width=80, color=False, verbose=False):
     data_text = ", ".join(map(os.path.basename, data)) if isinstance(data, list) else \
         os.path.basename(str(data))
     lines.append("leafsub evaluate: %s on %s" % (os.path.basename(d["submission"]), data_text))
-    lines.append("profile %s, %d images, %s" % (d["profile"], d["n_images"], d.get("runtime", "")))
+    lines.append("profile %s, %d %s, %s" % (
+        d["profile"], d["n_images"], "images" if (d.get("input") or {}).get("kind", "image")
+        == "image" else "samples", d.get("runtime", "")))
     lines.append("")
     name_w = min(28, max([len(c["name"]) for c in d["checks"]] + [8]))
     indent = " " * (6 + name_w + 1)
