@@ -513,6 +513,10 @@ def _build(models, weights, combine, tta, profile_arg, output, json_path, force,
                          % ",".join(views))
     for card, run, (spec, _) in zip(cards, runs, specs):
         if _tensor_input(card, run, profile, views, spec):
+            if not any(c["name"] == "tta" for c in checks):
+                checks.append({"name": "tta", "status": "pass", "detail": "skipped: not an "
+                               "image profile (%s feeds samples of shape %s)" % (
+                                   profile["name"], list(profile["input"]["shape"]))})
             continue
         if card["input"]["channels"] != profile["input"]["shape"][2]:
             raise UsageError("%s: the model takes %d-channel images, profile %s feeds %d."

@@ -277,6 +277,8 @@ def test_a_series_ensemble_is_exported_built_and_verified_like_an_image_one(tmp_
     report = json.loads((tmp_path / "build.json").read_text())
     assert [m["dir"] for m in report["members"]] == ["SubmissionModel1", "SubmissionModel2"]
     assert all(c["status"] == "pass" for c in report["checks"]), report["checks"]
+    tta = next(c for c in report["checks"] if c["name"] == "tta")
+    assert tta["detail"].startswith("skipped: not an image profile")
     with zipfile.ZipFile(zip_path) as z:
         names = set(z.namelist())
         text = z.read("model.py").decode()
