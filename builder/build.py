@@ -259,7 +259,7 @@ def _resolve_preprocess(preprocess, cards, runs):
         card_spec = dict(card["preprocess"])
         card_spec.setdefault("resize_method", "bilinear")
         if over is None or over in ("", "card", "-"):
-            specs.append((_normalise_spec(card_spec, run), "card (%s)" % card.get(
+            specs.append((_normalise_spec(card_spec, run, _features(card)), "card (%s)" % card.get(
                 "preprocess_source", "declared")))
             continue
         if isinstance(over, dict):
@@ -275,12 +275,12 @@ def _resolve_preprocess(preprocess, cards, runs):
             except ValueError as e:
                 raise UsageError("--preprocess %r (for %s): %s" % (over, run, e)) from None
         spec.setdefault("resize_method", card_spec["resize_method"])
-        specs.append((_normalise_spec(spec, run), "--preprocess %s" % (
+        specs.append((_normalise_spec(spec, run, _features(card)), "--preprocess %s" % (
             over if isinstance(over, str) else "dict")))
     return specs
 
 
-def _normalise_spec(spec, run):
+def _normalise_spec(spec, run, features=3):
     consts = runtime_constants()
     mode, method = spec.get("mode"), spec.get("resize_method", "bilinear")
     if mode not in consts["MODES"] or method not in consts["RESIZE_METHODS"]:
@@ -291,9 +291,9 @@ def _normalise_spec(spec, run):
     if mode == "affine":
         for key in ("scale", "offset"):
             value = spec.get(key)
-            if not isinstance(value, (list, tuple)) or len(value) not in (1, 3):
-                raise UsageError("%s: affine preprocessing needs %s as 1 or 3 numbers, got %r."
-                                 % (run, key, value))
+            if not isinstance(value, (list, tuple)) or len(value) not in (1, features):
+                raise UsageError("%s: affine preprocessing needs %s as 1 or %d numbers, got %r."
+                                 % (run, key, features, value))
             out[key] = [float(v) for v in value]
     return out
 
@@ -365,8 +365,9 @@ def _member_files(run, card):
 
 
 def _chunk_size(members, n_views):
-    largest = max(m["input_size"][0] * m["input_size"][1] for m in members)
-    per_image = largest * 3 * 4 * max(1, n_views)
+    largest = max(int(np.prod(m["input_shape"])) if m.get("input_shape")
+                  else m["input_size"][0] * m["input_size"][1] * 3 for m in members)
+    per_image = largest * 4 * max(1, n_views)
     return int(max(1, min(MAX_CHUNK, CHUNK_BYTES // per_image)))
 
 
@@ -510,7 +511,13 @@ def _build(models, weights, combine, tta, profile_arg, output, json_path, force,
     if len(set(views)) != len(views):
         raise UsageError("--tta %s: a view is listed twice (it would count double)."
                          % ",".join(views))
-    for card, run in zip(cards, runs):
+    for card, run, (spec, _) in zip(cards, runs, specs):
+        if _tensor_input(card, run, profile, views, spec):
+            if not any(c["name"] == "tta" for c in checks):
+                checks.append({"name": "tta", "status": "pass", "detail": "skipped: not an "
+                               "image profile (%s feeds samples of shape %s)" % (
+                                   profile["name"], list(profile["input"]["shape"]))})
+            continue
         if card["input"]["channels"] != profile["input"]["shape"][2]:
             raise UsageError("%s: the model takes %d-channel images, profile %s feeds %d."
                              % (run, card["input"]["channels"], profile["name"],
@@ -527,7 +534,9 @@ def _build(models, weights, combine, tta, profile_arg, output, json_path, force,
         members.append({
             "index": i, "run_dir": run, "given": given, "name": card["name"], "dir": directory,
             "card": card, "preprocess": spec, "preprocess_source": spec_source,
-            "input_size": [card["input"]["height"], card["input"]["width"]],
+            "input_size": None if "shape" in card["input"] else
+            [card["input"]["height"], card["input"]["width"]],
+            "input_shape": card["input"].get("shape"),
             "output": card["output"], "label": "member %d (%s -> %s/)" % (i, given, directory),
         })
     reserved = {profile["interface"]["module"] + ".py", METADATA_NAME, MANIFEST_NAME, PROBE_NAME}
@@ -554,10 +563,9 @@ def _build(models, weights, combine, tta, profile_arg, output, json_path, force,
             model_entries.append(zipwrite.dir_entry(arcname) if digest is None
                                  else zipwrite.file_entry(arcname, path))
     probe_count = int(cards[0]["probe"]["count"])
-    ph, pw, pc = profile["input"]["shape"]
     # model.py, the manifest, the probe batch (integer-valued float32: deflates to about half)
     # and a user combiner: estimated generously, checked exactly once the zip is written.
-    own_bytes = SMALL_FILES_ALLOWANCE + probe_count * ph * pw * pc * 2 + (
+    own_bytes = SMALL_FILES_ALLOWANCE + probe_count * int(np.prod(profile["input"]["shape"])) * 4 + (
         os.path.getsize(combine_path) if combine_path else 0)
 
     def estimate_with(policy):
@@ -625,6 +633,9 @@ def _stage_check_write(profile, members, views, combine_name, combine_path, weig
                 _link_or_copy(path, target)
     config_members = [{"dir": m["dir"], "name": m["name"], "input_size": m["input_size"],
                        "output": m["output"], "preprocess": m["preprocess"]} for m in members]
+    for config, m in zip(config_members, members):
+        if m["input_shape"]:
+            config["input_shape"] = list(m["input_shape"])
     chunk = _chunk_size(members, len(views))
     try:
         text = render_model_py(profile, config_members, views, combine_name, weights, chunk)
@@ -740,7 +751,8 @@ def _stage_check_write(profile, members, views, combine_name, combine_path, weig
         prefix = m["dir"] + "/"
         member_info.append({
             "name": m["name"], "run_dir": m["run_dir"], "dir": m["dir"],
-            "input_size": m["input_size"], "output": m["output"], "preprocess": m["preprocess"],
+            "input_size": m["input_size"], "input_shape": m["input_shape"],
+            "output": m["output"], "preprocess": m["preprocess"],
             "preprocess_source": m["preprocess_source"], "bytes": m["bytes"],
             "zip_bytes": sum(e.compressed for e in entries if e.name.startswith(prefix)),
         })
@@ -769,8 +781,11 @@ def _probe_images(first, profile):
     from ..datasets import _resize_batch
     from .export import synthetic_probe
 
-    h, w = profile["input"]["shape"][:2]
     card = first["card"]
+    if "shape" in card["input"]:  # not an image: member 1's probe samples, as they are
+        with np.load(os.path.join(first["run_dir"], card["probe"]["file"])) as data:
+            return np.asarray(data["images"], dtype=np.float32)
+    h, w = profile["input"]["shape"][:2]
     count = int(card["probe"]["count"])
     if card["probe"]["source"] == "user":
         with np.load(os.path.join(first["run_dir"], card["probe"]["file"])) as data:
@@ -822,9 +837,10 @@ def _print_summary(result):
     click.echo("  %s" % desc)
     width = max(len(m["dir"]) for m in result.members)
     for m in result.members:
-        h, w = m["input_size"]
-        click.echo("  %-*s  %-16s %4dx%-4d %-8s %10s  (in the zip %s)" % (
-            width, m["dir"], m["name"][:16], h, w, m["preprocess"]["mode"], _mb(m["bytes"]),
+        size = ("%dx%d" % tuple(m["input_size"]) if m["input_size"] else
+                "x".join(map(str, m["input_shape"])))
+        click.echo("  %-*s  %-16s %9s %-8s %10s  (in the zip %s)" % (
+            width, m["dir"], m["name"][:16], size, m["preprocess"]["mode"], _mb(m["bytes"]),
             _mb(m["zip_bytes"])))
     other = sum(f["zip_bytes"] for f in result.files)
     click.echo("  %-*s  %s  %s" % (width, "other", ", ".join(f["name"] for f in result.files),
@@ -862,8 +878,8 @@ def _print_summary(result):
                    "none, an architecture (resnet50, ...), or 'card' to keep it. The goldens "
                    "must still be reproduced.")
 @click.option("--profile", metavar="NAME|FILE",
-              help="Challenge profile: an2dl-2021, an2dl-2022 (default), an2dl-2023, an2dl-2024, "
-                   "generic, or your own profile.json.")
+              help="Challenge profile: an2dl-2021, an2dl-2022 (default), an2dl-2022-ts, "
+                   "an2dl-2023, an2dl-2024, generic, or your own profile.json.")
 @click.option("-o", "--output", default="submission.zip", show_default=True,
               type=click.Path(dir_okay=False), help="The zip to write.")
 @click.option("--compression", type=click.Choice(list(zipwrite.POLICIES)), default="auto",
@@ -898,3 +914,46 @@ def build_command(models, weights, combine, tta, preprocess, profile, output, co
                    output=output, json_path=json_path, force=force, compression=compression,
                    preprocess=preprocess, progress=not quiet)
     _print_summary(result)
+
+
+# --------------------------------------------------------------------------- non-image inputs
+
+def _features(card):
+    """How many numbers a per-channel (image) or per-feature (any other input) affine takes."""
+    return int(card["input"]["shape"][-1]) if "shape" in card["input"] else 3
+
+
+def _tensor_input(card, run, profile, views, spec):
+    """For a model or profile whose input is not an image: check they agree; True if so.
+
+    Raises:
+      UsageError when one is an image and the other not, the shapes differ, TTA views are
+      asked for, or an image preprocessing is declared.
+    """
+    from ..profiles import is_image
+
+    model_image = "shape" not in card["input"]
+    if model_image and is_image(profile):
+        return False
+    if model_image != is_image(profile):
+        what = ("an image model (%dx%dx%d)" % (card["input"]["height"], card["input"]["width"],
+                                               card["input"]["channels"]) if model_image
+                else "a model of %s samples" % list(card["input"]["shape"]))
+        raise UsageError("%s: %s, but profile %s feeds predict() %s. Pass the profile of this "
+                         "challenge (--profile)." % (
+                             run, what, profile["name"], "images" if is_image(profile) else
+                             "samples of shape %s" % list(profile["input"]["shape"])))
+    if list(card["input"]["shape"]) != list(profile["input"]["shape"]):
+        raise UsageError("%s: the model takes samples of shape %s, profile %s feeds %s. Export a "
+                         "model for this challenge, or pass its profile (--profile)."
+                         % (run, list(card["input"]["shape"]), profile["name"],
+                            list(profile["input"]["shape"])))
+    if list(views) != ["identity"]:
+        raise UsageError("--tta %s: test-time augmentation views are image transforms (flips, "
+                         "rotations, crops); profile %s's input is not an image. Drop --tta."
+                         % (",".join(views), profile["name"]))
+    if spec["mode"] not in ("none", "affine"):
+        raise UsageError("%s: preprocessing %r is an image pipeline; a model of samples takes "
+                         "'none' or 'affine' (keep the card's: --preprocess card)."
+                         % (run, spec["mode"]))
+    return True

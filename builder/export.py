@@ -196,7 +196,9 @@ class _Model:
         self.keras_model = model
         self.serving = None
         shape = tuple(model.inputs[0].shape) if getattr(model, "inputs", None) else None
-        if shape is None or len(shape) != 4 or None in shape[1:]:
+        if shape is not None and len(shape) in (2, 3) and None not in shape[1:]:
+            pass  # not an image: a time series [batch, steps, features] or a feature vector
+        elif shape is None or len(shape) != 4 or None in shape[1:]:
             raise UsageError("%s: the model's input shape %s is not a fixed [batch, height, "
                              "width, channels]. Build the model with a fixed input size "
                              "(keras.Input((h, w, 3)))." % (self.source, shape))
@@ -245,7 +247,9 @@ class _Model:
         (self._input_name, spec), = kwargs.items()
         self._output_name = next(iter(fn.structured_outputs))
         shape = tuple(spec.shape)
-        if len(shape) != 4 or None in shape[1:]:
+        if len(shape) in (2, 3) and None not in shape[1:]:
+            pass  # not an image: a time series [batch, steps, features] or a feature vector
+        elif len(shape) != 4 or None in shape[1:]:
             raise UsageError("%s: input shape %s is not a fixed [batch, height, width, channels]."
                              % (path, shape))
         self.input_shape = tuple(int(d) for d in shape[1:])
@@ -387,6 +391,9 @@ def export(model, run_dir, preprocess=None, class_names=None, probe=None, prepro
                          "name such as 'resnet50'), or pass preprocess_fn=<the function you "
                          "used> and leafsub will identify it.")
     wrapped = _Model(model, notes)
+    if len(wrapped.input_shape) != 3:
+        return _export_samples(wrapped, run_dir, preprocess, arch, preprocess_fn, class_names,
+                               probe, output, name, probe_count, tolerance, notes)
     h, w, c = wrapped.input_shape
     if c != 3:
         raise UsageError("%s: the model takes %d-channel images; leafsub handles RGB (3 channels)."
@@ -429,6 +436,16 @@ def export(model, run_dir, preprocess=None, class_names=None, probe=None, prepro
                 "probabilities differ by up to %.3g on the probe (tolerance %.g).%s Declare the "
                 "preprocessing training really used." % (spec["mode"], diff, tolerance, hint))
 
+    return _write_run_dir(wrapped, run_dir, images, model_inputs, reference, kind, class_names,
+                          {"height": h, "width": w, "channels": c}, spec, spec_source,
+                          probe_source, through, name, tolerance, notes)
+
+
+def _write_run_dir(wrapped, run_dir, images, model_inputs, reference, kind, class_names,
+                   card_input, spec, spec_source, probe_source, through, name, tolerance, notes):
+    """Save the SavedModel, check it reproduces the model, write probe.npz and the card."""
+    from ..submission_template import runtime
+
     parent = os.path.dirname(run_dir)
     os.makedirs(parent, exist_ok=True)
     staging = tempfile.mkdtemp(prefix=".leafsub-export-", dir=parent)
@@ -458,7 +475,7 @@ def export(model, run_dir, preprocess=None, class_names=None, probe=None, prepro
             "name": name or os.path.basename(run_dir),
             "created": datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat(),
             "class_names": class_names,
-            "input": {"height": h, "width": w, "channels": c},
+            "input": card_input,
             "output": kind,
             "preprocess": spec,
             "preprocess_source": spec_source,
@@ -479,6 +496,91 @@ def export(model, run_dir, preprocess=None, class_names=None, probe=None, prepro
                         dropped_bytes=wrapped.dropped_bytes, notes=notes)
 
 
+def synthetic_samples(count, shape, seed=0):
+    """A fixed batch of standard-normal samples (float32 [count, *shape]) for a non-image model."""
+    return np.random.default_rng(seed).normal(0, 1, size=(count,) + tuple(shape)).astype(np.float32)
+
+
+def _export_samples(wrapped, run_dir, preprocess, arch, preprocess_fn, class_names, probe, output,
+                    name, probe_count, tolerance, notes):
+    """export() for a model whose input is not an image (a time series [steps, features], ...).
+
+    Preprocessing is 'none' (the model normalises inside) or an affine per feature (the
+    scaler the team fitted on its training set); it is recorded in the card. No resize, no
+    detection among image pipelines: a given preprocess_fn is checked against the declared one.
+    """
+    from ..submission_template import runtime
+
+    shape = tuple(wrapped.input_shape)
+    features = shape[-1]
+    if isinstance(preprocess, dict):
+        try:
+            spec = runtime.validate_spec(preprocess)
+        except ValueError as e:
+            raise UsageError("preprocess: %s." % e) from None
+    elif preprocess == "none":
+        spec = runtime.validate_spec({"mode": "none"})
+    else:
+        spec = None
+    if spec is None or spec["mode"] not in ("none", "affine"):
+        raise UsageError(
+            "%s: the model's input is not an image (shape %s per sample), so the image "
+            "pipelines (caffe, tf, torch, rescale, architecture presets) do not apply. Declare "
+            "preprocess='none' when the model normalises inside, or your scaler as "
+            "{'mode': 'affine', 'scale': [1/std per feature], 'offset': [-mean/std per "
+            "feature]} (%d features)." % (wrapped.source, list(shape), features))
+    if spec["mode"] == "affine":
+        for key in ("scale", "offset"):
+            if len(spec[key]) not in (1, features):
+                raise UsageError("preprocess: affine %s has %d numbers; the model's samples have "
+                                 "%d features (the last axis of %s): give 1 or %d."
+                                 % (key, len(spec[key]), features, list(shape), features))
+    if probe is None:
+        notes.append("probe: %d synthetic standard-normal samples (pass probe=<validation "
+                     "samples> for goldens on real data)" % probe_count)
+        samples, probe_source = synthetic_samples(probe_count, shape), "synthetic"
+    else:
+        samples = np.asarray(probe)
+        if samples.shape[1:] == shape[1:] and samples.ndim == len(shape):
+            samples = samples[None]  # one sample
+        if samples.ndim != len(shape) + 1 or tuple(samples.shape[1:]) != shape or not len(samples):
+            raise UsageError("probe must be samples of shape [n, %s] as the platform feeds them "
+                             "(before preprocessing); got shape %s."
+                             % (", ".join(map(str, shape)), list(samples.shape)))
+        samples = samples[:probe_count].astype(np.float32)
+        if not np.all(np.isfinite(samples)):
+            raise UsageError("probe: the samples hold NaN or infinite values.")
+        probe_source = "user"
+    model_inputs = np.asarray(runtime.preprocess_samples(samples, spec))
+    through = "declared pipeline"
+    if preprocess_fn is not None:
+        theirs = np.asarray(preprocess_fn(np.array(samples, copy=True)), dtype=np.float32)
+        if theirs.shape != model_inputs.shape or not np.allclose(theirs, model_inputs, rtol=1e-5,
+                                                                  atol=1e-5):
+            diff = float(np.max(np.abs(theirs - model_inputs))) if theirs.shape == \
+                model_inputs.shape else float("inf")
+            raise CheckFailed("The declared preprocessing %r does not reproduce preprocess_fn on "
+                              "the probe (max difference %.3g): declare the scaler training "
+                              "really used." % (spec["mode"], diff))
+        model_inputs, through = theirs, "preprocess_fn"
+    reference = np.asarray(wrapped(model_inputs), dtype=np.float64)
+    if reference.ndim != 2:
+        raise UsageError("%s: the model's output has shape %s; leafsub expects [batch, classes]."
+                         % (wrapped.source, reference.shape))
+    class_names = _check_class_names(class_names, reference.shape[1], wrapped.source)
+    kind = _output_kind(reference, output, wrapped)
+    return _write_run_dir(wrapped, run_dir, samples, model_inputs, reference, kind, class_names,
+                          {"kind": "tensor", "shape": list(shape)}, spec, "declared",
+                          probe_source, through, name, tolerance, notes)
+
+
+def describe_input(card_input):
+    """'96x96x3' for an image model, '[36, 6]' for any other input."""
+    if "shape" in card_input:
+        return "%s" % list(card_input["shape"])
+    return "%dx%dx%d" % (card_input["height"], card_input["width"], card_input["channels"])
+
+
 def _replace_dir(new, target):
     """Move ``new`` to ``target``; an old ``target`` is removed only once ``new`` is in place."""
     old = None
@@ -493,11 +595,24 @@ def _replace_dir(new, target):
 
 # --------------------------------------------------------------------------- CLI
 
-def _load_probe(path):
-    from ..datasets import open_pack
+def _load_probe(path, samples=False):
+    from ..datasets import open_pack, open_tensor_pack
 
-    pack = open_pack(path)
+    pack = open_tensor_pack(path) if samples else open_pack(path)
     return np.concatenate(list(pack.iter_batches(DEFAULT_PROBE_COUNT)), axis=0)[:DEFAULT_PROBE_COUNT]
+
+
+def _affine_option(preprocess, scale, offset):
+    """--preprocess affine --scale ... --offset ... as a spec dict."""
+    if preprocess != "affine" or not scale or not offset:
+        raise UsageError("--scale and --offset go together with --preprocess affine, e.g. "
+                         "--preprocess affine --scale 0.5,2,10 --offset -5,10,-5.")
+    try:
+        return {"mode": "affine", "scale": [float(v) for v in scale.split(",")],
+                "offset": [float(v) for v in offset.split(",")]}
+    except ValueError:
+        raise UsageError("--scale %s --offset %s: not comma-separated numbers." % (scale, offset)) \
+            from None
 
 
 def _import_fn(ref):
@@ -529,6 +644,11 @@ def _import_fn(ref):
               help="The function training applied (e.g. "
                    "tensorflow.keras.applications.resnet50:preprocess_input): detected, or "
                    "checked against --preprocess.")
+@click.option("--scale", metavar="S1,S2,...", help="With --preprocess affine: x * scale + "
+              "offset, one number per channel (images) or feature (a time series), e.g. "
+              "1/std of the StandardScaler fitted in training.")
+@click.option("--offset", metavar="O1,O2,...", help="With --preprocess affine: the offsets "
+              "(e.g. -mean/std of the scaler).")
 @click.option("--class-names", metavar="A,B,...", help="Class names in label order.")
 @click.option("--profile", metavar="NAME|FILE",
               help="Take the class names from a challenge profile (e.g. an2dl-2022).")
@@ -540,8 +660,8 @@ def _import_fn(ref):
 @click.option("--name", help="Name recorded in the card (default: the run dir's name).")
 @click.option("--force", is_flag=True, help="Replace an existing run dir.")
 @click.option("--json", "json_path", type=click.Path(), help="Write the result as JSON.")
-def export_command(model_path, run_dir, preprocess, preprocess_fn, class_names, profile, probe,
-                   output, name, force, json_path):
+def export_command(model_path, run_dir, preprocess, preprocess_fn, scale, offset, class_names,
+                   profile, probe, output, name, force, json_path):
     """Export MODEL_PATH (SavedModel folder, .keras or .h5) to RUN_DIR.
 
     RUN_DIR receives an inference-only SavedModel, the model card leafsub.json and
@@ -552,22 +672,26 @@ def export_command(model_path, run_dir, preprocess, preprocess_fn, class_names, 
       leafsub export best.h5 runs/resnet --preprocess resnet50 --profile an2dl-2022
     """
     names = [s.strip() for s in class_names.split(",")] if class_names else None
-    if names is None and profile:
-        from ..profiles import load_profile
+    if preprocess == "affine" or scale or offset:
+        preprocess = _affine_option(preprocess, scale, offset)
+    samples = False
+    if profile:
+        from ..profiles import is_image, load_profile
 
         prof = load_profile(profile)
+        samples = not is_image(prof)
+    if names is None and profile:
         names = prof["classes"].get("names") or [str(i) for i in range(prof["classes"]["count"])]
     result = export(model_path, run_dir, preprocess=preprocess,
                     preprocess_fn=_import_fn(preprocess_fn) if preprocess_fn else None,
-                    class_names=names, probe=_load_probe(probe) if probe else None,
+                    class_names=names, probe=_load_probe(probe, samples) if probe else None,
                     output=output, name=name, force=force)
     card = result.card
     for note in result.notes:
         click.echo("note: %s" % note, err=True)
     click.echo("exported %s -> %s" % (card["source_model"], result.run_dir))
-    click.echo("  input %dx%dx%d, %d classes, output %s" % (
-        card["input"]["height"], card["input"]["width"], card["input"]["channels"],
-        len(card["class_names"]), card["output"]))
+    click.echo("  input %s, %d classes, output %s" % (
+        describe_input(card["input"]), len(card["class_names"]), card["output"]))
     click.echo("  preprocessing %s (%s)" % (card["preprocess"]["mode"], card["preprocess_source"]))
     click.echo("  goldens: %d %s probe images, fidelity %.2g" % (
         card["probe"]["count"], card["probe"]["source"], result.max_fidelity_diff))
@@ -594,9 +718,9 @@ def card_command(run_dir, as_json):
     if as_json:
         click.echo(dumps(card), nl=False)
     else:
-        click.echo("%s: %s, %d classes, input %dx%d, %s, preprocessing %s (%s)" % (
-            run_dir, card["name"], len(card["class_names"]), card["input"]["height"],
-            card["input"]["width"], card["output"], card["preprocess"]["mode"],
+        click.echo("%s: %s, %d classes, input %s, %s, preprocessing %s (%s)" % (
+            run_dir, card["name"], len(card["class_names"]), describe_input(card["input"]),
+            card["output"], card["preprocess"]["mode"],
             card.get("preprocess_source", "declared")))
         click.echo("  exported with TensorFlow %s, Keras %s, leafsub %s" % (
             card["versions"]["tensorflow"], card["versions"].get("keras", "?"),

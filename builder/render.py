@@ -81,8 +81,13 @@ def _check_identifier(value, field):
 
 def _x_doc(profile):
     inp = profile["input"]
-    h, w, c = inp["shape"]
     container = "tf.Tensor" if inp["container"] == "tensor" else "numpy.ndarray"
+    if inp.get("kind", "image") != "image":
+        return "%s, %s, [batch, %s], %s" % (
+            container, inp["dtype"], ", ".join(map(str, inp["shape"])),
+            "values in %s-%s" % (_num(inp["range"][0]), _num(inp["range"][1]))
+            if inp.get("range") else "any finite values")
+    h, w, c = inp["shape"]
     return "%s, %s, [batch, %d, %d, %d], %s %s-%s" % (
         container, inp["dtype"], h, w, c, inp.get("channel_order", "RGB"),
         _num(inp["range"][0]), _num(inp["range"][1]))
@@ -117,6 +122,8 @@ def _returns(profile):
 
 
 def _steps(profile, members, tta, combine, weights):
+    if profile["input"].get("kind", "image") != "image":
+        return _sample_steps(profile, members, combine, weights)
     h, w = profile["input"]["shape"][:2]
     views = ", ".join(tta)
     lines = []
@@ -139,6 +146,28 @@ def _steps(profile, members, tta, combine, weights):
             ", logits -> softmax" if m["output"] == "logits" else "")
         lines.append(textwrap.fill(text, 79, initial_indent=" " * 7,
                                    subsequent_indent=" " * 11))
+    return "\n".join(lines + _final_steps(profile, members, combine, weights))
+
+
+def _sample_steps(profile, members, combine, weights):
+    """What predict() does with a batch that is not an image: no resize, no TTA."""
+    lines = [textwrap.fill("1. %s, run it through the model and turn its outputs into "
+                           "probabilities:" % ("Preprocess the batch" if len(members) == 1 else
+                                               "For each model: preprocess the batch"),
+                           79, initial_indent="  ", subsequent_indent="     ")]
+    for m in members:
+        spec = m["preprocess"]
+        how = ("none (the model normalises inside)" if spec["mode"] == "none" else
+               "affine per feature, x * scale + offset (the scaler fitted in training)")
+        text = "%s (%s): samples %s, preprocessing %s%s" % (
+            m["dir"], _docsafe(m["name"]), list(m["input_shape"]), how,
+            ", logits -> softmax" if m["output"] == "logits" else "")
+        lines.append(textwrap.fill(text, 79, initial_indent=" " * 7, subsequent_indent=" " * 11))
+    return "\n".join(lines + _final_steps(profile, members, combine, weights))
+
+
+def _final_steps(profile, members, combine, weights):
+    lines = []
     step = 2
     if len(members) > 1:
         if ":" in combine:
@@ -152,10 +181,11 @@ def _steps(profile, members, tta, combine, weights):
                                    initial_indent="  ", subsequent_indent="     "))
         step += 1
     if profile["output"]["kind"] == "labels":
-        lines.append("  %d. Return the index of the highest score for each image." % step)
+        lines.append("  %d. Return the index of the highest score for each %s." % (
+            step, "image" if profile["input"].get("kind", "image") == "image" else "sample"))
     else:
         lines.append("  %d. Return the scores." % step)
-    return "\n".join(lines)
+    return lines
 
 
 def _predict_body(profile, convert):
@@ -178,6 +208,8 @@ def _predict_body(profile, convert):
 
 def _conversion_body(profile):
     inp = profile["input"]
+    if inp.get("kind", "image") != "image":
+        return ""  # not an image: the runtime takes the platform's values as they are
     lo, hi = (float(v) for v in inp["range"])
     body = ""
     if (lo, hi) != (0.0, 255.0):
@@ -209,8 +241,11 @@ def render_model_py(profile, members, tta, combine, weights, chunk_size, version
         _check_identifier(iface[field], "interface." + field)
     config = {
         "profile": profile["name"],
-        "members": [{"dir": m["dir"], "name": m["name"], "input_size": list(m["input_size"]),
-                     "output": m["output"], "preprocess": dict(m["preprocess"])} for m in members],
+        "members": [dict({"dir": m["dir"], "name": m["name"],
+                          "input_size": None if m["input_size"] is None else list(m["input_size"]),
+                          "output": m["output"], "preprocess": dict(m["preprocess"])},
+                         **({"input_shape": list(m["input_shape"])} if m.get("input_shape")
+                            else {})) for m in members],
         "tta": list(tta),
         "combine": combine,
         "weights": None if weights is None else [float(x) for x in weights],
@@ -223,6 +258,7 @@ def render_model_py(profile, members, tta, combine, weights, chunk_size, version
     header = string.Template(a.HEADER).substitute(
         title=textwrap.fill(_docsafe(profile.get("title", profile["name"])), 79), profile=_docsafe(profile["name"]),
         version=version, usage=_usage(profile), method=iface["method"],
+        samples="images" if profile["input"].get("kind", "image") == "image" else "samples",
         steps=_steps(profile, members, tta, combine, weights))
     combine_note = (" (here: your module:function)" if user_combiner else "")
     parts = [header, a.PART_1, runtime_source().rstrip("\n") + "\n",

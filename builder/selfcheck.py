@@ -70,11 +70,13 @@ def run_child(staging, profile, member_probes, probe_path, reference, timeout=No
             "folder": os.path.abspath(staging), "module": iface["module"],
             "class_name": iface["class_name"], "constructor": iface["constructor"],
             "method": iface["method"], "container": inp["container"], "dtype": inp["dtype"],
-            "batch_size": int(inp.get("batch_size", 32)), "range": list(inp["range"]),
-            "channel_order": inp.get("channel_order", "RGB"),
+            "batch_size": int(inp.get("batch_size", 32)),
+            "range": list(inp.get("range") or (0, 255)),
+            "channel_order": inp.get("channel_order", "RGB"), "kind": inp.get("kind", "image"),
             "members": [{"probe": os.path.abspath(p)} for p in member_probes],
             "probe": os.path.abspath(probe_path), "result": result, "reference": reference,
-            "hint_modes": list(HINT_MODES),
+            # The image pipelines mean nothing to a time series: no hint to look for.
+            "hint_modes": list(HINT_MODES) if inp.get("kind", "image") == "image" else [],
         }
         with open(os.path.join(work, "request.json"), "w", encoding="utf-8") as f:
             json.dump(request, f)

@@ -57,7 +57,8 @@ def _reference(rt, ref, ensemble, folder):
         member = rt.Member.__new__(rt.Member)  # the model is already loaded: share it
         member.path = os.path.join(folder, m["dir"])
         member.spec = rt.validate_spec(m["preprocess"])
-        member.input_size = tuple(m["input_size"])
+        member.input_size = None if m.get("input_size") is None else tuple(m["input_size"])
+        member.input_shape = None if m.get("input_shape") is None else tuple(m["input_shape"])
         member.output_kind = m["output"]
         member.call = ensemble.members[i].call
         members.append(member)
@@ -130,7 +131,9 @@ def main(request_path):
         x = images.astype(np.float64) * ((hi - lo) / 255.0) + lo
         if req["channel_order"] == "BGR":
             x = x[..., ::-1]
-        if req["dtype"] == "uint8":
+        if req.get("kind") == "tensor":  # not an image: fed as the platform stores it
+            x = images.astype(req["dtype"])
+        elif req["dtype"] == "uint8":
             x = np.clip(np.round(x), 0, 255).astype(np.uint8)
         else:
             x = x.astype(np.float32)

@@ -12,8 +12,9 @@ def check(name, status, detail):
 
 
 def _expected(profile):
-    return ("class indices: integers in 0..%d, one per image, shape [batch]"
-            % (profile["classes"]["count"] - 1))
+    one = "image" if profile["input"].get("kind", "image") == "image" else "sample"
+    return ("class indices: integers in 0..%d, one per %s, shape [batch]"
+            % (profile["classes"]["count"] - 1, one))
 
 
 def interpret_outputs(outputs, n_images, profile, method="predict"):
@@ -182,3 +183,87 @@ def _flat_labels(outputs):
 def verdict(checks):
     """``True`` when no check failed."""
     return not any(c["status"] == "fail" for c in checks)
+
+
+# --------------------------------------------------------------------------- any input
+
+def not_an_image(name, profile):
+    """The record of an image-only check on a profile whose input is not an image."""
+    return check(name, "pass", "skipped: not an image profile (%s feeds %s samples of shape %s; "
+                 "the usual image slips, 0-1 vs 0-255, BGR, caffe/tf/torch, do not apply)"
+                 % (profile["name"], profile["input"]["dtype"], list(profile["input"]["shape"])))
+
+
+def other_dtype(inp):
+    """The dtype a plausible other harness would feed instead of the profile's.
+
+    Images: uint8 <-> float32. Any other input: float32 <-> float64 (a harness that
+    passes np.load's arrays as they are), integers -> float32.
+    """
+    if inp.get("kind", "image") == "image":
+        return "uint8" if inp["dtype"] == "float32" else "float32"
+    return "float64" if inp["dtype"] == "float32" else "float32"
+
+
+def tensor_data_checks(packs, profile):
+    """What a tensor pack holds against what the profile says the platform feeds."""
+    inp = profile["input"]
+    out = []
+    for pack in packs:
+        lo = hi = None
+        for batch in pack.iter_batches(4096):
+            b_lo, b_hi = float(np.min(batch)), float(np.max(batch))
+            lo = b_lo if lo is None else min(lo, b_lo)
+            hi = b_hi if hi is None else max(hi, b_hi)
+        name = "data: %s" % (pack.path.rstrip("/").split("/")[-1])
+        shown = "%d samples of shape %s, %s, values %.4g..%.4g" % (
+            pack.n, list(pack.sample_shape), pack.dtype, lo, hi)
+        if inp.get("range") and (lo < inp["range"][0] or hi > inp["range"][1]):
+            out.append(check(name, "warn", "%s: outside the profile's range %s; the platform "
+                             "feeds values within it, so these samples are not what it sends"
+                             % (shown, list(inp["range"]))))
+        elif pack.dtype.kind == "f" and inp["dtype"].startswith(("int", "uint")):
+            out.append(check(name, "warn", "%s: floats, and the profile feeds %s: they are cast "
+                             "(truncated) to it" % (shown, inp["dtype"])))
+        else:
+            out.append(check(name, "pass", shown))
+    return out
+
+
+_MISSING_PATTERNS = (
+    # (regex, what it is); the first group is the name
+    (r"[Uu]nknown (?:loss function|metric function|activation function|optimizer|"
+     r"regularizer|initializer|constraint|layer|function)[:\s]+'?([\w.]+)'?", "custom object"),
+    (r"Could not locate (?:function|class) '?([\w.]+)'?", "custom object"),
+    (r"Unable to restore custom object of (?:type|class) '?([\w.]+)'?", "custom object"),
+    (r"No module named '([\w.]+)'", "module"),
+)
+
+
+def missing_custom_code(text):
+    """The precise reason for a load failure caused by custom code, or "".
+
+    Names the missing custom object (a loss, metric, layer or Lambda function saved by
+    name with ``model.save``) or module, and the three fixes. The same for any input.
+    """
+    import re
+
+    for pattern, what in _MISSING_PATTERNS:
+        found = re.search(pattern, text or "")
+        if not found:
+            continue
+        name = found.group(1).strip(".")
+        if what == "module":
+            return ("The model or model.py needs the module %r, which the platform does not "
+                    "have (only the standard library, numpy and tensorflow): put %s.py next "
+                    "to model.py in the zip, or export the model inference-only with 'leafsub "
+                    "export' (the saved graph then needs no Python code of yours)."
+                    % (name, name.split(".")[0]))
+        return ("The model was saved with the custom object %r (a custom loss, metric, layer "
+                "or Lambda function your training code defined) and cannot be loaded without "
+                "it. Fix it in one of three ways: export it inference-only with 'leafsub "
+                "export' (needs no custom objects); load it with compile=False and "
+                "custom_objects={%r: ...} in model.py; or register the class with "
+                "@keras.saving.register_keras_serializable() in a module shipped in the zip."
+                % (name, name))
+    return ""

@@ -170,8 +170,9 @@ def _summary(result, path):
 def _labels_of(d, data):
     labels = d.get("labels")
     if labels is None:
-        from ..datasets import open_pack
-        labels = open_pack(data).labels
+        from ..datasets import open_pack, open_tensor_pack
+        tensor = (d.get("input") or {}).get("kind") == "tensor"  # a series: not an image pack
+        labels = (open_tensor_pack(data) if tensor else open_pack(data)).labels
     return np.asarray(labels, dtype=np.int64)
 
 

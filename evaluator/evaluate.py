@@ -40,6 +40,7 @@ MANIFEST_NAME = "leafsub-manifest.json"
 DEFAULT_TIME_LIMIT = 1200
 DEFAULT_MEMORY_MB = 12000
 VARIANT_IMAGES = 21   # images the harness variants are tried on (3 batches of 7)
+SERIES_HINT_PX = 16   # a [N, H, W] "grayscale" pack narrower than this is taken for series
 
 
 @dataclasses.dataclass
@@ -185,6 +186,11 @@ def _explain_failure(error, stage, iface):
     if "optimizer" in low and ("restore" in low or "slot" in low):
         hints.append("The model was saved with its optimizer state: save it inference-only "
                      "('leafsub export' does).")
+    missing = C.missing_custom_code(text)
+    if missing:  # the precise verdict goes first: what is missing and the three fixes
+        hints.insert(0, missing)
+        hints = [h for h in hints if not h.startswith(("The model needs custom code",
+                                                       "The platform has only"))]
     return " ".join(hints)
 
 
@@ -226,7 +232,6 @@ def evaluate(submission, data, profile=None, runtime=None, python=None, batch_si
       >>> result.passed, result.accuracy                              # doctest: +SKIP
       (True, 0.8125)
     """
-    from ..datasets import open_pack
     from ..profiles import load_profile
     from .runtimes import resolve_runtime
 
@@ -257,7 +262,7 @@ def evaluate(submission, data, profile=None, runtime=None, python=None, batch_si
     time_limit, memory_limit = float(time_limit), int(memory_limit)
     if time_limit <= 0 or memory_limit <= 0:
         raise UsageError("--time-limit and --memory-limit must be positive.")
-    packs = [open_pack(d) for d in datas]
+    packs = [_open_data(d, prof) for d in datas]
     for pack in packs:
         top = int(pack.labels.max()) if pack.n else -1
         if top >= n_classes:
@@ -315,6 +320,8 @@ class _Replay:
             else os.path.abspath(packs[0].path),
             "n_images": int(sum(p.n for p in packs)),
             "class_names": prof["classes"].get("names"), "runtime": runtime.label,
+            "input": {"kind": prof["input"].get("kind", "image"),
+                      "shape": list(prof["input"]["shape"]), "dtype": prof["input"]["dtype"]},
             "metrics": None, "checks": [],
             "timing": {"load_s": None, "predict_s": None, "images_per_s": None},
             "predictions": None, "labels": None,
@@ -343,7 +350,9 @@ class _Replay:
             if manifest is not None:
                 _golden_check(self.predict, manifest, probe, self.workdir, self.checks, self.prof)
             timing["checks_s"] = round(time.monotonic() - started, 3)
-            if detective and self.result["predictions"] is not None:
+            if detective and not _is_image(self.prof):
+                self.checks.append(C.not_an_image("mismatch detective", self.prof))
+            elif detective and self.result["predictions"] is not None:
                 started = time.monotonic()
                 findings = _run_detective(self.predict, self.phase_files[0], self.packs[0].labels,
                                           np.asarray(labels_by_phase[0]), self.workdir, self.say)
@@ -376,6 +385,8 @@ class _Replay:
         """Each pack once, at the profile's size, as the uint8 .npy the child memory-maps."""
         from ..datasets import write_npy
 
+        if not _is_image(self.prof):
+            return _write_samples(self)
         h, w = int(self.inp["shape"][0]), int(self.inp["shape"][1])
         data_dir = os.path.join(self.workdir, "data")
         os.makedirs(data_dir)
@@ -396,8 +407,9 @@ class _Replay:
 
         request = {"module": self.iface["module"], "class_name": self.iface["class_name"],
                    "constructor": self.iface["constructor"], "method": self.iface["method"],
-                   "range": list(self.inp["range"]),
-                   "channel_order": self.inp.get("channel_order", "RGB")}
+                   "range": list(self.inp.get("range") or (0, 255)),
+                   "channel_order": self.inp.get("channel_order", "RGB"),
+                   "kind": self.inp.get("kind", "image")}
         if self.iface.get("working_dir") == "scratch":
             request["cwd"] = os.path.join(self.workdir, "scratch")
             os.makedirs(request["cwd"])
@@ -623,7 +635,7 @@ def _variant_checks(predict, images, main, n, batch_size, inp, workdir, checks, 
                                         "image: no dropout at inference, no random TTA, no state "
                                         "kept between calls"))
     other_container = "numpy" if inp["container"] == "tensor" else "tensor"
-    other_dtype = "uint8" if inp["dtype"] == "float32" else "float32"
+    other_dtype = C.other_dtype(inp)
     small = np.arange(min(n, VARIANT_IMAGES))
     variants = [
         ("variant: %s input" % ("numpy" if other_container == "numpy" else "tf.Tensor"),
@@ -659,8 +671,14 @@ def _golden_check(predict, manifest, probe, workdir, checks, prof):
     if manifest.get("profile") and manifest["profile"] != prof["name"]:
         checks.append(C.check("profile", "warn", "the zip was built for the %s profile and is "
                               "evaluated with %s" % (manifest["profile"], prof["name"])))
-    h, w = prof["input"]["shape"][:2]
-    if images.ndim != 4 or tuple(images.shape[1:3]) != (h, w):
+    if not _is_image(prof):
+        if tuple(images.shape[1:]) != tuple(prof["input"]["shape"]):
+            checks.append(C.check("goldens", "warn", "the probe samples have shape %s, the "
+                                  "profile feeds %s: rebuild for this profile" % (
+                                      list(images.shape[1:]), list(prof["input"]["shape"]))))
+            return
+    elif images.ndim != 4 or tuple(images.shape[1:3]) != tuple(prof["input"]["shape"][:2]):
+        h, w = prof["input"]["shape"][:2]
         checks.append(C.check("goldens", "warn", "the probe images are %s, not %dx%d: rebuild for "
                               "this profile" % (list(images.shape[1:3]), h, w)))
         return
@@ -744,7 +762,7 @@ def _finish(replay, started, json_path, html_path, keep_workdir):
         write_atomic(json_path, dumps(result))
     if html_path:
         from .report_html import write_report
-        pack = replay.packs[0] if len(replay.packs) == 1 else None
+        pack = replay.packs[0] if len(replay.packs) == 1 and _is_image(replay.prof) else None
         h, w = int(replay.inp["shape"][0]), int(replay.inp["shape"][1])
         images = (lambda idx: pack.read(idx, size=(h, w))) if pack is not None else None
         write_report(result, html_path, images=images)
@@ -791,7 +809,9 @@ def format_text(d, width=80, color=False, verbose=False):
     data_text = ", ".join(map(os.path.basename, data)) if isinstance(data, list) else \
         os.path.basename(str(data))
     lines.append("leafsub evaluate: %s on %s" % (os.path.basename(d["submission"]), data_text))
-    lines.append("profile %s, %d images, %s" % (d["profile"], d["n_images"], d.get("runtime", "")))
+    lines.append("profile %s, %d %s, %s" % (
+        d["profile"], d["n_images"], "images" if (d.get("input") or {}).get("kind", "image")
+        == "image" else "samples", d.get("runtime", "")))
     lines.append("")
     name_w = min(28, max([len(c["name"]) for c in d["checks"]] + [8]))
     indent = " " * (6 + name_w + 1)
@@ -898,3 +918,49 @@ def evaluate_command(submission, data, profile, runtime, python, batch_size, tim
     if keep:
         click.echo("temporary folder kept: %s" % result.to_dict().get("workdir"))
     sys.exit(result.exit_code)
+
+
+# --------------------------------------------------------------------------- non-image inputs
+
+def _is_image(prof):
+    from ..profiles import is_image
+
+    return is_image(prof)
+
+
+def _open_data(path, prof):
+    """An image pack, or, for a profile whose input is not an image, a tensor pack of its shape."""
+    from ..datasets import open_pack, open_tensor_pack
+
+    if _is_image(prof):
+        pack = open_pack(path)
+        raw = getattr(getattr(pack, "_source", None), "shape", ())
+        if len(raw) == 3 and min(raw[1:]) < SERIES_HINT_PX:
+            # [N, 36, 6] read as 6-pixel-wide grayscale images: surely not what was meant.
+            raise UsageError("%s: holds arrays of shape %s, which an image profile (%s) would "
+                             "read as grayscale images %d pixels wide. If these are time series "
+                             "or other samples that are not images, evaluate with a profile for "
+                             "them: --profile an2dl-2022-ts, or your own with input.shape %s."
+                             % (path, list(raw), prof["name"], min(raw[1:]), list(raw[1:])))
+        return pack
+    return open_tensor_pack(path, tuple(prof["input"]["shape"]))
+
+
+def _write_samples(replay):
+    """Each tensor pack once, as stored, as the .npy the child reads (no resize, no uint8)."""
+    from ..datasets import write_tensor_npy
+
+    data_dir = os.path.join(replay.workdir, "data")
+    os.makedirs(data_dir)
+    for i, pack in enumerate(replay.packs):
+        path = os.path.join(data_dir, "phase%d.npy" % i)
+        name = _phase_name(pack.path, i)
+        write_tensor_npy(pack, path, progress=replay.say.bar("preparing %s" % name)
+                         if pack.n >= 5000 else None)
+        replay.phase_files.append(path)
+        for note in pack.notes:
+            replay.checks.append(C.check("data: %s" % name, "pass", note))
+    replay.checks.extend(C.tensor_data_checks(replay.packs, replay.prof))
+    replay.say.say("  %d samples of shape %s prepared for the child" % (
+        replay.result["n_images"], list(replay.inp["shape"])))
+

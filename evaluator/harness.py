@@ -279,6 +279,8 @@ class Harness:
     def _format(self, x, command):
         """Scale an RGB 0-255 float batch to the profile's range, channel order and dtype."""
         np = self.np
+        if self.req.get("kind") == "tensor":  # a time series, features: fed as stored
+            return x.astype(command["dtype"])
         lo, hi = self.req["range"]
         if (lo, hi) != (0, 255):
             x = x * np.float32((hi - lo) / 255.0) + np.float32(lo)
@@ -307,7 +309,7 @@ class Harness:
                 rows = images.take(indices[start:start + batch_size])
             else:
                 rows = images.rows(start, batch_size)
-            x = rows.astype(np.float32)
+            x = rows if self.req.get("kind") == "tensor" else rows.astype(np.float32)
             if transform:
                 # A detective candidate goes in as float32 whatever the profile's dtype:
                 # its values (negative after caffe, up to 65025 after x*255) do not fit uint8.

@@ -531,7 +531,9 @@ def render_report(result, images=None, title=None, max_gallery=MAX_GALLERY):
         _phases_html(result),
         _per_class_html(metrics),
         _confusion_html(metrics, names),
-        _gallery_html(result, names, images, max_gallery),
+        # A time series or feature vector has no picture to show.
+        _gallery_html(result, names, images, max_gallery)
+        if (result.get("input") or {}).get("kind", "image") == "image" else "",
         _timing_html(result),
         _assumptions_html(assumptions),
         "<footer>Made by leafsub %s. This file is self-contained: no network access, no scripts.</footer>"

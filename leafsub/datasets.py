@@ -737,7 +737,7 @@ def _local_data_offset(path, info):
     return info.header_offset + 30 + name_len + extra_len
 
 
-def _open_npz(path):
+def _open_npz(path, tensor=False):
     try:
         zf = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError) as e:
@@ -761,7 +761,8 @@ def _open_npz(path):
         if dtype.hasobject:
             raise UsageError("%s: the images are an object array (a list of differently sized "
                              "images?); save one [N, H, W, 3] uint8 array." % where)
-        shape, shape_notes = _check_image_shape(shape, where)
+        shape, shape_notes = (_check_sample_array(shape, dtype, where) if tensor
+                              else _check_image_shape(shape, where))
         n = shape[0]
         if n == 0:
             raise UsageError("%s: empty data pack: the images array has 0 images." % where)
@@ -806,11 +807,12 @@ def _open_npz(path):
             source = _ArraySource(array)
         else:
             source = _StreamNpySource(path, info.filename, header_bytes, shape, dtype)
-    pack = ArrayPack(path, "npz", source, labels, class_names, notes, n_classes, where=where)
+    pack = (TensorPack if tensor else ArrayPack)(path, "npz", source, labels, class_names, notes,
+                                                 n_classes, where=where)
     return pack
 
 
-def _open_h5(path):
+def _open_h5(path, tensor=False):
     try:
         import h5py
     except ImportError:
@@ -838,7 +840,8 @@ def _open_h5(path):
         ds = datasets[image_name]
         if ds.dtype.kind not in "iuf":
             raise UsageError("%s: images have dtype %s; expected uint8 (or float)." % (where, ds.dtype))
-        shape, notes = _check_image_shape(ds.shape, where)
+        shape, notes = (_check_sample_array(ds.shape, ds.dtype, where) if tensor
+                        else _check_image_shape(ds.shape, where))
         n = shape[0]
         if n == 0:
             raise UsageError("%s: empty data pack: the images dataset has 0 images." % where)
@@ -853,7 +856,8 @@ def _open_h5(path):
             datasets[label_name][()], n, class_names, "%s (dataset %r)" % (path, label_name))
         notes.extend(label_notes)
         source = _H5Source(path, image_name, shape, ds.dtype)
-    return ArrayPack(path, "h5", source, labels, class_names, notes, n_classes, where=where)
+    return (TensorPack if tensor else ArrayPack)(path, "h5", source, labels, class_names, notes,
+                                                 n_classes, where=where)
 
 
 def from_arrays(images, labels, class_names=None, path="<arrays>"):
@@ -1033,3 +1037,166 @@ def write_npz(pack, path, size=None, compress=False, batch_size=None, progress=N
             if progress is not None:
                 progress(writer.written, pack.n)
     return (pack.n, size[0], size[1], 3)
+
+
+# --------------------------------------------------------------------------- tensor packs
+# For a challenge whose input is not an image (a time series [steps, features], a feature
+# vector): the samples go to predict() as they are stored, whatever their shape, with no
+# colour conversion, rounding or resizing. Same files, same key names (``x``/``y`` too).
+
+
+class TensorPack(ArrayPack):
+    """A labelled set of samples of any per-sample shape, from an .npz or .h5 (or arrays).
+
+    ``iter_batches`` and ``read`` give the samples in their stored dtype (any float or
+    integer type); float samples must be finite. Use :func:`open_tensor_pack`.
+    """
+
+    @property
+    def sample_shape(self):
+        return tuple(int(s) for s in self._source.shape[1:])
+
+    def image_size(self):
+        return None
+
+    def _checked(self, rows, first_row):
+        rows = np.asarray(rows)
+        if rows.dtype.kind == "f" and not np.all(np.isfinite(rows)):
+            bad = first_row + int(np.flatnonzero(~np.all(np.isfinite(
+                rows.reshape(len(rows), -1)), axis=1))[0])
+            raise UsageError("%s: sample %d holds NaN or infinite values. A data pack holds the "
+                             "samples exactly as the platform feeds them: fill or drop the "
+                             "missing values first." % (self._where, bad))
+        return np.ascontiguousarray(rows)
+
+    def iter_batches(self, batch_size, size=None):
+        """Yield ``[b, *sample_shape]`` batches in pack order, in the stored dtype."""
+        batch_size = int(batch_size)
+        if batch_size < 1:
+            raise UsageError("batch size must be at least 1 (got %d)." % batch_size)
+        start = 0
+        for chunk in self._source.iter_chunks(batch_size):
+            yield self._checked(chunk, start)
+            start += len(chunk)
+
+    def iter_images(self, batch_size):
+        raise UsageError("%s: holds samples of shape %s, not images." % (self._where,
+                                                                        list(self.sample_shape)))
+
+    def read(self, indices, size=None):
+        indices = np.asarray(indices, dtype=np.int64).reshape(-1)
+        if len(indices) and (indices.min() < 0 or indices.max() >= self.n):
+            raise UsageError("%s: sample index out of range (the pack has %d samples)."
+                             % (self.path, self.n))
+        if not len(indices):
+            return np.empty((0,) + self.sample_shape, dtype=self.dtype)
+        return self._checked(self._source.take(indices), int(indices.min()))
+
+    def __repr__(self):
+        return "<TensorPack %s %s: %d samples of %s, %d classes>" % (
+            self.kind, self.path, self.n, list(self.sample_shape), self.n_classes)
+
+
+def _check_sample_array(shape, dtype, where):
+    shape = tuple(int(s) for s in shape)
+    if len(shape) < 2:
+        raise UsageError("%s: the samples have shape %s; expected [N, ...]: one row per sample "
+                         "(e.g. [N, 36, 6] for series of 36 steps and 6 features)."
+                         % (where, list(shape)))
+    if np.dtype(dtype).kind not in "iuf":
+        raise UsageError("%s: the samples have dtype %s; expected numbers (float or integer)."
+                         % (where, dtype))
+    return shape, []
+
+
+def open_tensor_pack(path, sample_shape=None):
+    """Open a data pack of non-image samples: an .npz or .h5 with the samples and labels.
+
+    Keys as for image packs: the samples under ``x`` (or ``images``, ``X``, ``data``, ...),
+    the labels under ``y`` (or ``labels``, ...), optional ``class_names``.
+
+    Args:
+      path: the .npz / .h5 file.
+      sample_shape: the per-sample shape the profile feeds (e.g. ``(36, 6)``); a pack of
+        another shape is refused, naming both.
+
+    Returns:
+      a :class:`TensorPack`.
+
+    Raises:
+      UsageError naming the file: a folder, missing keys, an object or string array,
+      NaN/infinite values, labels of another length, an empty pack, the wrong shape.
+    """
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        raise UsageError("%s: a folder, but this challenge's input is not an image: give an .npz "
+                         "(np.savez(path, x=samples, y=labels)) or an .h5 with the samples and "
+                         "labels." % path)
+    if not os.path.exists(path):
+        raise UsageError("%s: no such file. A data pack for this challenge is an .npz or an .h5 "
+                         "with the samples (x) and labels (y)." % path)
+    with open(path, "rb") as f:
+        magic = f.read(8)
+    lower = path.lower()
+    if magic.startswith(b"PK") or lower.endswith(".npz"):
+        pack = _open_npz(path, tensor=True)
+    elif magic.startswith(b"\x89HDF") or lower.endswith((".h5", ".hdf5", ".hdf")):
+        pack = _open_h5(path, tensor=True)
+    else:
+        raise UsageError("%s: not a data pack leafsub reads. Give an .npz saved with "
+                         "np.savez(path, x=samples, y=labels), or an .h5 with the same "
+                         "datasets." % path)
+    if sample_shape is not None and pack.sample_shape != tuple(int(d) for d in sample_shape):
+        raise UsageError("%s: the samples have shape %s each; the profile feeds predict() "
+                         "samples of shape %s. Use the data of this challenge, or the profile "
+                         "that matches the data (--profile)." % (
+                             pack._where, list(pack.sample_shape), list(sample_shape)))
+    return pack
+
+
+def tensors_from_arrays(samples, labels, class_names=None, path="<arrays>"):
+    """A :class:`TensorPack` over in-memory arrays (same checks as an .npz)."""
+    samples = np.asarray(samples)
+    shape, notes = _check_sample_array(samples.shape, samples.dtype, path)
+    if shape[0] == 0:
+        raise UsageError("%s: empty data pack: 0 samples." % path)
+    labels, class_names, n_classes, label_notes = _labels_from(labels, shape[0], class_names, path)
+    return TensorPack(path, "arrays", _ArraySource(samples), labels, class_names,
+                      notes + label_notes, n_classes)
+
+
+def write_tensor_npy(pack, path, progress=None):
+    """Stream every sample of a :class:`TensorPack` into one ``.npy`` (its stored dtype).
+
+    Memory stays bounded (chunks of about ``CHUNK_BYTES``); written atomically.
+    Returns the output shape.
+    """
+    from numpy.lib.format import open_memmap
+
+    shape = (pack.n,) + pack.sample_shape
+    row = max(1, int(np.prod(pack.sample_shape, dtype=np.int64)) * pack.dtype.itemsize)
+    rows = max(1, min(4096, CHUNK_BYTES // row))
+    path = os.fspath(path)
+    fd, tmp = tempfile.mkstemp(prefix=".leafsub-", suffix=".npy",
+                               dir=os.path.dirname(os.path.abspath(path)))
+    os.close(fd)
+    try:
+        header = open_memmap(tmp, mode="w+", dtype=pack.dtype, shape=shape)
+        offset = header.offset
+        del header
+        done = 0
+        with open(tmp, "r+b") as f:
+            f.seek(offset)
+            for batch in pack.iter_batches(rows):
+                f.write(np.ascontiguousarray(batch, dtype=pack.dtype).tobytes())
+                done += len(batch)
+                if progress is not None:
+                    progress(done, pack.n)
+        if done != pack.n:
+            raise UsageError("%s: %d samples read where %d were expected." % (pack.path, done, pack.n))
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return shape

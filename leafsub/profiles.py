@@ -23,11 +23,42 @@ def builtin_names():
     return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".json"))
 
 
+def _default_kind(shape):
+    """image for [h, w, 1|3], tensor for anything else (a time series [steps, features], ...)."""
+    return "image" if len(shape) == 3 and shape[-1] in (1, 3) else "tensor"
+
+
 def _with_defaults(profile):
     profile = copy.deepcopy(profile)
+    profile["input"].setdefault("kind", _default_kind(profile["input"]["shape"]))
     for (section, key), value in _DEFAULTS.items():
+        if key == "channel_order" and profile["input"]["kind"] != "image":
+            continue  # channels have no order in a time series
         profile[section].setdefault(key, value)
     return profile
+
+
+def _validated(data, source):
+    """Schema validation, with one clearer message for the commonest mix-up."""
+    inp = data.get("input") if isinstance(data, dict) else None
+    if isinstance(inp, dict) and isinstance(inp.get("shape"), list) and "channel_order" in inp \
+            and inp.get("kind", _default_kind(inp["shape"])) == "tensor":
+        raise UsageError("%s: invalid profile: field 'input.channel_order' is for images, and "
+                         "this input (shape %s) is a tensor. Remove channel_order (and set "
+                         "\"kind\": \"image\" if it really is an image)."
+                         % (source, inp["shape"]))
+    return _with_defaults(validate(data, "profile", source, "profile"))
+
+
+def is_image(profile):
+    """Whether the profile's input is an image batch (resize, channels, TTA and the
+    mismatch detective apply) rather than any other tensor (a time series, features)."""
+    return profile["input"].get("kind", "image") == "image"
+
+
+def sample_shape(profile):
+    """The shape of one input sample, without the batch axis (a tuple of ints)."""
+    return tuple(int(d) for d in profile["input"]["shape"])
 
 
 def load_profile(name_or_path=None):
@@ -46,11 +77,11 @@ def load_profile(name_or_path=None):
     """
     name_or_path = name_or_path or DEFAULT_PROFILE
     if isinstance(name_or_path, dict):
-        return _with_defaults(validate(name_or_path, "profile", "<profile dict>", "profile"))
+        return _validated(name_or_path, "<profile dict>")
     text = os.fspath(name_or_path)
     if text.endswith(".json") or os.sep in text or os.path.exists(text):
         data = read_json(text, "challenge profile")
-        return _with_defaults(validate(data, "profile", text, "profile"))
+        return _validated(data, text)
     if text not in builtin_names():
         raise UsageError("Unknown profile %r. Built-in profiles: %s; or pass your own as "
                          "--profile path/to/profile.json (copy the 'generic' one to start)."
@@ -58,7 +89,7 @@ def load_profile(name_or_path=None):
     source = resources.files("leafsub").joinpath("profiles", text + ".json")
     with resources.as_file(source) as path:
         data = read_json(path, "built-in profile")
-    return _with_defaults(validate(data, "profile", str(source), "profile"))
+    return _validated(data, str(source))
 
 
 def model_dir(profile, index, count):

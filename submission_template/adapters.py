@@ -28,7 +28,7 @@ How the platform uses it:
 
 $usage
 
-What ``$method(X)`` does with a batch of images:
+What ``$method(X)`` does with a batch of $samples:
 
 $steps
 
@@ -105,7 +105,8 @@ LOAD_ENSEMBLE = '''
 def _load_ensemble(folder):
     """Load every model of CONFIG["members"] from ``folder`` and assemble the Ensemble."""
     members = [
-        Member(os.path.join(folder, m["dir"]), m["preprocess"], m["input_size"], m["output"])
+        Member(os.path.join(folder, m["dir"]), m["preprocess"], m["input_size"], m["output"],
+               m.get("input_shape"))
         for m in CONFIG["members"]
     ]
     return Ensemble(members, views=CONFIG["tta"], method=$method_expr,

@@ -182,6 +182,24 @@ def preprocess(images, spec, size=None):
     return normalize(x, spec)
 
 
+def preprocess_samples(samples, spec):
+    """Normalise a batch that is not an image (a time series ``[N, steps, features]``, ...).
+
+    Only ``none`` and ``affine`` apply: ``affine`` is ``x * scale + offset`` per feature
+    (the last axis), e.g. a StandardScaler fitted on the training set, with
+    ``scale = 1 / std`` and ``offset = -mean / std``. Never resizes, never mutates.
+    """
+    x = tf.cast(tf.convert_to_tensor(samples), tf.float32)
+    if x.shape.rank is not None and x.shape.rank < 2:
+        raise ValueError("expected a batch of samples [N, ...], got shape %s" % (x.shape,))
+    if spec["mode"] == "none":
+        return x
+    if spec["mode"] == "affine":
+        return x * tf.constant(spec["scale"], tf.float32) + tf.constant(spec["offset"], tf.float32)
+    raise ValueError("preprocessing mode %r is for images; a non-image input takes 'none' or "
+                     "'affine'" % (spec["mode"],))
+
+
 def _crop(x, where):
     h, w = int(x.shape[1]), int(x.shape[2])
     ch, cw = max(1, int(round(h * CROP_FRACTION))), max(1, int(round(w * CROP_FRACTION)))
@@ -332,15 +350,20 @@ def load_saved_model(path):
 class Member:
     """One model of a submission: its SavedModel, preprocessing and output kind."""
 
-    def __init__(self, path, preprocess_spec, input_size, output_kind):
+    def __init__(self, path, preprocess_spec, input_size, output_kind, input_shape=None):
         self.path = path
         self.spec = validate_spec(preprocess_spec)
-        self.input_size = tuple(input_size)
+        self.input_size = None if input_size is None else tuple(input_size)
         self.output_kind = output_kind
+        # Set for a model whose input is not an image (e.g. [steps, features]): no resize, no TTA.
+        self.input_shape = None if input_shape is None else tuple(input_shape)
         self.call = load_saved_model(path)
 
     def predict_proba(self, images, views=("identity",)):
         """``[N, C]`` probabilities, TTA views averaged, all views in one model call."""
+        if getattr(self, "input_shape", None) is not None:
+            return to_probabilities(self.call(preprocess_samples(images, self.spec)),
+                                    self.output_kind)
         x = resize(images, self.input_size, self.spec["resize_method"])
         batch = normalize(tta_batch(x, views), self.spec)
         probs = to_probabilities(self.call(batch), self.output_kind)
@@ -363,7 +386,10 @@ class Ensemble:
         self.chunk_size = int(chunk_size)
 
     def predict_proba(self, images):
-        x = _as_float_batch(images)
+        if getattr(self.members[0], "input_shape", None) is not None:
+            x = tf.cast(tf.convert_to_tensor(images), tf.float32)  # not an image: any shape
+        else:
+            x = _as_float_batch(images)
         n = int(x.shape[0])
         if n == 0:
             return np.zeros((0, 0))

@@ -71,6 +71,7 @@ class Case:
     loopback: bool = False  # start a listener on 127.0.0.1 that must see no connection
     child: bool = True      # whether the evaluator starts the child (the docs say so)
     requires: tuple = ()    # OS isolation the case needs to be safe to run: netns, landlock, pidns
+    series: bool = False    # evaluated on time series with the an2dl-2022-ts profile (SERIES)
 
 
 class Ctx:
@@ -115,6 +116,9 @@ class model:
     def predict(self, X):
         return np.zeros(len(X), dtype=np.int64)
 '''
+
+
+SERIES = ("--profile", "an2dl-2022-ts")
 
 
 def _predict_body(lines, init="pass", head=""):
@@ -632,6 +636,23 @@ CASES = [
          _submission(TF_KERAS_3_LOAD, saved_models={"SubmissionModel": _model_folder(
              "opt_sm")}), 1, "loads", "fail",
          ("File format not supported", "tf.saved_model.load")),
+
+    # time series: the same protocol, float32 [batch, 36, 6] in, 12 classes (an2dl-2022-ts)
+    Case("series-custom-loss", "models", "a time-series model (Conv1D + LSTM) saved with "
+         "model.save and the team's own focal loss, loaded with keras.models.load_model "
+         "(profile an2dl-2022-ts)",
+         _submission(KERAS_LOAD, extra={"model.keras": _keras_file("series_loss.keras")}), 1,
+         "loads", "fail", ("custom object 'focal_loss'", "custom_objects", "leafsub export"),
+         args=SERIES, series=True),
+    Case("series-scores", "code", "a time-series predict() that returns the [batch, 12] "
+         "softmax scores instead of the class indices (profile an2dl-2022-ts)",
+         _submission(_predict_body("return np.full((len(X), 12), 1 / 12, dtype=np.float32)")),
+         1, "output: shape", "fail", ("[24, 12]", "integers in 0..11", "np.argmax"),
+         args=SERIES, series=True),
+    Case("series-fixed-batch", "code", "a time-series predict() that flattens with a hard-coded "
+         "batch of 32 (tf.reshape(X, (32, 216))) (profile an2dl-2022-ts)",
+         _submission(_predict_body("tf.reshape(X, (32, 36 * 6))", head="import tensorflow as tf")),
+         1, "predicts", "fail", ("predict() raised", "batch of 24"), args=SERIES, series=True),
 ]
 
 NAMES = [c.name for c in CASES]
@@ -681,6 +702,16 @@ m = tf_keras.Sequential([tf_keras.Input((96, 96, 3)), tf_keras.layers.GlobalAver
 m.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
 m.fit(np.zeros((4, 96, 96, 3)), np.zeros(4), verbose=0)
 m.save("opt_sm", save_format="tf")
+
+def focal_loss(y_true, y_pred):
+    return keras.losses.categorical_crossentropy(y_true, y_pred) * 2.0
+
+inputs = keras.Input((36, 6))
+x = keras.layers.Conv1D(8, 3, activation="relu")(inputs)
+x = keras.layers.LSTM(8)(x)
+m = keras.Model(inputs, keras.layers.Dense(12, activation="softmax")(x))
+m.compile(optimizer="adam", loss=focal_loss)
+m.save("series_loss.keras")
 '''
 
 
@@ -692,6 +723,11 @@ class Shared:
         images, labels = color_data(per_class=3, seed=5)
         self.data = os.path.join(root, "test.npz")
         np.savez(self.data, images=images, labels=labels)
+        # 24 series of 36 steps x 6 features, 2 per class of the an2dl-2022-ts profile
+        rng = np.random.default_rng(5)
+        self.series = os.path.join(root, "series.npz")
+        np.savez(self.series, x=rng.normal(0, 1, (24, 36, 6)).astype(np.float32),
+                 y=np.repeat(np.arange(12), 2))
         self.models_dir = os.path.join(root, "models")
         self._lock = threading.Lock()
         self._models = None
@@ -818,7 +854,8 @@ def run_case(case, shared):
         zip_path = case.make(ctx)
         before = _snapshot(sentinel)
         json_path = os.path.join(folder, "result.json")
-        args = ["evaluate", zip_path, "--data", shared.data, "--json", json_path,
+        args = ["evaluate", zip_path, "--data", shared.series if case.series else shared.data,
+                "--json", json_path,
                 "--time-limit", case.time_limit, "--no-detective", *case.args]
         started = time.monotonic()
         proc = run_cli(*args, cwd=cwd, env={"TMPDIR": tmp}, timeout=case.time_limit + 120)
