@@ -186,6 +186,11 @@ def verdict(checks):
     return not any(c["status"] == "fail" for c in checks)
 
 
+OUTSIDE_READ = ("The platform will not have this file: put what the submission needs in the "
+                "zip and open it relative to model.py (os.path.join(os.path.dirname(__file__), "
+                "NAME)).")
+PROC_READ = ("That is another process's /proc entry (the evaluator's): a submission sees only "
+             "its own (/proc/self), here and on the platform.")
 DATA_READ = ("%s is the labelled data the replay scores against: the submission never sees "
              "it, here or on the platform.")
 
@@ -215,6 +220,6 @@ def denied_reads(paths, data_paths):
                           labelled[0], DATA_READ % labelled[0]))]
     more = " (and %d more)" % (len(paths) - 1) if len(paths) > 1 else ""
     return [check("files", "warn", "the submission tried to read %s%s, outside the zip, and "
-                  "went on without it: submissions cannot read files outside the zip, and the "
-                  "platform will not have this file. Put what it needs in the zip."
-                  % (paths[0], more))]
+                  "went on without it: submissions cannot read files outside the zip. %s"
+                  % (paths[0], more, PROC_READ if paths[0].startswith("/proc/")
+                     else OUTSIDE_READ))]

@@ -169,13 +169,13 @@ def _explain_failure(error, stage, iface):
         hints.append("The platform has no network: the submission tried to connect; bundle "
                      "everything it needs in the zip.")
     outside_read = "cannot read files outside the zip" in low
-    if outside_read:
-        hints.append("The platform will not have this file: put what the submission needs in "
-                     "the zip and open it relative to model.py (os.path.join(os.path.dirname("
-                     "__file__), NAME)).")
+    if outside_read and "tried to read /proc/" in low:
+        hints.append(C.PROC_READ)
+    elif outside_read:
+        hints.append(C.OUTSIDE_READ)
     if ("permission denied" in low or "read-only file system" in low) and not outside_read:
-        hints.append("The submission tried to write (or read) outside its own folder, which the "
-                     "replay (like the platform) does not allow.")
+        hints.append("The submission tried to write outside its own folder (or to read outside "
+                     "the zip), which the replay (like the platform) does not allow.")
     if "file too large" in low or "errno 27]" in low:
         from .sandbox import FILE_SIZE_LIMIT
         hints.append("The submission wrote a file past the replay's limit of %d GB (a runaway "
@@ -565,8 +565,8 @@ class _Replay:
         hint = _explain_failure(reply.get("error", "") + "\n" + reply.get("traceback", ""),
                                 reply.get("kind"), self.iface)
         labelled = C.reads_of_data(reply.get("reads") or (), self.data_paths())
-        if labelled:
-            hint = C.DATA_READ % labelled[0] + " " + hint
+        if labelled:  # not a file to put in the zip: the answers
+            hint = C.DATA_READ % labelled[0]
         return "%s.%s\n%s" % (reply.get("error", "").rstrip(". "), " " + hint if hint else "",
                               _tail(reply.get("traceback"), 6) if traceback else "")
 

@@ -238,7 +238,9 @@ def _pid_one():
         for fd in (0, 1, 2):
             os.dup2(null, fd)
         os.closerange(3, 1 << 16)
-        os.execv(sys.executable, [sys.executable, "-S", "-E", "-c", WAITER, str(pid)])
+        # An empty environment: the waiter is outside the read confinement, and its
+        # /proc/PID/environ would otherwise hold the caller's (tokens, paths).
+        os.execve(sys.executable, [sys.executable, "-S", "-E", "-c", WAITER, str(pid)], {})
     finally:
         os._exit(127)
 
@@ -337,15 +339,13 @@ class Isolation:
         rules = [(workdir, everything), ("/dev/null", FS_READ_FILE | FS_WRITE_FILE | FS_TRUNCATE)]
         if reads:
             rules += [(path, READ_RIGHTS) for path in self.readable]
-        limit_files = abi > 0
 
         def _preexec():  # pragma: no cover - runs in the child between fork and exec
             os.setsid()  # its own process group: the parent kills the whole tree at once
             try:
                 import resource
                 resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-                if limit_files:
-                    resource.setrlimit(resource.RLIMIT_FSIZE, (FILE_SIZE_LIMIT, FILE_SIZE_LIMIT))
+                resource.setrlimit(resource.RLIMIT_FSIZE, (FILE_SIZE_LIMIT, FILE_SIZE_LIMIT))
             except (ImportError, ValueError, OSError):
                 pass
             flags = (CLONE_NEWNET if network else 0) | (CLONE_NEWPID if pidns else 0)

@@ -74,22 +74,24 @@ class Case:
 
 
 class Ctx:
-    """What a maker gets: its folder, the sentinel tree, a marker, the loopback port."""
+    """What a maker gets: its folder, the sentinel tree, a marker, the loopback port, a secret."""
 
-    def __init__(self, shared, folder, sentinel, marker, port):
+    def __init__(self, shared, folder, sentinel, marker, port, secret="leafsub-no-secret"):
         self.shared = shared
         self.dir = folder
         self.sentinel = sentinel
         self.marker = marker
         self.port = port
+        self.secret = secret
         self.zip = os.path.join(folder, "submission.zip")
         self.build = os.path.join(folder, "build")
         os.makedirs(self.build, exist_ok=True)
 
     def fill(self, text):
-        """Substitute SENTINEL, MARKER and PORT in a template."""
+        """Substitute SENTINEL, MARKER, PORT and DATA (the labelled --data file) in a template."""
         return (textwrap.dedent(text).replace("SENTINEL", self.sentinel)
-                .replace("MARKER", self.marker).replace("PORT", str(self.port)))
+                .replace("MARKER", self.marker).replace("PORT", str(self.port))
+                .replace("DATA", self.shared.data))
 
 
 def _submission(body, extra=None, metadata=True, saved_models=None):
@@ -357,6 +359,24 @@ class model:
 
 # ---- code bodies
 
+# The cheat of issue #14: read the labelled --data file by its path, hash each image,
+# return the stored label. Unconfined it scores 100 % (test_the_data_cheat_...).
+DATA_CHEAT = '''
+import hashlib
+import numpy as np
+
+def key(image):
+    return hashlib.sha1(np.round(np.asarray(image)).astype(np.uint8).tobytes()).hexdigest()
+
+class model:
+    def __init__(self, path):
+        data = np.load("DATA")
+        self.answers = {key(x): int(y) for x, y in zip(data["images"], data["labels"])}
+
+    def predict(self, X):
+        return np.array([self.answers.get(key(x), 0) for x in np.asarray(X)], dtype=np.int64)
+'''
+
 SLEEPER = "[sys.executable, '-S', '-c', 'import time; time.sleep(10 ** 6)', 'MARKER']"
 
 CASES = [
@@ -610,6 +630,81 @@ CASES = [
          """, head="import os, signal")), 0, "predicts", "pass", ("24 images",),
          requires=("pidns",)),
 
+    # reads: the child sees only what it needs (read confinement)
+    Case("read-data-labels", "code", "__init__ opens the labelled --data file by its path and "
+         "predict returns the stored labels (hashing each image)",
+         _submission(DATA_CHEAT), 1, "loads", "fail",
+         ("tried to read", "test.npz", "labelled data", "outside the zip"),
+         requires=("landlock",)),
+    Case("read-data-swallowed", "code", "__init__ tries the --data file, catches the error and "
+         "answers zeros", _submission(_init_body("""
+             try:
+                 self.answers = np.load("DATA")["labels"]
+             except OSError:
+                 self.answers = None
+         """)), 1, "files", "fail", ("test.npz", "labelled data", "outside the zip"),
+         requires=("landlock",)),
+    Case("absolute-path-read", "code", "__init__ reads the class names from an absolute path of the "
+         "student's machine (beside the notebook, not in the zip)",
+         _submission(_init_body("""
+             with open("SENTINEL/notebook/class_names.txt") as f:
+                 self.names = f.read().split()
+         """)), 1, "loads", "fail",
+         ("tried to read", "class_names.txt", "platform will not have this file"),
+         requires=("landlock",)),
+    Case("ssh-key", "code", "predict reads ~/.ssh/id_rsa of the user (a planted key)",
+         _submission(_predict_body("""
+             with open(os.path.join("SENTINEL/home", ".ssh", "id_rsa")) as f:
+                 raise RuntimeError("got it: " + f.read())
+         """, head="import os")), 1, "predicts", "fail",
+         ("tried to read", ".ssh/id_rsa", "outside the zip"), requires=("landlock",)),
+    Case("proc-parent", "code", "predict walks up /proc/<parent>/environ and cmdline (the "
+         "evaluator's tokens and its --data path)",
+         _submission(_predict_body("""
+             def parent(pid):
+                 with open("/proc/%s/stat" % pid) as f:
+                     return int(f.read().rsplit(")", 1)[1].split()[1])
+             pid, found = parent("self"), []
+             for _ in range(3):
+                 for name in ("environ", "cmdline"):
+                     with open("/proc/%d/%s" % (pid, name), "rb") as f:
+                         found.append(f.read().decode("utf-8", "replace"))
+                 pid = parent(pid)
+             raise RuntimeError("got it: " + " ".join(found))
+         """)), 1, "predicts", "fail", ("tried to read", "/environ", "outside the zip"),
+         requires=("landlock",)),
+    Case("symlink-scratch", "code", "predict links ~/.ssh/id_rsa into its own folder (a "
+         "symbolic link it may create there) and reads the link",
+         _submission(_predict_body("""
+             link = os.path.join(os.getcwd(), "notes.txt")
+             if not os.path.islink(link):
+                 os.symlink("SENTINEL/home/.ssh/id_rsa", link)
+             with open(link) as f:
+                 raise RuntimeError("got it: " + f.read())
+         """, head="import os")), 1, "predicts", "fail",
+         ("notes.txt (a link to", "id_rsa", "outside the zip"), requires=("landlock",)),
+    Case("threads-eat-memory", "code", "predict starts 8 threads that allocate without bound "
+         "(--memory-limit 1500)",
+         _submission(_predict_body("""
+             hoard = []
+             def eat():
+                 while True:
+                     hoard.append(bytearray(b"x") * (50 * 2 ** 20))
+             for _ in range(8):
+                 threading.Thread(target=eat, daemon=True).start()
+             time.sleep(60)
+         """, head="import threading, time")), 1, "predicts", "fail",
+         ("memory limit", "1500 MB"), args=("--memory-limit", "1500")),
+    Case("huge-file", "code", "predict writes a file without end into its folder (the "
+         "scratch space)",
+         _submission(_predict_body("""
+             chunk = b"\\0" * (64 * 2 ** 20)
+             with open("scratch.bin", "wb") as f:
+                 f.seek(2 * 2 ** 30 - 2 * len(chunk))   # sparse up to near the limit
+                 while True:
+                     f.write(chunk)
+         """)), 1, "predicts", "fail", ("File too large", "limit of 2 GB")),
+
     # models
     Case("custom-layer", "models", "a .keras model with a custom layer, loaded without "
          "custom_objects", _submission(KERAS_LOAD, extra={"model.keras": _keras_file(
@@ -807,6 +902,15 @@ def run_case(case, shared):
         f.write("original\n")
     with open(os.path.join(sentinel, "keep", "data.bin"), "wb") as f:
         f.write(bytes(range(256)))
+    # What a student's machine holds beside the submission: an SSH key in the home, the
+    # notebook's class-names file. Never readable by the child.
+    secret = "leafsub-secret-%s" % uuid.uuid4().hex
+    os.makedirs(os.path.join(sentinel, "home", ".ssh"))
+    with open(os.path.join(sentinel, "home", ".ssh", "id_rsa"), "w") as f:
+        f.write("-----BEGIN OPENSSH PRIVATE KEY-----\n%s\n" % secret)
+    os.makedirs(os.path.join(sentinel, "notebook"))
+    with open(os.path.join(sentinel, "notebook", "class_names.txt"), "w") as f:
+        f.write("\n".join("Species%d" % i for i in range(1, 9)) + "\n")
     tmp = os.path.join(folder, "tmp")
     cwd = os.path.join(folder, "cwd")
     os.makedirs(tmp)
@@ -814,14 +918,15 @@ def run_case(case, shared):
     marker = "leafsub-hostile-%s-%s" % (case.name, uuid.uuid4().hex[:8])
     listener = _Listener() if case.loopback else None
     try:
-        ctx = Ctx(shared, folder, sentinel, marker, listener.port if listener else 9)
+        ctx = Ctx(shared, folder, sentinel, marker, listener.port if listener else 9, secret)
         zip_path = case.make(ctx)
         before = _snapshot(sentinel)
         json_path = os.path.join(folder, "result.json")
         args = ["evaluate", zip_path, "--data", shared.data, "--json", json_path,
                 "--time-limit", case.time_limit, "--no-detective", *case.args]
         started = time.monotonic()
-        proc = run_cli(*args, cwd=cwd, env={"TMPDIR": tmp}, timeout=case.time_limit + 120)
+        proc = run_cli(*args, cwd=cwd, env={"TMPDIR": tmp, "HOSTILE_API_TOKEN": secret},
+                       timeout=case.time_limit + 120)
         elapsed = time.monotonic() - started
         leftover = _running_with([marker, tmp])
         deadline = time.monotonic() + 2
@@ -912,6 +1017,8 @@ def test_hostile_case(outcomes, name):
     assert out.sentinel_after == out.sentinel_before
     assert out.stray == [], out.stray
     assert out.connections == 0
+    for text in (out.stdout, out.stderr, json.dumps(out.result)):
+        assert out.ctx.secret not in text, "the planted secret leaked: " + label
     # The child ran only where the table says it does.
     ran = out.check("isolation") is not None
     assert ran == case.child, (ran, case.child)
