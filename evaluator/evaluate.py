@@ -220,7 +220,8 @@ def evaluate(submission, data, profile=None, runtime=None, python=None, batch_si
       memory_limit: MB of resident memory for the child (default: the profile's).
       json_path, html_path: also write the result as JSON / a self-contained HTML report.
       progress: print progress on stderr.
-      isolate: use the OS isolation (private network, confined writes) where available.
+      isolate: use the OS isolation (private network, confined reads and writes) where
+        available.
       detective, variants: run the mismatch detective / the harness variants.
       keep_workdir: keep the temporary folder (its path is in the result) for debugging.
 
@@ -881,7 +882,7 @@ def format_text(d, width=80, color=False, verbose=False):
               help="Also write a self-contained HTML report.")
 @click.option("--no-detective", is_flag=True, help="Skip the mismatch detective.")
 @click.option("--no-isolation", is_flag=True, help="Run without the private network and the "
-              "write confinement (reported as a warning).")
+              "read and write confinement (reported as a warning).")
 @click.option("--keep", is_flag=True, help="Keep the temporary folder, for debugging.")
 @click.option("-v", "--verbose", is_flag=True, help="List every check, passed ones included.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress messages.")

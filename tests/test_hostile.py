@@ -1027,6 +1027,15 @@ def test_hostile_case(outcomes, name):
             out.check("isolation")["detail"]
 
 
+def test_the_data_cheat_scores_100_percent_without_the_read_confinement(tmp_path):
+    """The hole the read confinement closes, shown: unconfined, the cheat passes at 100 %."""
+    case = dataclasses.replace(next(c for c in CASES if c.name == "read-data-labels"),
+                               args=("--no-isolation",))
+    out = run_case(case, Shared(str(tmp_path)))
+    assert out.returncode == 0, out.stdout[-3000:]
+    assert out.result["metrics"]["accuracy"] == 1.0
+
+
 def test_the_corpus_is_big_enough_and_covers_every_group():
     assert len(CASES) >= 40
     assert {c.group for c in CASES} == {"archive", "layout", "code", "models"}
@@ -1092,13 +1101,19 @@ check of every report says what this machine gave:
 | layer | Linux with user namespaces and Landlock | elsewhere |
 |---|---|---|
 | network | a private network namespace: no interface but a downed loopback, every connection fails (*Network is unreachable*); the harness also refuses Python-level connections and name lookups and names them in the message | Landlock ABI >= 4 denies TCP; else a warning *isolation reduced*, and only the harness's Python-level guard remains |
-| disk | Landlock: writes only below the evaluator's temporary directory (*Permission denied*); `HOME` and `TMPDIR` point inside it | a warning *isolation reduced* |
+| disk writes | Landlock: writes only below the evaluator's temporary directory (*Permission denied*); `HOME` and `TMPDIR` point inside it | a warning *isolation reduced* |
+| disk reads | Landlock: reads only the extracted submission, the work dir (the image batches leafsub hands over), the child's Python installation (its prefixes, `sys.path` and the folders of the libraries it maps, asked of that interpreter: this Python, a `--runtime` venv or `--python`), the system's programs and libraries, `/dev/null`, `/dev/urandom`, a few kernel facts (`/proc/cpuinfo`) and its own `/proc/self`. Never the `--data` file, the home, SSH keys, another process's `/proc` (*Permission denied*; the verdict names the file: *model.py tried to read X: submissions cannot read files outside the zip*) | a warning *isolation reduced* |
+| environment | an allow-list (`PATH`, locale, time zone, `LD_LIBRARY_PATH`, `TF_*`, `CUDA_*`, thread settings): no token, no variable naming the `--data` file | same |
 | processes | a private PID namespace: every process the submission starts (even after `setsid()` or a double fork) dies with the child; the kernel ends the namespace | its session and its descendants are killed; a warning says a detached process could survive |
 | signals | the submission cannot see or signal processes outside its PID namespace; Landlock ABI >= 6 also scopes signals | - |
-| limits (everywhere) | time (`--time-limit`, the whole replay), memory (`--memory-limit`, resident memory of the child's whole process tree, shared pages counted once), output (64 MB printed: stopped; more than 1 MB: a warning), processes (at most 64) | same |
+| limits (everywhere) | time (`--time-limit`, the whole replay), memory (`--memory-limit`, resident memory of the child's whole process tree, shared pages counted once), output (64 MB printed: stopped; more than 1 MB: a warning), processes (at most 64), file size (2 GB: *File too large*) | same |
 
 `--no-isolation` turns the network and disk layers off on purpose (a warning in the
 report); the process namespace and the limits stay.
+
+A read the confinement refused but the submission got past (it caught the error) is a
+`files` warning naming the file, except a read of the labelled `--data` file, which
+fails the replay: that is an attempt to see the answers.
 
 Attempts the submission catches and ignores (`network-swallowed`, `daemon-escape`,
 `kill-evaluator` below) change nothing outside and do not fail the replay: the platform
