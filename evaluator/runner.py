@@ -188,7 +188,7 @@ class Child:
       request: the harness request (module, class, constructor, method, range, ...).
       time_limit: seconds the child may live in all.
       memory_limit_mb: resident memory of the child's processes, in MB.
-      isolate: private network and write confinement where the OS offers them.
+      isolate: private network, read and write confinement where the OS offers them.
       deny: files the child must never see, not even their path (the labelled data).
     """
 

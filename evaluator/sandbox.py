@@ -426,7 +426,7 @@ def interpreter_paths(python=None):
     problem = None
     try:
         proc = subprocess.run([python, "-I", "-c", _PROBE], capture_output=True, text=True,
-                              timeout=PROBE_TIMEOUT_S, env={"PATH": os.environ.get("PATH", "")},
+                              timeout=PROBE_TIMEOUT_S, env=child_environment(os.environ),
                               stdin=subprocess.DEVNULL)
         info = json.loads(proc.stdout.strip().splitlines()[-1])
         paths += list(info["prefixes"]) + list(info["path"])
@@ -477,13 +477,20 @@ def child_environment(environ, deny=()):
     keep = {"PATH", "LANG", "LANGUAGE", "TZ", "LD_LIBRARY_PATH", "XLA_FLAGS", "KERAS_BACKEND",
             "SYSTEMROOT"}
     prefixes = ("LC_", "TF_", "CUDA_", "OMP_", "MKL_", "OPENBLAS_", "KMP_", "NVIDIA_")
+    # TF_ is also Terraform's prefix (TF_TOKEN_<host>, TF_VAR_<secret>, TF_CLI_CONFIG_FILE),
+    # and no setting of a numerical library is named like a credential.
+    refused_prefixes = ("TF_TOKEN_", "TF_VAR_", "TF_CLI_")
+    refused_words = ("TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "API_KEY",
+                     "ACCESS_KEY", "AUTH")
     needles = set()
     for path in deny:
         path = os.fspath(path)
         needles.update({path, os.path.abspath(path), os.path.realpath(path)})
     needles.discard("")
     return {k: v for k, v in environ.items()
-            if (k in keep or k.startswith(prefixes)) and not any(n in v for n in needles)}
+            if (k in keep or k.startswith(prefixes)) and not k.startswith(refused_prefixes)
+            and not any(w in k.upper() for w in refused_words)
+            and not any(n in v for n in needles)}
 
 
 def plan(workdir, isolate=True, python=None, deny=()):

@@ -71,6 +71,7 @@ class Case:
     loopback: bool = False  # start a listener on 127.0.0.1 that must see no connection
     child: bool = True      # whether the evaluator starts the child (the docs say so)
     requires: tuple = ()    # OS isolation the case needs to be safe to run: netns, landlock, pidns
+    absent: tuple = ()      # words its detail must not hold (DATA: the --data file's path)
 
 
 class Ctx:
@@ -683,6 +684,22 @@ CASES = [
                  raise RuntimeError("got it: " + f.read())
          """, head="import os")), 1, "predicts", "fail",
          ("notes.txt (a link to", "id_rsa", "outside the zip"), requires=("landlock",)),
+    Case("find-data-path", "code", "predict looks for the --data path in what it can see of "
+         "itself: its environment, argv, the request file, its open descriptors",
+         _submission(_predict_body("""
+             found = [repr(sorted(os.environ.items())), repr(sys.argv)]
+             for arg in sys.argv[1:]:
+                 if os.path.isfile(arg):
+                     with open(arg) as f:
+                         found.append(f.read())
+             for fd in os.listdir("/proc/self/fd"):
+                 try:
+                     found.append(os.readlink("/proc/self/fd/" + fd))
+                 except OSError:
+                     pass
+             raise RuntimeError("found: " + " ".join(found))
+         """, head="import os, sys")), 1, "predicts", "fail", ("found:", "request.json"),
+         absent=("DATA", "test.npz"), requires=("landlock",)),
     Case("threads-eat-memory", "code", "predict starts 8 threads that allocate without bound "
          "(--memory-limit 1500)",
          _submission(_predict_body("""
@@ -1004,6 +1021,9 @@ def test_hostile_case(outcomes, name):
     for word in case.words:
         word = word.replace("PORT", str(out.ctx.port))
         assert word.lower() in check["detail"].lower(), (word, check["detail"])
+    for word in case.absent:
+        word = word.replace("DATA", out.ctx.shared.data)
+        assert word not in check["detail"], ("leaked", word, check["detail"])
     assert len(paragraph) > 20
     # A failing verdict names its problem in the first paragraph: no leafsub traceback there.
     assert "Traceback (most recent call last)" not in paragraph

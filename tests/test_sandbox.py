@@ -212,7 +212,9 @@ def test_the_child_environment_keeps_no_token_and_no_data_path(tmp_path):
     env = sandbox.child_environment({
         "PATH": "/usr/bin", "LANG": "C.UTF-8", "TF_NUM_INTEROP_THREADS": "1",
         "GITHUB_TOKEN": "ghp_secret", "AWS_SECRET_ACCESS_KEY": "secret", "HOME": "/root",
-        "MY_DATA": data, "LC_ALL": "C.UTF-8 " + data, "PYTHONPATH": "/x"}, deny=[data])
+        "MY_DATA": data, "LC_ALL": "C.UTF-8 " + data, "PYTHONPATH": "/x",
+        "TF_TOKEN_app_terraform_io": "secret", "TF_VAR_db_password": "secret",
+        "TF_CLI_CONFIG_FILE": "/root/.terraformrc", "CUDA_AUTH_TOKEN": "secret"}, deny=[data])
     assert env == {"PATH": "/usr/bin", "LANG": "C.UTF-8", "TF_NUM_INTEROP_THREADS": "1"}
 
 
