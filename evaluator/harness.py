@@ -152,7 +152,8 @@ class ReadGuard:
         if os.path.join(path, "").startswith(self.roots):
             return
         if write:
-            self.written.add(path)  # a refused write is not a read (see the write checks)
+            if len(self.written) < 1000:
+                self.written.add(path)  # a refused write is not a read (see the write checks)
         elif path not in self.noted:
             self.noted.append(path)
 

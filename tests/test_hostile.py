@@ -1100,7 +1100,9 @@ sentence of the message. Look a message up here to see what it is about.
 This page is generated from the test's table (`LEAFSUB_WRITE_VERDICTS=1 pytest
 tests/test_hostile.py`); a test checks that it lists every case with the verdict the
 test asserts, so it cannot drift. Paths in the messages are shortened
-(`submission.zip`, `SENTINEL` for a folder outside the submission, `PORT` for a port).
+(`submission.zip`, `SENTINEL` for a folder outside the submission, `DATA` for the
+labelled `--data` file, `WORK_DIR` for the evaluator's temporary folder, `PID` for a
+process id, `PORT` for a port).
 
 Exit codes: **0** every check passed (warnings allowed), **1** a check failed: the
 submission is at fault (every broken or hostile zip), **2** bad usage or unreadable
@@ -1153,9 +1155,13 @@ DOC_COLUMNS = ("| case | group | what the user did | check | status | exit "
 def _doc_message(out, detail):
     text = _first_paragraph(detail)
     text = text.replace(out.ctx.zip, "submission.zip").replace(out.ctx.sentinel, "SENTINEL")
+    text = text.replace(out.ctx.shared.data, "DATA")
     text = text.replace(str(out.ctx.port), "PORT") if out.case.loopback else text
     text = re.sub(re.escape(os.path.join(out.ctx.dir, "tmp")) + r"/leafsub-eval-[^/]+/submission",
                   "SUBMISSION_FOLDER", text)
+    text = re.sub(re.escape(os.path.join(out.ctx.dir, "tmp")) + r"/leafsub-eval-[^/']+",
+                  "WORK_DIR", text)
+    text = re.sub(r"/proc/\d+/", "/proc/PID/", text)
     # The first sentence: up to the first '. ' followed by a capital (or a backquote).
     ends = [m.start() for m in re.finditer(r"\. (?=[A-Z`(])", text)
             if m.start() > 40 and not text[:m.start() + 1].endswith("e.g.")]

@@ -1,6 +1,8 @@
-"""The child's isolation: no network, writes only below the work dir, its own process group."""
+"""The child's isolation: no network, writes only below the work dir, reads only what a
+submission needs (not the data, the home, another process's /proc), its own process group."""
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -233,3 +235,52 @@ def test_a_file_past_the_size_limit_fails_with_file_too_large(tmp_path):
     """ % sandbox.FILE_SIZE_LIMIT)
     assert proc.stdout.strip() == "REFUSED True", proc.stdout + proc.stderr
     assert (tmp_path / "huge.bin").stat().st_size <= sandbox.FILE_SIZE_LIMIT
+
+
+GUARDED = """
+    import importlib.util, os, sys
+    spec = importlib.util.spec_from_file_location("harness", "harness.py")
+    harness = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(harness)
+    guard = harness.ReadGuard([os.getcwd()] + READABLE)
+    guard.install()
+    for attempt in (lambda: open(KEY).read(), lambda: os.listdir(HOME),
+                    lambda: open(KEY, "a"), lambda: open("inside.txt").read(),
+                    lambda: open("/proc/self/status").read()):
+        try:
+            attempt()
+        except OSError:
+            pass
+    print(guard.denied())
+"""
+
+
+def test_the_harness_names_the_reads_the_confinement_refused(tmp_path):
+    """ReadGuard in a confined child: refused reads are named; writes, allowed reads are not."""
+    work, home, data = _planted(tmp_path)
+    (work / "inside.txt").write_text("ok")
+    shutil.copy(os.path.join(os.path.dirname(sandbox.__file__), "harness.py"), work)
+    isolation = sandbox.plan(work)
+    if not isolation.reads:
+        pytest.skip("no Landlock here: %s" % isolation.warnings)
+    key = str(home / ".ssh" / "id_rsa")
+    proc = run_child(isolation, GUARDED.replace("READABLE", repr(isolation.readable))
+                     .replace("KEY", repr(key)).replace("HOME", repr(str(home))))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == repr([key, str(home)])
+
+
+def test_a_refused_read_of_the_data_fails_and_any_other_warns():
+    from leafsub.evaluator import checks
+
+    data = "/data/test.npz"
+    fail, = checks.denied_reads(["/etc/shadow", data], [data])
+    assert fail["name"] == "files" and fail["status"] == "fail"
+    assert data in fail["detail"] and "labelled data" in fail["detail"]
+    warn, = checks.denied_reads(["/home/me/class_names.txt"], [data])
+    assert warn["status"] == "warn" and "platform will not have this file" in warn["detail"]
+    proc, = checks.denied_reads(["/proc/4242/environ"], [data])
+    assert proc["status"] == "warn" and "another process's /proc entry" in proc["detail"]
+    assert checks.denied_reads([], [data]) == []
+    assert checks.reads_of_data(["/data/test.npz/../test.npz", "/x"], [data]) == \
+        ["/data/test.npz/../test.npz"]
