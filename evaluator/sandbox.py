@@ -303,7 +303,7 @@ class Isolation:
 
     workdir: str
     network: bool          # True: a private network namespace (no network)
-    landlock: int          # Landlock ABI used to confine writes, 0 for none
+    landlock: int          # Landlock ABI used to confine writes (and reads), 0 for none
     warnings: list
     pidns: bool = False    # True: a private PID namespace (no process outlives the child)
     deny_tcp: bool = False  # True: Landlock denies TCP (no network namespace, ABI >= 4)
