@@ -4,6 +4,8 @@ Every function returns check records ``{"name", "status": pass|warn|fail, "detai
 whose detail says what the profile expects and what was received.
 """
 
+import os
+
 import numpy as np
 
 
@@ -267,3 +269,40 @@ def missing_custom_code(text):
                 "@keras.saving.register_keras_serializable() in a module shipped in the zip."
                 % (name, name))
     return ""
+OUTSIDE_READ = ("The platform will not have this file: put what the submission needs in the "
+                "zip and open it relative to model.py (os.path.join(os.path.dirname(__file__), "
+                "NAME)).")
+PROC_READ = ("That is another process's /proc entry (the evaluator's): a submission sees only "
+             "its own (/proc/self), here and on the platform.")
+DATA_READ = ("%s is the labelled data the replay scores against: the submission never sees "
+             "it, here or on the platform.")
+
+
+def reads_of_data(paths, data_paths):
+    """The refused reads that were of the labelled data (a file of it, or inside its folder)."""
+    out = []
+    for path in paths:
+        real = os.path.realpath(path)
+        if any(real == d or real.startswith(d.rstrip(os.sep) + os.sep) for d in data_paths):
+            out.append(path)
+    return out
+
+
+def denied_reads(paths, data_paths):
+    """The ``files`` check for reads the confinement refused and the submission got past.
+
+    Reading the labelled data fails the replay (it is an attempt to see the answers);
+    any other file outside the zip is a warning: the platform will not have it.
+    """
+    if not paths:
+        return []
+    labelled = reads_of_data(paths, data_paths)
+    if labelled:
+        return [check("files", "fail", "the submission tried to read %s and went on without "
+                      "it. %s Submissions cannot read files outside the zip." % (
+                          labelled[0], DATA_READ % labelled[0]))]
+    more = " (and %d more)" % (len(paths) - 1) if len(paths) > 1 else ""
+    return [check("files", "warn", "the submission tried to read %s%s, outside the zip, and "
+                  "went on without it: submissions cannot read files outside the zip. %s"
+                  % (paths[0], more, PROC_READ if paths[0].startswith("/proc/")
+                     else OUTSIDE_READ))]

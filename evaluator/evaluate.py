@@ -169,9 +169,19 @@ def _explain_failure(error, stage, iface):
             in low or "temporary failure in name resolution" in low or "connection refused" in low:
         hints.append("The platform has no network: the submission tried to connect; bundle "
                      "everything it needs in the zip.")
-    if "permission denied" in low or "read-only file system" in low:
-        hints.append("The submission tried to write outside its own folder, which the replay "
-                     "(like the platform) does not allow.")
+    outside_read = "cannot read files outside the zip" in low
+    if outside_read and "tried to read /proc/" in low:
+        hints.append(C.PROC_READ)
+    elif outside_read:
+        hints.append(C.OUTSIDE_READ)
+    if ("permission denied" in low or "read-only file system" in low) and not outside_read:
+        hints.append("The submission tried to write outside its own folder (or to read outside "
+                     "the zip), which the replay (like the platform) does not allow.")
+    if "file too large" in low or "errno 27]" in low:
+        from .sandbox import FILE_SIZE_LIMIT
+        hints.append("The submission wrote a file past the replay's limit of %d GB (a runaway "
+                     "write would fill the disk): the platform's disk is limited too; write "
+                     "less, or nothing, to disk." % (FILE_SIZE_LIMIT // 2**30))
     if "modulenotfounderror" in low:
         hints.append("The platform has only the standard library, numpy and tensorflow (and "
                      "what the profile lists); put your own modules next to model.py in the zip.")
@@ -216,7 +226,8 @@ def evaluate(submission, data, profile=None, runtime=None, python=None, batch_si
       memory_limit: MB of resident memory for the child (default: the profile's).
       json_path, html_path: also write the result as JSON / a self-contained HTML report.
       progress: print progress on stderr.
-      isolate: use the OS isolation (private network, confined writes) where available.
+      isolate: use the OS isolation (private network, confined reads and writes) where
+        available.
       detective, variants: run the mismatch detective / the harness variants.
       keep_workdir: keep the temporary folder (its path is in the result) for debugging.
 
@@ -414,7 +425,8 @@ class _Replay:
             request["cwd"] = os.path.join(self.workdir, "scratch")
             os.makedirs(request["cwd"])
         self.child = Child(self.runtime.python, self.workdir, self.root, request,
-                           self.time_limit, self.memory_limit, isolate=self.isolate)
+                           self.time_limit, self.memory_limit, isolate=self.isolate,
+                           deny=[pack.path for pack in self.packs])
         iso = self.child.isolation
         self.checks.append(C.check("isolation", "warn" if iso.warnings else "pass",
                                    "; ".join(iso.warnings) if iso.warnings else iso.summary))
@@ -532,6 +544,7 @@ class _Replay:
                 "platform has no network, so it would get the same error there. Bundle what it "
                 "needs in the zip." % (child.network_attempts[0],
                                        " (and %d more)" % more if more else "")))
+        self.checks.extend(C.denied_reads(child.denied_reads, self.data_paths()))
         if child.output_bytes > OUTPUT_WARN:
             self.checks.append(C.check(
                 "output volume", "warn", "the submission printed %.1f MB to stdout/stderr; the "
@@ -557,10 +570,16 @@ class _Replay:
             return reply, None
         return reply, np.load(out, allow_pickle=False)
 
+    def data_paths(self):
+        return [os.path.realpath(os.fspath(p.path)) for p in self.packs]
+
     def failure_detail(self, reply, traceback=True):
         """The paragraph for a load/predict failure: the error, the usual fix, the traceback."""
         hint = _explain_failure(reply.get("error", "") + "\n" + reply.get("traceback", ""),
                                 reply.get("kind"), self.iface)
+        labelled = C.reads_of_data(reply.get("reads") or (), self.data_paths())
+        if labelled:  # not a file to put in the zip: the answers
+            hint = C.DATA_READ % labelled[0]
         return "%s.%s\n%s" % (reply.get("error", "").rstrip(". "), " " + hint if hint else "",
                               _tail(reply.get("traceback"), 6) if traceback else "")
 
@@ -883,7 +902,7 @@ def format_text(d, width=80, color=False, verbose=False):
               help="Also write a self-contained HTML report.")
 @click.option("--no-detective", is_flag=True, help="Skip the mismatch detective.")
 @click.option("--no-isolation", is_flag=True, help="Run without the private network and the "
-              "write confinement (reported as a warning).")
+              "read and write confinement (reported as a warning).")
 @click.option("--keep", is_flag=True, help="Keep the temporary folder, for debugging.")
 @click.option("-v", "--verbose", is_flag=True, help="List every check, passed ones included.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress messages.")

@@ -34,7 +34,10 @@ namespace, set up by the parent), the harness installs an audit hook
 (``sys.addaudithook``) that refuses Python-level connections and name lookups
 when the request says ``block_network`` and records every attempt: a failing
 reply names it (so the report can say why), and every reply lists them under
-``"network"``.
+``"network"``. Where the OS confines the child's reads (the request's
+``readable``), a second hook notes the reads outside those folders, and a reply
+lists under ``"reads"`` the ones the OS refused: a failing reply names the file
+("model.py tried to read /x: submissions cannot read files outside the zip").
 """
 
 import errno
@@ -49,6 +52,7 @@ import traceback
 sys.dont_write_bytecode = True
 
 NO_NETWORK = "the platform has no network"
+OUTSIDE_ZIP = "submissions cannot read files outside the zip"
 
 
 class NetworkGuard:
@@ -108,6 +112,98 @@ class NetworkGuard:
                                       "(lookup of %s blocked by the replay: %s)"
                                       % (host, NO_NETWORK))
 
+
+class ReadGuard:
+    """Notes the submission's reads outside ``readable``; :meth:`denied` keeps the refused ones.
+
+    The audit hook only compares paths (no system call but ``getcwd`` for a relative
+    one): whether the OS refused a read is asked afterwards, by opening the file the
+    same way without reading it, under the same confinement.
+    """
+
+    def __init__(self, readable, limit=50):
+        self.roots = tuple(os.path.join(os.path.abspath(p), "") for p in readable)
+        self.limit = limit
+        self.noted = []
+        self.written = set()
+        self.checking = False
+
+    def install(self):
+        if hasattr(sys, "addaudithook"):
+            sys.addaudithook(self.hook)
+
+    def hook(self, event, args):
+        if self.checking or len(self.noted) >= self.limit:
+            return
+        write = False
+        if event == "open":
+            path, mode, flags = (tuple(args) + (None, None, None))[:3]
+            write = (isinstance(flags, int) and bool(flags & (os.O_WRONLY | os.O_RDWR))) or \
+                (isinstance(mode, str) and any(c in mode for c in "wax+"))
+        elif event in ("os.listdir", "os.scandir"):
+            path = args[0] if args else None
+        else:
+            return
+        try:
+            path = os.fsdecode(os.fspath(path))
+        except TypeError:  # a descriptor, or None (the current folder)
+            return
+        path = os.path.abspath(path)
+        if os.path.join(path, "").startswith(self.roots):
+            return
+        if write:
+            if len(self.written) < 1000:
+                self.written.add(path)  # a refused write is not a read (see the write checks)
+        elif path not in self.noted:
+            self.noted.append(path)
+
+    def denied(self, also=()):
+        """The noted paths (and ``also``) that the OS refuses to open; forget the rest.
+
+        ``also``: the paths of the submission's refused opens, which may lie inside the
+        allowed folders and lead outside them (a symbolic link in its scratch folder).
+        """
+        first = [p for p in also if p not in self.written]
+        noted, self.noted = first + [p for p in self.noted if p not in first], []
+        out = []
+        self.checking = True
+        try:
+            for path in noted:
+                flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0) | \
+                    getattr(os, "O_NOCTTY", 0)
+                try:
+                    os.close(os.open(path, flags))
+                except PermissionError:
+                    out.append(path)
+                except OSError:
+                    continue
+        finally:
+            self.checking = False
+        return out
+
+
+def _refused_paths(error):
+    """The files whose reading was refused (EACCES/EPERM) in ``error``'s chain of causes."""
+    out, seen = [], set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, OSError) and error.errno in (errno.EACCES, errno.EPERM) \
+                and isinstance(error.filename, str):
+            out.append(os.path.abspath(error.filename))
+        error = error.__cause__ or error.__context__
+    return out
+
+
+def _read_note(module, paths):
+    """A sentence naming the refused reads of one command, for a failing reply."""
+    if not paths:
+        return ""
+    shown = []
+    for path in paths[:2]:
+        real = os.path.realpath(path)
+        shown.append(path if real == path else "%s (a link to %s)" % (path, real))
+    more = " (and %d more)" % (len(paths) - 2) if len(paths) > 2 else ""
+    return " %s.py tried to read %s%s: %s." % (module, " and ".join(shown), more, OUTSIDE_ZIP)
 
 
 class SubmissionError(Exception):
@@ -390,6 +486,9 @@ def main(request_path, reply_fd, command_fd):
     harness = Harness(request, proto)
     guard = NetworkGuard(bool(request.get("block_network")))
     guard.install()
+    reads = ReadGuard(request["readable"]) if request.get("readable") else None
+    if reads:
+        reads.install()
     commands = os.fdopen(command_fd, "r", encoding="utf-8")
     for line in commands:
         line = line.strip()
@@ -400,6 +499,7 @@ def main(request_path, reply_fd, command_fd):
         if op == "quit":
             break
         seen = len(guard.attempts)
+        refused = []
         try:
             if op == "load":
                 reply = harness.load(command)
@@ -410,9 +510,17 @@ def main(request_path, reply_fd, command_fd):
             reply["ok"] = True
         except SubmissionError as e:
             reply = {"ok": False, "kind": e.kind, "error": str(e), "traceback": e.trace}
+            refused = _refused_paths(e.__context__) if reads else []
         except BaseException as e:  # the harness itself: reported, then the parent decides
             reply = {"ok": False, "kind": "harness", "error": "%s: %s" % (type(e).__name__, e),
                      "traceback": _short_traceback()}
+        if reads:
+            refused = reads.denied(also=refused)
+        if refused:
+            reply["reads"] = refused
+            if not reply["ok"] and OUTSIDE_ZIP not in reply["error"]:
+                reply["error"] = reply["error"].rstrip(". ") + "." + _read_note(
+                    request["module"], refused)
         attempts = guard.attempts[seen:]
         if attempts:
             reply["network"] = attempts

@@ -188,11 +188,12 @@ class Child:
       request: the harness request (module, class, constructor, method, range, ...).
       time_limit: seconds the child may live in all.
       memory_limit_mb: resident memory of the child's processes, in MB.
-      isolate: private network and write confinement where the OS offers them.
+      isolate: private network, read and write confinement where the OS offers them.
+      deny: files the child must never see, not even their path (the labelled data).
     """
 
     def __init__(self, python, workdir, folder, request, time_limit, memory_limit_mb,
-                 isolate=True):
+                 isolate=True, deny=()):
         self.python = python
         self.workdir = workdir
         self.folder = folder
@@ -200,7 +201,11 @@ class Child:
         self.request = dict(request, folder=folder, block_network=bool(isolate))
         self.time_limit = float(time_limit)
         self.memory_limit = int(memory_limit_mb) * 1024 * 1024
-        self.isolation = sandbox.plan(workdir, isolate=isolate)
+        self.deny = list(deny)
+        self.isolation = sandbox.plan(workdir, isolate=isolate, python=python, deny=self.deny)
+        if self.isolation.reads:
+            # The harness names the reads the confinement refused (see harness.ReadGuard).
+            self.request["readable"] = [workdir] + self.isolation.readable
         self.proc = None
         self.started = None
         self._last_scan = 0.0
@@ -210,6 +215,7 @@ class Child:
         self.stopped = None
         self.leftover = []   # [(pid, cmdline)] still running when the child was told to quit
         self.network_attempts = []  # what the harness saw the submission try (see harness.py)
+        self.denied_reads = []      # files outside the zip it tried to read and was refused
 
     @property
     def log(self):
@@ -234,8 +240,7 @@ class Child:
         tmp = os.path.join(self.workdir, "tmp")
         os.makedirs(home, exist_ok=True)
         os.makedirs(tmp, exist_ok=True)
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith(("PYTHON", "LEAFSUB_", "VIRTUAL_ENV"))}
+        env = sandbox.child_environment(os.environ, deny=self.deny)
         # CPU only: the calling notebook may hold the GPU, and the goldens were made on CPU.
         env.update(HOME=home, TMPDIR=tmp, TEMP=tmp, TMP=tmp, PYTHONDONTWRITEBYTECODE="1",
                    PYTHONNOUSERSITE="1", PYTHONHASHSEED="0", TF_CPP_MIN_LOG_LEVEL="2",
@@ -243,6 +248,9 @@ class Child:
                    MPLCONFIGDIR=os.path.join(tmp, "mpl"), PYTHONUNBUFFERED="1")
         reply_r, reply_w = os.pipe()
         command_r, command_w = os.pipe()
+        # A descriptor number the child keeps open for its own /proc entry (sandbox.py).
+        pin = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+        self.isolation.pin_fd = pin
         isolation_preexec = self.isolation.preexec()
 
         def preexec():  # pragma: no cover - runs in the child between fork and exec
@@ -257,10 +265,12 @@ class Child:
             self.proc = subprocess.Popen(
                 [self.python, "-B", script, request_path, str(reply_w), str(command_r)],
                 cwd=self.folder, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT, pass_fds=(reply_w, command_r), preexec_fn=preexec)
+                stderr=subprocess.STDOUT, pass_fds=(reply_w, command_r, pin),
+                preexec_fn=preexec)
         finally:
             os.close(reply_w)
             os.close(command_r)
+            os.close(pin)
         self.started = time.monotonic()
         self._reply = reply_r
         self._command = os.fdopen(command_w, "w", buffering=1, encoding="utf-8")
@@ -355,6 +365,9 @@ class Child:
                 for attempt in message.get("network") or ():
                     if attempt not in self.network_attempts:
                         self.network_attempts.append(attempt)
+                for path in message.get("reads") or ():
+                    if path not in self.denied_reads:
+                        self.denied_reads.append(path)
                 return message
             state = self._read_available(POLL_S)
             if state is None:  # the child closed its end: it is gone or going

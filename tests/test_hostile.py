@@ -72,25 +72,28 @@ class Case:
     child: bool = True      # whether the evaluator starts the child (the docs say so)
     requires: tuple = ()    # OS isolation the case needs to be safe to run: netns, landlock, pidns
     series: bool = False    # evaluated on time series with the an2dl-2022-ts profile (SERIES)
+    absent: tuple = ()      # words its detail must not hold (DATA: the --data file's path)
 
 
 class Ctx:
-    """What a maker gets: its folder, the sentinel tree, a marker, the loopback port."""
+    """What a maker gets: its folder, the sentinel tree, a marker, the loopback port, a secret."""
 
-    def __init__(self, shared, folder, sentinel, marker, port):
+    def __init__(self, shared, folder, sentinel, marker, port, secret="leafsub-no-secret"):
         self.shared = shared
         self.dir = folder
         self.sentinel = sentinel
         self.marker = marker
         self.port = port
+        self.secret = secret
         self.zip = os.path.join(folder, "submission.zip")
         self.build = os.path.join(folder, "build")
         os.makedirs(self.build, exist_ok=True)
 
     def fill(self, text):
-        """Substitute SENTINEL, MARKER and PORT in a template."""
+        """Substitute SENTINEL, MARKER, PORT and DATA (the labelled --data file) in a template."""
         return (textwrap.dedent(text).replace("SENTINEL", self.sentinel)
-                .replace("MARKER", self.marker).replace("PORT", str(self.port)))
+                .replace("MARKER", self.marker).replace("PORT", str(self.port))
+                .replace("DATA", self.shared.data))
 
 
 def _submission(body, extra=None, metadata=True, saved_models=None):
@@ -361,6 +364,24 @@ class model:
 
 # ---- code bodies
 
+# The cheat of issue #14: read the labelled --data file by its path, hash each image,
+# return the stored label. Unconfined it scores 100 % (test_the_data_cheat_...).
+DATA_CHEAT = '''
+import hashlib
+import numpy as np
+
+def key(image):
+    return hashlib.sha1(np.round(np.asarray(image)).astype(np.uint8).tobytes()).hexdigest()
+
+class model:
+    def __init__(self, path):
+        data = np.load("DATA")
+        self.answers = {key(x): int(y) for x, y in zip(data["images"], data["labels"])}
+
+    def predict(self, X):
+        return np.array([self.answers.get(key(x), 0) for x in np.asarray(X)], dtype=np.int64)
+'''
+
 SLEEPER = "[sys.executable, '-S', '-c', 'import time; time.sleep(10 ** 6)', 'MARKER']"
 
 CASES = [
@@ -614,6 +635,97 @@ CASES = [
          """, head="import os, signal")), 0, "predicts", "pass", ("24 images",),
          requires=("pidns",)),
 
+    # reads: the child sees only what it needs (read confinement)
+    Case("read-data-labels", "code", "__init__ opens the labelled --data file by its path and "
+         "predict returns the stored labels (hashing each image)",
+         _submission(DATA_CHEAT), 1, "loads", "fail",
+         ("tried to read", "test.npz", "labelled data", "outside the zip"),
+         requires=("landlock",)),
+    Case("read-data-swallowed", "code", "__init__ tries the --data file, catches the error and "
+         "answers zeros", _submission(_init_body("""
+             try:
+                 self.answers = np.load("DATA")["labels"]
+             except OSError:
+                 self.answers = None
+         """)), 1, "files", "fail", ("test.npz", "labelled data", "outside the zip"),
+         requires=("landlock",)),
+    Case("absolute-path-read", "code", "__init__ reads the class names from an absolute path of the "
+         "student's machine (beside the notebook, not in the zip)",
+         _submission(_init_body("""
+             with open("SENTINEL/notebook/class_names.txt") as f:
+                 self.names = f.read().split()
+         """)), 1, "loads", "fail",
+         ("tried to read", "class_names.txt", "platform will not have this file"),
+         requires=("landlock",)),
+    Case("ssh-key", "code", "predict reads ~/.ssh/id_rsa of the user (a planted key)",
+         _submission(_predict_body("""
+             with open(os.path.join("SENTINEL/home", ".ssh", "id_rsa")) as f:
+                 raise RuntimeError("got it: " + f.read())
+         """, head="import os")), 1, "predicts", "fail",
+         ("tried to read", ".ssh/id_rsa", "outside the zip"), requires=("landlock",)),
+    Case("proc-parent", "code", "predict walks up /proc/<parent>/environ and cmdline (the "
+         "evaluator's tokens and its --data path)",
+         _submission(_predict_body("""
+             def parent(pid):
+                 with open("/proc/%s/stat" % pid) as f:
+                     return int(f.read().rsplit(")", 1)[1].split()[1])
+             pid, found = parent("self"), []
+             for _ in range(3):
+                 for name in ("environ", "cmdline"):
+                     with open("/proc/%d/%s" % (pid, name), "rb") as f:
+                         found.append(f.read().decode("utf-8", "replace"))
+                 pid = parent(pid)
+             raise RuntimeError("got it: " + " ".join(found))
+         """)), 1, "predicts", "fail", ("tried to read", "/environ", "outside the zip"),
+         requires=("landlock",)),
+    Case("symlink-scratch", "code", "predict links ~/.ssh/id_rsa into its own folder (a "
+         "symbolic link it may create there) and reads the link",
+         _submission(_predict_body("""
+             link = os.path.join(os.getcwd(), "notes.txt")
+             if not os.path.islink(link):
+                 os.symlink("SENTINEL/home/.ssh/id_rsa", link)
+             with open(link) as f:
+                 raise RuntimeError("got it: " + f.read())
+         """, head="import os")), 1, "predicts", "fail",
+         ("notes.txt (a link to", "id_rsa", "outside the zip"), requires=("landlock",)),
+    Case("find-data-path", "code", "predict looks for the --data path in what it can see of "
+         "itself: its environment, argv, the request file, its open descriptors",
+         _submission(_predict_body("""
+             found = [repr(sorted(os.environ.items())), repr(sys.argv)]
+             for arg in sys.argv[1:]:
+                 if os.path.isfile(arg):
+                     with open(arg) as f:
+                         found.append(f.read())
+             for fd in os.listdir("/proc/self/fd"):
+                 try:
+                     found.append(os.readlink("/proc/self/fd/" + fd))
+                 except OSError:
+                     pass
+             raise RuntimeError("found: " + " ".join(found))
+         """, head="import os, sys")), 1, "predicts", "fail", ("found:", "request.json"),
+         absent=("DATA", "test.npz"), requires=("landlock",)),
+    Case("threads-eat-memory", "code", "predict starts 8 threads that allocate without bound "
+         "(--memory-limit 1500)",
+         _submission(_predict_body("""
+             hoard = []
+             def eat():
+                 while True:
+                     hoard.append(bytearray(b"x") * (50 * 2 ** 20))
+             for _ in range(8):
+                 threading.Thread(target=eat, daemon=True).start()
+             time.sleep(60)
+         """, head="import threading, time")), 1, "predicts", "fail",
+         ("memory limit", "1500 MB"), args=("--memory-limit", "1500")),
+    Case("huge-file", "code", "predict writes a file without end into its folder (the "
+         "scratch space)",
+         _submission(_predict_body("""
+             chunk = b"\\0" * (64 * 2 ** 20)
+             with open("scratch.bin", "wb") as f:
+                 f.seek(2 * 2 ** 30 - 2 * len(chunk))   # sparse up to near the limit
+                 while True:
+                     f.write(chunk)
+         """)), 1, "predicts", "fail", ("File too large", "limit of 2 GB")),
+
     # models
     Case("custom-layer", "models", "a .keras model with a custom layer, loaded without "
          "custom_objects", _submission(KERAS_LOAD, extra={"model.keras": _keras_file(
@@ -843,6 +955,15 @@ def run_case(case, shared):
         f.write("original\n")
     with open(os.path.join(sentinel, "keep", "data.bin"), "wb") as f:
         f.write(bytes(range(256)))
+    # What a student's machine holds beside the submission: an SSH key in the home, the
+    # notebook's class-names file. Never readable by the child.
+    secret = "leafsub-secret-%s" % uuid.uuid4().hex
+    os.makedirs(os.path.join(sentinel, "home", ".ssh"))
+    with open(os.path.join(sentinel, "home", ".ssh", "id_rsa"), "w") as f:
+        f.write("-----BEGIN OPENSSH PRIVATE KEY-----\n%s\n" % secret)
+    os.makedirs(os.path.join(sentinel, "notebook"))
+    with open(os.path.join(sentinel, "notebook", "class_names.txt"), "w") as f:
+        f.write("\n".join("Species%d" % i for i in range(1, 9)) + "\n")
     tmp = os.path.join(folder, "tmp")
     cwd = os.path.join(folder, "cwd")
     os.makedirs(tmp)
@@ -850,7 +971,7 @@ def run_case(case, shared):
     marker = "leafsub-hostile-%s-%s" % (case.name, uuid.uuid4().hex[:8])
     listener = _Listener() if case.loopback else None
     try:
-        ctx = Ctx(shared, folder, sentinel, marker, listener.port if listener else 9)
+        ctx = Ctx(shared, folder, sentinel, marker, listener.port if listener else 9, secret)
         zip_path = case.make(ctx)
         before = _snapshot(sentinel)
         json_path = os.path.join(folder, "result.json")
@@ -858,7 +979,8 @@ def run_case(case, shared):
                 "--json", json_path,
                 "--time-limit", case.time_limit, "--no-detective", *case.args]
         started = time.monotonic()
-        proc = run_cli(*args, cwd=cwd, env={"TMPDIR": tmp}, timeout=case.time_limit + 120)
+        proc = run_cli(*args, cwd=cwd, env={"TMPDIR": tmp, "HOSTILE_API_TOKEN": secret},
+                       timeout=case.time_limit + 120)
         elapsed = time.monotonic() - started
         leftover = _running_with([marker, tmp])
         deadline = time.monotonic() + 2
@@ -936,6 +1058,9 @@ def test_hostile_case(outcomes, name):
     for word in case.words:
         word = word.replace("PORT", str(out.ctx.port))
         assert word.lower() in check["detail"].lower(), (word, check["detail"])
+    for word in case.absent:
+        word = word.replace("DATA", out.ctx.shared.data)
+        assert word not in check["detail"], ("leaked", word, check["detail"])
     assert len(paragraph) > 20
     # A failing verdict names its problem in the first paragraph: no leafsub traceback there.
     assert "Traceback (most recent call last)" not in paragraph
@@ -949,12 +1074,23 @@ def test_hostile_case(outcomes, name):
     assert out.sentinel_after == out.sentinel_before
     assert out.stray == [], out.stray
     assert out.connections == 0
+    for text in (out.stdout, out.stderr, json.dumps(out.result)):
+        assert out.ctx.secret not in text, "the planted secret leaked: " + label
     # The child ran only where the table says it does.
     ran = out.check("isolation") is not None
     assert ran == case.child, (ran, case.child)
     if ran:
         assert out.check("isolation")["status"] == "pass" or "isolation reduced" in \
             out.check("isolation")["detail"]
+
+
+def test_the_data_cheat_scores_100_percent_without_the_read_confinement(tmp_path):
+    """The hole the read confinement closes, shown: unconfined, the cheat passes at 100 %."""
+    case = dataclasses.replace(next(c for c in CASES if c.name == "read-data-labels"),
+                               args=("--no-isolation",))
+    out = run_case(case, Shared(str(tmp_path)))
+    assert out.returncode == 0, out.stdout[-3000:]
+    assert out.result["metrics"]["accuracy"] == 1.0
 
 
 def test_the_corpus_is_big_enough_and_covers_every_group():
@@ -1001,7 +1137,9 @@ sentence of the message. Look a message up here to see what it is about.
 This page is generated from the test's table (`LEAFSUB_WRITE_VERDICTS=1 pytest
 tests/test_hostile.py`); a test checks that it lists every case with the verdict the
 test asserts, so it cannot drift. Paths in the messages are shortened
-(`submission.zip`, `SENTINEL` for a folder outside the submission, `PORT` for a port).
+(`submission.zip`, `SENTINEL` for a folder outside the submission, `DATA` for the
+labelled `--data` file, `WORK_DIR` for the evaluator's temporary folder, `PID` for a
+process id, `PORT` for a port).
 
 Exit codes: **0** every check passed (warnings allowed), **1** a check failed: the
 submission is at fault (every broken or hostile zip), **2** bad usage or unreadable
@@ -1022,13 +1160,19 @@ check of every report says what this machine gave:
 | layer | Linux with user namespaces and Landlock | elsewhere |
 |---|---|---|
 | network | a private network namespace: no interface but a downed loopback, every connection fails (*Network is unreachable*); the harness also refuses Python-level connections and name lookups and names them in the message | Landlock ABI >= 4 denies TCP; else a warning *isolation reduced*, and only the harness's Python-level guard remains |
-| disk | Landlock: writes only below the evaluator's temporary directory (*Permission denied*); `HOME` and `TMPDIR` point inside it | a warning *isolation reduced* |
+| disk writes | Landlock: writes only below the evaluator's temporary directory (*Permission denied*); `HOME` and `TMPDIR` point inside it | a warning *isolation reduced* |
+| disk reads | Landlock: reads only the extracted submission, the work dir (the image batches leafsub hands over), the child's Python installation (its prefixes, `sys.path` and the folders of the libraries it maps, asked of that interpreter: this Python, a `--runtime` venv or `--python`), the system's programs and libraries, `/dev/null`, `/dev/urandom`, a few kernel facts (`/proc/cpuinfo`) and its own `/proc/self`. Never the `--data` file, the home, SSH keys, another process's `/proc` (*Permission denied*; the verdict names the file: *model.py tried to read X: submissions cannot read files outside the zip*) | a warning *isolation reduced* |
+| environment | an allow-list (`PATH`, locale, time zone, `LD_LIBRARY_PATH`, `TF_*`, `CUDA_*`, thread settings): no token, no variable naming the `--data` file | same |
 | processes | a private PID namespace: every process the submission starts (even after `setsid()` or a double fork) dies with the child; the kernel ends the namespace | its session and its descendants are killed; a warning says a detached process could survive |
 | signals | the submission cannot see or signal processes outside its PID namespace; Landlock ABI >= 6 also scopes signals | - |
-| limits (everywhere) | time (`--time-limit`, the whole replay), memory (`--memory-limit`, resident memory of the child's whole process tree, shared pages counted once), output (64 MB printed: stopped; more than 1 MB: a warning), processes (at most 64) | same |
+| limits (everywhere) | time (`--time-limit`, the whole replay), memory (`--memory-limit`, resident memory of the child's whole process tree, shared pages counted once), output (64 MB printed: stopped; more than 1 MB: a warning), processes (at most 64), file size (2 GB: *File too large*) | same |
 
 `--no-isolation` turns the network and disk layers off on purpose (a warning in the
 report); the process namespace and the limits stay.
+
+A read the confinement refused but the submission got past (it caught the error) is a
+`files` warning naming the file, except a read of the labelled `--data` file, which
+fails the replay: that is an attempt to see the answers.
 
 Attempts the submission catches and ignores (`network-swallowed`, `daemon-escape`,
 `kill-evaluator` below) change nothing outside and do not fail the replay: the platform
@@ -1048,9 +1192,13 @@ DOC_COLUMNS = ("| case | group | what the user did | check | status | exit "
 def _doc_message(out, detail):
     text = _first_paragraph(detail)
     text = text.replace(out.ctx.zip, "submission.zip").replace(out.ctx.sentinel, "SENTINEL")
+    text = text.replace(out.ctx.shared.data, "DATA")
     text = text.replace(str(out.ctx.port), "PORT") if out.case.loopback else text
     text = re.sub(re.escape(os.path.join(out.ctx.dir, "tmp")) + r"/leafsub-eval-[^/]+/submission",
                   "SUBMISSION_FOLDER", text)
+    text = re.sub(re.escape(os.path.join(out.ctx.dir, "tmp")) + r"/leafsub-eval-[^/']+",
+                  "WORK_DIR", text)
+    text = re.sub(r"/proc/\d+/", "/proc/PID/", text)
     # The first sentence: up to the first '. ' followed by a capital (or a backquote).
     ends = [m.start() for m in re.finditer(r"\. (?=[A-Z`(])", text)
             if m.start() > 40 and not text[:m.start() + 1].endswith("e.g.")]

@@ -1,6 +1,8 @@
-"""The child's isolation: no network, writes only below the work dir, its own process group."""
+"""The child's isolation: no network, writes only below the work dir, reads only what a
+submission needs (not the data, the home, another process's /proc), its own process group."""
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -87,4 +89,198 @@ def test_turning_isolation_off_is_reported(tmp_path):
     isolation = sandbox.plan(tmp_path, isolate=False)
     assert not isolation.network and not isolation.landlock
     assert "isolation turned off" in isolation.warnings[0]
+    assert "read every file your user can" in isolation.warnings[0]
     assert "NOT isolated" in isolation.summary
+
+
+# --------------------------------------------------------------------------- read confinement
+
+def _planted(tmp_path):
+    """A work dir, and outside it a home with an SSH key and a labelled data file."""
+    work = tmp_path / "work"
+    work.mkdir()
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True)
+    (home / ".ssh" / "id_rsa").write_text("PLANTED-SECRET-KEY\n")
+    data = tmp_path / "test.npz"
+    data.write_bytes(b"labels")
+    return work, home, data
+
+
+READER = """
+    import os, sys
+    def attempt(what, path):
+        try:
+            if os.path.isdir(path):
+                os.listdir(path)
+            else:
+                with open(path, "rb") as f:
+                    f.read(1)
+            print(what, "READ")
+        except PermissionError:
+            print(what, "DENIED")
+    attempt("key", KEY)
+    attempt("data", DATA)
+    attempt("home", HOME)
+    attempt("proc-parent-cmdline", "/proc/%d/cmdline" % PARENT)
+    attempt("proc-parent-environ", "/proc/%d/environ" % PARENT)
+    attempt("proc-self", "/proc/self/status")
+    attempt("work", "inside.txt")
+    os.symlink(KEY, "link")
+    attempt("link", "link")
+    import json, numpy          # the interpreter's stdlib and site-packages
+    attempt("urandom", "/dev/urandom")
+"""
+
+
+def test_child_reads_only_what_a_submission_needs(tmp_path):
+    work, home, data = _planted(tmp_path)
+    (work / "inside.txt").write_text("ok")
+    isolation = sandbox.plan(work, deny=[data])
+    if not isolation.reads:
+        pytest.skip("no Landlock here: %s" % isolation.warnings)
+    code = (READER.replace("KEY", repr(str(home / ".ssh" / "id_rsa")))
+            .replace("DATA", repr(str(data))).replace("HOME", repr(str(home)))
+            .replace("PARENT", str(os.getpid())))
+    proc = run_child(isolation, code)
+    assert proc.returncode == 0, proc.stderr
+    seen = dict(line.split() for line in proc.stdout.split("\n") if line.strip())
+    assert seen == {"key": "DENIED", "data": "DENIED", "home": "DENIED",
+                    "proc-parent-cmdline": "DENIED", "proc-parent-environ": "DENIED",
+                    "proc-self": "READ", "work": "READ", "link": "DENIED",
+                    "urandom": "READ"}, proc.stdout
+    assert "PLANTED-SECRET-KEY" not in proc.stdout + proc.stderr
+    assert "disk reads: only the submission" in isolation.summary
+
+
+def test_the_allow_list_is_asked_of_the_interpreter_the_child_runs():
+    paths, problem = sandbox.readable_paths(sys.executable)
+    assert problem is None
+    for expected in (sys.prefix, sys.base_prefix, os.path.dirname(os.__file__),
+                     os.path.dirname(os.path.dirname(np_file()))):
+        assert any(expected == p or expected.startswith(p + os.sep) for p in paths), expected
+    assert "/" not in paths
+    home = os.path.realpath(os.path.expanduser("~"))
+    assert not any(home == p or home.startswith(p + os.sep) for p in paths)
+
+
+def np_file():
+    import numpy
+    return numpy.__file__
+
+
+def test_a_sys_path_entry_holding_the_home_is_never_allowed(monkeypatch, tmp_path):
+    home = tmp_path / "me"
+    (home / "project" / ".venv").mkdir(parents=True)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setattr(sandbox, "interpreter_paths", lambda python=None: (
+        [str(tmp_path), str(home), str(home / "project" / ".venv"), "/"], None))
+    paths, _ = sandbox.readable_paths()
+    assert str(home / "project" / ".venv") in paths
+    assert str(home) not in paths and str(tmp_path) not in paths and "/" not in paths
+
+
+def test_another_interpreter_gets_its_own_allow_list(tmp_path):
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True,
+                   timeout=120)
+    python = str(venv / "bin" / "python")
+    paths, problem = sandbox.readable_paths(python)
+    assert problem is None
+    assert str(venv) in paths and str(venv / "bin") in paths
+    assert str(venv / "lib" / ("python%d.%d" % sys.version_info[:2]) / "site-packages") in paths
+    # ... and it starts under its confinement.
+    work = tmp_path / "work"
+    work.mkdir()
+    isolation = sandbox.plan(work, python=python)
+    if not isolation.reads:
+        pytest.skip("no Landlock here")
+    proc = subprocess.run([python, "-c", "import json, sys; print(sys.prefix)"],
+                          preexec_fn=isolation.preexec(), capture_output=True, text=True,
+                          timeout=60, cwd=str(work))
+    assert proc.returncode == 0 and proc.stdout.strip() == str(venv), proc.stderr
+
+
+def test_data_inside_a_folder_the_child_must_read_is_a_warning(tmp_path):
+    data = os.path.join(sys.prefix, "test.npz")   # not created: only the path matters
+    isolation = sandbox.plan(tmp_path, deny=[data])
+    if not isolation.landlock:
+        pytest.skip("no Landlock here")
+    assert any(data in w and "isolation reduced" in w for w in isolation.warnings)
+
+
+def test_the_child_environment_keeps_no_token_and_no_data_path(tmp_path):
+    data = str(tmp_path / "test.npz")
+    env = sandbox.child_environment({
+        "PATH": "/usr/bin", "LANG": "C.UTF-8", "TF_NUM_INTEROP_THREADS": "1",
+        "GITHUB_TOKEN": "ghp_secret", "AWS_SECRET_ACCESS_KEY": "secret", "HOME": "/root",
+        "MY_DATA": data, "LC_ALL": "C.UTF-8 " + data, "PYTHONPATH": "/x",
+        "TF_TOKEN_app_terraform_io": "secret", "TF_VAR_db_password": "secret",
+        "TF_CLI_CONFIG_FILE": "/root/.terraformrc", "CUDA_AUTH_TOKEN": "secret"}, deny=[data])
+    assert env == {"PATH": "/usr/bin", "LANG": "C.UTF-8", "TF_NUM_INTEROP_THREADS": "1"}
+
+
+def test_a_file_past_the_size_limit_fails_with_file_too_large(tmp_path):
+    isolation = sandbox.plan(tmp_path)
+    proc = run_child(isolation, """
+        import errno
+        with open("huge.bin", "wb") as f:
+            f.seek(%d)
+            try:
+                f.write(b"x")
+                f.flush()
+                print("WRITTEN")
+            except OSError as e:
+                print("REFUSED", e.errno == errno.EFBIG)
+    """ % sandbox.FILE_SIZE_LIMIT)
+    assert proc.stdout.strip() == "REFUSED True", proc.stdout + proc.stderr
+    assert (tmp_path / "huge.bin").stat().st_size <= sandbox.FILE_SIZE_LIMIT
+
+
+GUARDED = """
+    import importlib.util, os, sys
+    spec = importlib.util.spec_from_file_location("harness", "harness.py")
+    harness = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(harness)
+    guard = harness.ReadGuard([os.getcwd()] + READABLE)
+    guard.install()
+    for attempt in (lambda: open(KEY).read(), lambda: os.listdir(HOME),
+                    lambda: open(KEY, "a"), lambda: open("inside.txt").read(),
+                    lambda: open("/proc/self/status").read()):
+        try:
+            attempt()
+        except OSError:
+            pass
+    print(guard.denied())
+"""
+
+
+def test_the_harness_names_the_reads_the_confinement_refused(tmp_path):
+    """ReadGuard in a confined child: refused reads are named; writes, allowed reads are not."""
+    work, home, data = _planted(tmp_path)
+    (work / "inside.txt").write_text("ok")
+    shutil.copy(os.path.join(os.path.dirname(sandbox.__file__), "harness.py"), work)
+    isolation = sandbox.plan(work)
+    if not isolation.reads:
+        pytest.skip("no Landlock here: %s" % isolation.warnings)
+    key = str(home / ".ssh" / "id_rsa")
+    proc = run_child(isolation, GUARDED.replace("READABLE", repr(isolation.readable))
+                     .replace("KEY", repr(key)).replace("HOME", repr(str(home))))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == repr([key, str(home)])
+
+
+def test_a_refused_read_of_the_data_fails_and_any_other_warns():
+    from leafsub.evaluator import checks
+
+    data = "/data/test.npz"
+    fail, = checks.denied_reads(["/etc/shadow", data], [data])
+    assert fail["name"] == "files" and fail["status"] == "fail"
+    assert data in fail["detail"] and "labelled data" in fail["detail"]
+    warn, = checks.denied_reads(["/home/me/class_names.txt"], [data])
+    assert warn["status"] == "warn" and "platform will not have this file" in warn["detail"]
+    proc, = checks.denied_reads(["/proc/4242/environ"], [data])
+    assert proc["status"] == "warn" and "another process's /proc entry" in proc["detail"]
+    assert checks.denied_reads([], [data]) == []
+    assert checks.reads_of_data(["/data/test.npz/../test.npz", "/x"], [data]) == \
+        ["/data/test.npz/../test.npz"]
