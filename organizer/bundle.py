@@ -17,6 +17,9 @@ Layout of the zip::
     ingestion_program/  metadata.yaml ingestion.py harness.py protocol.json profile.json
     scoring_program/    metadata.yaml score.py leafsub_checks.py leafsub_metrics.py protocol.json
     phases/<slug>/input_data/images.npy          uint8 [n, H, W, 3] RGB at the profile's size
+                                                 (an image profile), or
+    phases/<slug>/input_data/samples.npy         [n, *input.shape] in the pack's dtype, as
+                                                 stored (a tensor profile: a time series...)
     phases/<slug>/reference_data/labels.npy      int64 [n]
     phases/<slug>/reference_data/classes.json    the class names (the scoring reads labels only)
 """
@@ -116,7 +119,16 @@ def _parse_phase(text):
     return name.strip(), data.strip()
 
 
-def _phases(data, phases):
+def _is_image(profile):
+    return profile["input"].get("kind", "image") == "image"
+
+
+def _words(profile):
+    """(one, many): what a hidden sample is called in the bundle's texts."""
+    return ("image", "images") if _is_image(profile) else ("sample", "samples")
+
+
+def _phases(data, phases, many="images"):
     out = []
     if data:
         base = os.path.basename(os.path.normpath(os.fspath(data)))
@@ -124,8 +136,10 @@ def _phases(data, phases):
     for item in phases or ():
         out.append(_parse_phase(item) if isinstance(item, str) else tuple(item))
     if not out:
-        raise UsageError("No hidden data: give --data test.npz (labelled images: a folder of class "
-                         "sub-folders, an .npz or an .h5), and --phase NAME=DATA for more phases.")
+        raise UsageError("No hidden data: give --data test.npz (labelled %s), and --phase "
+                         "NAME=DATA for more phases." % (
+                             "images: a folder of class sub-folders, an .npz or an .h5"
+                             if many == "images" else "samples: an .npz with x and y, or an .h5"))
     names = [n for n, _ in out]
     if len(set(map(_slug, names))) != len(names):
         raise UsageError("Phase names %s are not distinct; give each --phase its own NAME."
@@ -148,32 +162,41 @@ def protocol_for(profile, time_limit):
     """What both programs read: the profile's protocol, in the harness's words."""
     inp, iface = profile["input"], profile["interface"]
     assumptions = list(profile.get("assumptions") or []) + [QUEUE_ASSUMPTION]
+    kind = inp.get("kind", "image")
+    fed = {"kind": kind, "shape": list(inp["shape"]), "container": inp["container"],
+           "dtype": inp["dtype"], "batch_size": int(inp.get("batch_size", 32))}
+    if kind == "image":
+        fed.update(range=list(inp.get("range") or (0, 255)),
+                   channel_order=inp.get("channel_order", "RGB"))
+    elif inp.get("range"):
+        fed["range"] = list(inp["range"])  # for the pages only: the harness feeds as stored
     return {
         "leafsub_protocol": 1,
         "profile": profile["name"],
         "interface": {k: iface[k] for k in ("module", "class_name", "constructor", "method")}
         | {"working_dir": iface.get("working_dir", "submission")},
-        "input": {"shape": list(inp["shape"]), "container": inp["container"],
-                  "dtype": inp["dtype"], "range": list(inp["range"]),
-                  "channel_order": inp.get("channel_order", "RGB"),
-                  "batch_size": int(inp.get("batch_size", 32))},
+        "input": fed,
         "required_files": list(profile["layout"]["required_files"]),
-        "images": "images.npy",
+        # The input data's file name (the key keeps its name: older bundles' programs read it).
+        "images": "images.npy" if kind == "image" else "samples.npy",
         "time_limit_s": max(60, time_limit - WATCHDOG_MARGIN_S),
         "score_keys": list(SCORE_KEYS),
         # The fields of the profile that leafsub's output checks read.
         "profile_contract": {"name": profile["name"], "classes": profile["classes"],
-                             "output": profile["output"]},
+                             "output": profile["output"],
+                             "input": {"kind": kind, "shape": list(inp["shape"]),
+                                       "dtype": inp["dtype"]}},
         "assumptions": assumptions,
     }
 
 
 def competition_yaml(profile, phase_slugs, title, docker_image, time_limit, start):
     tasks, phases = [], []
+    many = _words(profile)[1]
     for i, (name, slug) in enumerate(phase_slugs):
         tasks.append({"index": i, "name": "%s: %s" % (profile["name"], name),
-                      "description": "Hidden test images of phase %s, run through the %s "
-                                     "protocol." % (name, profile["name"]),
+                      "description": "Hidden test %s of phase %s, run through the %s "
+                                     "protocol." % (many, name, profile["name"]),
                       "input_data": "phases/%s/input_data" % slug,
                       "reference_data": "phases/%s/reference_data" % slug,
                       "ingestion_program": "ingestion_program",
@@ -222,22 +245,31 @@ def _pages(profile, protocol, time_limit, wanted):
     ctor = "%s(path)" % iface["class_name"] if iface["constructor"] == "path" else \
         iface["class_name"] + "()"
     container = "a tf.Tensor" if inp["container"] == "tensor" else "a numpy array"
-    overview = ("# %s\n\nClassify each image into one of %d classes. Submit a zip with %s at its "
+    one, many = _words(profile)
+    overview = ("# %s\n\nClassify each %s into one of %d classes. Submit a zip with %s at its "
                 "top level (not inside a folder).\n\nCheck it before you upload, with the same "
                 "protocol as this competition's workers:\n\n    pip install leafsub\n    leafsub "
                 "evaluate submission.zip --data your_validation.npz --profile %s\n"
-                % (profile.get("title") or profile["name"], profile["classes"]["count"],
+                % (profile.get("title") or profile["name"], one, profile["classes"]["count"],
                    ", ".join(protocol["required_files"]), profile["name"]))
+    if inp.get("kind", "image") == "image":
+        fed = "%s of %s %s values in %s..%s, shape [batch, %d, %d, 3]" % (
+            container, inp["dtype"], inp.get("channel_order", "RGB"), inp["range"][0],
+            inp["range"][1], inp["shape"][0], inp["shape"][1])
+    else:
+        fed = "%s of %s values, shape [batch, %s], exactly as stored in the hidden data (no " \
+              "scaling: a scaler fitted on the training set belongs in your `%s.py`)" % (
+                  container, inp["dtype"], ", ".join(str(d) for d in inp["shape"]),
+                  iface["module"])
     evaluation = (
         "# Evaluation\n\nThe ingestion program imports `%s.py` from your zip, constructs `%s`, and "
-        "calls `%s(X)` with %s of %s RGB values in %s..%s, shape [batch, %d, %d, 3], batches of "
-        "up to %d images. `%s` must return one class index per image (shape [batch]).\n\n"
+        "calls `%s(X)` with %s, batches of up to %d %s. `%s` must return one class index per "
+        "%s (shape [batch]).\n\n"
         "The leaderboard shows accuracy (ranking), balanced accuracy and macro F1 on the hidden "
-        "images.\n\nTime limit: %d s per run%s. If your submission fails, its log (\"ingestion "
+        "%s.\n\nTime limit: %d s per run%s. If your submission fails, its log (\"ingestion "
         "stdout\") says why, in the words of `leafsub evaluate`.\n"
-        % (iface["module"], ctor, iface["method"], container, inp["dtype"], inp["range"][0],
-           inp["range"][1], inp["shape"][0], inp["shape"][1], inp["batch_size"], iface["method"],
-           time_limit, "" if wanted <= time_limit else
+        % (iface["module"], ctor, iface["method"], fed, inp["batch_size"], many, iface["method"],
+           one, many, time_limit, "" if wanted <= time_limit else
            " (the profile says %d s; Codabench's default queue stops every run at %d s)"
            % (wanted, DEFAULT_QUEUE_LIMIT_S)))
     terms = ("# Terms\n\nSubmissions must be your own work and may use only the files in your "
@@ -247,6 +279,17 @@ def _pages(profile, protocol, time_limit, wanted):
 
 
 def _readme(profile, docker_image, time_limit, wanted):
+    inp = profile["input"]
+    if _is_image(profile):
+        data = ("each phase's `input_data/images.npy` holds the hidden images, uint8 [n, %d, %d, "
+                "3] RGB at the profile's size; the ingestion converts them to the profile's "
+                "range, channel order and dtype as `leafsub evaluate` does"
+                % (inp["shape"][0], inp["shape"][1]))
+    else:
+        data = ("each phase's `input_data/samples.npy` holds the hidden samples [n, %s] exactly "
+                "as the data pack stores them (its dtype; no image conversion: no resize, "
+                "rounding or channel swap); the ingestion feeds them as %s, as `leafsub "
+                "evaluate` does" % (", ".join(str(d) for d in inp["shape"]), inp["dtype"]))
     lines = [
         "# Competition bundle for %s" % profile["name"], "",
         "Written by `leafsub bundle` from the challenge profile `%s`. Its ingestion program "
@@ -274,7 +317,8 @@ def _readme(profile, docker_image, time_limit, wanted):
         "- the scoring program writes `scores.json` (and `scores.txt`) with the keys %s, the "
         "leaderboard's column keys. Rename a column's key and the leaderboard shows n/a." %
         ", ".join("`%s`" % k for k in SCORE_KEYS),
-        "- every program folder has its `metadata.yaml` with the command to run.", "",
+        "- every program folder has its `metadata.yaml` with the command to run.",
+        "- %s; `reference_data/labels.npy` the labels (int64 [n])." % data, "",
         "## Assumptions about Codabench", "",
     ] + ["- " + a for a in ASSUMPTIONS] + [
         "", "## The profile's assumptions (about the challenge's original platform)", "",
@@ -300,7 +344,9 @@ def make_bundle(profile=None, data=None, phases=None, output="competition.zip", 
 
     Args:
       profile: a built-in profile name or a profile JSON path (default an2dl-2022).
-      data: labelled images of the first phase (class folders, .npz or .h5).
+      data: the labelled hidden data of the first phase: images (class folders, .npz or .h5)
+        for an image profile; for a tensor profile (``input.kind`` tensor, e.g.
+        an2dl-2022-ts) an .npz/.h5 of samples of the profile's shape, stored as they are.
       phases: more phases, as ``"name=data"`` strings or ``(name, data)`` pairs.
       output: the bundle zip to write (atomically).
       title: the competition's title (default: the profile's).
@@ -310,17 +356,19 @@ def make_bundle(profile=None, data=None, phases=None, output="competition.zip", 
         CodaLab format: the same programs and data, as zips, with a v1.5 competition.yaml).
 
     Returns:
-      dict: ``path``, ``phases`` [{name, slug, n_images}], ``docker_image``,
+      dict: ``path``, ``phases`` [{name, slug, n_images (samples, for a tensor profile)}],
+      ``docker_image``,
       ``execution_time_limit``, ``competition`` (the competition.yaml as a dict).
 
     Raises:
-      UsageError for an unknown profile, unreadable data, or labels beyond the classes.
+      UsageError for an unknown profile, unreadable data, data of another shape than a
+      tensor profile's, series-like arrays for an image profile, or labels beyond the classes.
 
     Example:
       >>> make_bundle("an2dl-2022", "test.npz", output="competition.zip")  # doctest: +SKIP
     """
     from ..builder.zipwrite import entries_from_tree, write_zip_atomic
-    from ..datasets import open_pack, write_npy
+    from ..datasets import write_npy, write_tensor_npy
     from ..profiles import load_profile
 
     if format not in FORMATS:
@@ -330,14 +378,15 @@ def make_bundle(profile=None, data=None, phases=None, output="competition.zip", 
     if not os.path.isdir(os.path.dirname(os.path.abspath(output))):
         raise UsageError("-o %s: the folder %s does not exist; create it or give another path."
                          % (output, os.path.dirname(os.path.abspath(output))))
-    wanted_phases = _phases(data, phases)
+    image = _is_image(prof)
+    one, many = _words(prof)
+    wanted_phases = _phases(data, phases, many)
     n_classes = int(prof["classes"]["count"])
-    h, w = int(prof["input"]["shape"][0]), int(prof["input"]["shape"][1])
     packs = []
     for name, path in wanted_phases:
-        pack = open_pack(path)
+        pack = open_hidden(path, prof)
         if pack.n == 0:
-            raise UsageError("%s (phase %s) has no images." % (path, name))
+            raise UsageError("%s (phase %s) has no %s." % (path, name, many))
         if int(pack.labels.max()) >= n_classes or int(pack.labels.min()) < 0:
             raise UsageError("%s: labels go from %d to %d, but the %s profile has %d classes. Use "
                              "this challenge's profile (--profile) or data with its labels."
@@ -345,11 +394,11 @@ def make_bundle(profile=None, data=None, phases=None, output="competition.zip", 
                                 n_classes))
         packs.append((name, _slug(name), pack))
     time_limit, wanted = time_limit_for(prof)
-    image = docker_image or docker_image_for(prof)
+    docker = docker_image or docker_image_for(prof)
     start = start or datetime.datetime.now(datetime.timezone.utc).date()
     protocol = protocol_for(prof, time_limit)
     doc = competition_yaml(prof, [(n, s) for n, s, _ in packs],
-                           title or prof.get("title") or prof["name"], image, time_limit, start)
+                           title or prof.get("title") or prof["name"], docker, time_limit, start)
 
     stage = tempfile.mkdtemp(prefix="leafsub-bundle-", dir=os.path.dirname(os.path.abspath(
         output)))
@@ -362,7 +411,7 @@ def make_bundle(profile=None, data=None, phases=None, output="competition.zip", 
 
         put("competition.yaml", _dump_yaml(doc))
         put("logo.png", _png())
-        put("README.md", _readme(prof, image, time_limit, wanted))
+        put("README.md", _readme(prof, docker, time_limit, wanted))
         for name, text in _pages(prof, protocol, time_limit, wanted).items():
             put("pages/" + name, text)
         proto_text = json.dumps(protocol, indent=1, sort_keys=True) + "\n"
@@ -387,14 +436,18 @@ def make_bundle(profile=None, data=None, phases=None, output="competition.zip", 
             base = os.path.join(stage, "phases", slug)
             os.makedirs(os.path.join(base, "input_data"))
             os.makedirs(os.path.join(base, "reference_data"))
-            write_npy(pack, os.path.join(base, "input_data", "images.npy"), size=(h, w),
-                      progress=progress)
+            target = os.path.join(base, "input_data", protocol["images"])
+            if image:
+                write_npy(pack, target, size=tuple(int(d) for d in prof["input"]["shape"][:2]),
+                          progress=progress)
+            else:  # as stored: the pack's dtype and shape, no uint8, no resize, no colours
+                write_tensor_npy(pack, target, progress=progress)
             np.save(os.path.join(base, "reference_data", "labels.npy"),
                     np.asarray(pack.labels, dtype=np.int64), allow_pickle=False)
             put("phases/%s/reference_data/classes.json" % slug,
                 json.dumps({"names": prof["classes"].get("names"), "count": n_classes}) + "\n")
             summary.append({"name": name, "slug": slug, "n_images": int(pack.n),
-                            "data": os.path.abspath(pack.path)})
+                            "data": os.path.abspath(pack.path), "unit": many})
         if format == "codalab":
             classic = stage + "-classic"
             try:
@@ -406,8 +459,31 @@ def make_bundle(profile=None, data=None, phases=None, output="competition.zip", 
             write_zip_atomic(output, entries_from_tree(stage))
     finally:
         shutil.rmtree(stage, ignore_errors=True)
-    return {"path": os.path.abspath(output), "phases": summary, "docker_image": image,
+    return {"path": os.path.abspath(output), "phases": summary, "docker_image": docker,
             "execution_time_limit": time_limit, "competition": doc}
+
+
+def open_hidden(path, profile):
+    """A phase's hidden data as ``leafsub evaluate`` reads it for ``profile``.
+
+    An image profile: an image pack (refused when it holds [N, steps, features] arrays
+    that would be read as grayscale images a few pixels wide). A tensor profile: a
+    tensor pack whose samples have the profile's input shape (refused otherwise).
+    """
+    from ..datasets import open_pack, open_tensor_pack
+    from ..evaluator.evaluate import SERIES_HINT_PX
+
+    if not _is_image(profile):
+        return open_tensor_pack(path, tuple(int(d) for d in profile["input"]["shape"]))
+    pack = open_pack(path)
+    raw = tuple(getattr(getattr(pack, "_source", None), "shape", ()) or ())
+    if len(raw) == 3 and min(raw[1:]) < SERIES_HINT_PX:
+        raise UsageError("%s: holds arrays of shape %s, which the image profile %s would read "
+                         "as grayscale images %d pixels wide. If these are time series or other "
+                         "samples that are not images, write the bundle with a profile for them: "
+                         "--profile an2dl-2022-ts, or your own with input.shape %s."
+                         % (path, list(raw), profile["name"], min(raw[1:]), list(raw[1:])))
+    return pack
 
 
 # --------------------------------------------------------------------------- classic CodaLab

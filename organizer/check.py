@@ -26,6 +26,7 @@ import concurrent.futures
 import datetime
 import json
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -436,8 +437,13 @@ def _failed(checks):
     return sorted(out)
 
 
+# Sentences of evaluate's output checks that the scoring program drops (its log shows no
+# metrics: organizer/scoring.py, REPORT_ONLY): not a difference between the two sides.
+REPORT_ONLY = re.compile(r"\s*The metrics below [^.]*\.")
+
+
 def _first_line(text):
-    return (text or "").strip().split("\n")[0].rstrip(". ")
+    return REPORT_ONLY.sub("", (text or "").strip().split("\n")[0]).rstrip(". ")
 
 
 def _first_failure(checks):
@@ -598,10 +604,18 @@ def check_bundle(bundle, submission, runtime=None, python=None, progress=True,
             task_dir = os.path.join(work, "task%d" % task["index"])
             os.makedirs(task_dir)
             data = os.path.join(task_dir, "data.npz")
-            images = np.load(os.path.join(root, task["input_data"], "images.npy"), mmap_mode="r")
+            inputs = os.path.join(root, task["input_data"], _input_name(root, task))
+            if not os.path.isfile(inputs):
+                report["checks"].append(check("%s: input data" % name, "fail", "%s has no %s, "
+                                              "the file its ingestion program reads (protocol."
+                                              "json): rebuild the bundle with leafsub bundle"
+                                              % (task["input_data"], os.path.basename(inputs))))
+                continue
+            images = np.load(inputs, mmap_mode="r")
             labels = np.load(os.path.join(root, task["reference_data"], "labels.npy"))
             np.savez(data, images=images, labels=labels)
-            say("%s: leafsub evaluate on the same %d images, beside them" % (name, len(labels)))
+            say("%s: leafsub evaluate on the same %d %s, beside them" % (
+                name, len(labels), "images" if images.ndim == 4 else "samples"))
             # The worker's runs and evaluate's child are independent processes: side by side.
             with concurrent.futures.ThreadPoolExecutor(1) as pool:
                 running = pool.submit(run_task, root, task, extracted.dest,
@@ -629,6 +643,16 @@ def check_bundle(bundle, submission, runtime=None, python=None, progress=True,
         raise
     finally:
         report["timing"]["total_s"] = round(time.monotonic() - started, 3)
+
+
+def _input_name(root, task):
+    """The input data file the task's ingestion reads (protocol.json's ``images``)."""
+    path = os.path.join(root, task.get("ingestion_program", ""), "protocol.json")
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f).get("images") or "images.npy"
+    except (OSError, ValueError):
+        return "images.npy"
 
 
 def _done(report, work, keep_workdir):

@@ -20,8 +20,9 @@ def _date(text):
 @click.command("bundle")
 @click.option("--profile", default=None, help="Challenge profile: a built-in name (an2dl-2022 "
               "by default) or a JSON file.")
-@click.option("--data", default=None, metavar="DATA", help="The hidden labelled images of the "
-              "first phase: a folder of class sub-folders, an .npz or an .h5.")
+@click.option("--data", default=None, metavar="DATA", help="The hidden labelled data of the "
+              "first phase: images (a folder of class sub-folders, an .npz or an .h5), or for "
+              "a tensor profile (an2dl-2022-ts) an .npz/.h5 of samples of its input shape.")
 @click.option("--phase", "phases", multiple=True, metavar="NAME=DATA",
               help="Another phase and its hidden data; repeat for more.")
 @click.option("-o", "--output", default="competition.zip", show_default=True,
@@ -64,6 +65,7 @@ def bundle_command(profile, data, phases, output, title, docker_image, start, bu
     Examples:
       leafsub bundle --profile an2dl-2022 --data test.npz -o competition.zip
       leafsub bundle --data dev.npz --phase final=final.npz --profile my.json -o c.zip
+      leafsub bundle --profile an2dl-2022-ts --data series.npz -o competition.zip
       leafsub bundle --check competition.zip --submission submission.zip
     """
     if check_zip:
@@ -102,7 +104,7 @@ def bundle_command(profile, data, phases, output, title, docker_image, start, bu
                        start=_date(start), format=bundle_format)
     click.echo("bundle written to %s" % made["path"])
     for p in made["phases"]:
-        click.echo("  phase %s: %d hidden images" % (p["name"], p["n_images"]))
+        click.echo("  phase %s: %d hidden %s" % (p["name"], p["n_images"], p.get("unit", "images")))
     click.echo("  docker image %s, execution_time_limit %d s" % (made["docker_image"],
                                                                  made["execution_time_limit"]))
     click.echo("check it: leafsub bundle --check %s --submission SUBMISSION.zip" % output)

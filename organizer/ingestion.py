@@ -4,7 +4,9 @@ It runs a participant's submission exactly as ``leafsub evaluate``'s child does:
 the same harness (``harness.py``, copied unchanged from leafsub next to this file),
 so the same import of the module, the same constructor, the same input container,
 dtype, value range, channel order and batch size, read from ``protocol.json``
-(written from the challenge profile). Only the standard library, numpy and the
+(written from the challenge profile). For a profile whose input is not an image
+(``input.kind`` tensor: a time series, features) the samples are fed as stored, cast
+to the profile's dtype only, exactly as the harness does for ``leafsub evaluate``. Only the standard library, numpy and the
 profile's framework are imported, so it runs in the bundle's docker image.
 
 The compute worker starts it as (``metadata.yaml``)::
@@ -126,8 +128,9 @@ def run(input_dir, output_dir, program_dir, submission_dir):
 
     request = {"folder": root, "module": iface["module"], "class_name": iface["class_name"],
                "constructor": iface["constructor"], "method": iface["method"],
-               "range": list(inp["range"]), "channel_order": inp.get("channel_order", "RGB"),
-               "block_network": True}
+               "range": list(inp.get("range") or (0, 255)),
+               "channel_order": inp.get("channel_order", "RGB"),
+               "kind": inp.get("kind", "image"), "block_network": True}
     cwd = root
     if iface.get("working_dir") == "scratch":
         cwd = tempfile.mkdtemp(prefix="scratch-")
@@ -187,9 +190,10 @@ def run(input_dir, output_dir, program_dir, submission_dir):
                             total_predict_s=round(time.time() - started, 3))
     result["n_images"] = int(reply["n"])
     result["types"] = reply["types"]
-    result["checks"].append(check("predicts", "pass", "%d images in batches of up to %d, %.1f s "
-                                  "in %s()" % (reply["n"], inp["batch_size"], reply["predict_s"],
-                                               iface["method"])))
+    result["checks"].append(check("predicts", "pass", "%d %s in batches of up to %d, %.1f s "
+                                  "in %s()" % (reply["n"], "images" if inp.get("kind", "image")
+                                               == "image" else "samples", inp["batch_size"],
+                                               reply["predict_s"], iface["method"])))
     if guard.attempts:
         result["network"] = list(guard.attempts)
     result["passed"] = True

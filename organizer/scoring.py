@@ -19,6 +19,7 @@ gets no scores file: the platform marks it failed, and this log says why.
 
 import json
 import os
+import re
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -30,9 +31,19 @@ import leafsub_checks as C  # noqa: E402
 import leafsub_metrics as M  # noqa: E402
 
 
+# The copied checks are worded for leafsub evaluate's report, which shows metrics below a
+# failed output check "for information"; this log shows none (a failure writes no scores).
+REPORT_ONLY = re.compile(r"\s*The metrics below [^.]*\.")
+
+
 def say(text):
     sys.stdout.write("[leafsub scoring] %s\n" % text)
     sys.stdout.flush()
+
+
+def for_this_log(checks):
+    """The checks with the sentences that only make sense in evaluate's report removed."""
+    return [dict(c, detail=REPORT_ONLY.sub("", c["detail"])) for c in checks]
 
 
 def fail(checks, reason, output_dir):
@@ -65,7 +76,7 @@ def main(input_dir, output_dir):
     profile = protocol["profile_contract"]
     method = protocol["interface"]["method"]
     predicted, out_checks = C.interpret_outputs(outputs, labels.size, profile, method)
-    checks.extend(out_checks)
+    checks.extend(for_this_log(out_checks))
     checks.append(C.output_container(ingestion.get("types") or [], profile, method))
     if not C.verdict(checks) or predicted is None:
         return fail(checks, "the output contract", output_dir)

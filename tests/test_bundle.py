@@ -435,3 +435,151 @@ def test_the_programs_parse_as_the_python_of_the_oldest_image_they_name(an2dl_bu
         for name in z.namelist():
             if name.endswith(".py"):
                 ast.parse(z.read(name).decode("utf-8"), filename=name, feature_version=(3, 8))
+
+
+# --------------------------------------------------------------------------- series profiles
+
+@pytest.fixture(scope="module")
+def series(tmp_path_factory):
+    """AN2DL 2022 time-series hidden data: float32 [72, 36, 6] in sensor units, and a float64
+    phase, as a course might keep them; and the an2dl-2022-ts bundle written from them."""
+    from test_series import series_data, write_pack
+
+    root = tmp_path_factory.mktemp("bundle-series")
+    x, y = series_data(seed=3)
+    x64, y64 = series_data(per_class=2, seed=4)
+    x64 = x64.astype(np.float64)
+    data = write_pack(root / "series.npz", x, y)
+    final = write_pack(root / "final.npz", x64, y64)
+    bundle = str(root / "competition.zip")
+    proc = run_cli("bundle", "--profile", "an2dl-2022-ts", "--data", data,
+                   "--phase", "final=%s" % final, "-o", bundle, "--start", "2026-09-01")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return {"root": root, "data": data, "x": x, "y": y, "x64": x64, "y64": y64,
+            "bundle": bundle, "stdout": proc.stdout}
+
+
+def test_a_series_bundle_stores_the_samples_as_the_pack_holds_them(series):
+    z, names, doc = read_bundle(series["bundle"])
+    jsonschema.validate(as_json(doc), schema("competition"))
+    assert doc["docker_image"] == "tensorflow/tensorflow:2.10.0"   # the profile's TensorFlow
+    assert [p["name"] for p in doc["phases"]] == ["series", "final"]
+    assert "phase series: 72 hidden samples" in series["stdout"]
+    with zipfile.ZipFile(series["bundle"]) as z:
+        protocol = json.loads(z.read("ingestion_program/protocol.json"))
+        stored = {}
+        for task, x, y in zip(doc["tasks"], (series["x"], series["x64"]),
+                              (series["y"], series["y64"])):
+            inputs = sorted(n for n in names if n.startswith(task["input_data"] + "/")
+                            and not n.endswith("/"))
+            assert inputs == [task["input_data"] + "/samples.npy"]   # no images.npy
+            samples = np.load(z.open(task["input_data"] + "/samples.npy"))
+            labels = np.load(z.open(task["reference_data"] + "/labels.npy"))
+            # As stored: the pack's dtype and shape, the raw sensor values (negative, > 255).
+            assert samples.dtype == x.dtype and samples.shape == x.shape
+            assert np.array_equal(samples, x) and np.array_equal(labels, y)
+            stored[task["name"]] = samples.dtype
+        evaluation = z.read("pages/evaluation.md").decode()
+        overview = z.read("pages/overview.md").decode()
+        readme = z.read("README.md").decode()
+        assert json.loads(z.read("scoring_program/protocol.json")) == protocol
+    assert sorted(str(d) for d in stored.values()) == ["float32", "float64"]
+    assert series["x"].min() < 0 and series["x"].max() > 100
+    # The protocol feeds series, not images: no range, no channel order; the harness is told.
+    assert protocol["input"] == {"kind": "tensor", "shape": [36, 6], "container": "tensor",
+                                 "dtype": "float32", "batch_size": 32}
+    assert protocol["images"] == "samples.npy"
+    assert protocol["profile_contract"]["input"]["kind"] == "tensor"
+    assert "shape [batch, 36, 6]" in evaluation and "RGB" not in evaluation
+    assert "one class index per sample" in evaluation
+    assert "Classify each sample into one of 12 classes" in overview
+    assert "`input_data/samples.npy`" in readme and "no image conversion" in readme
+    assert "Hidden test samples" in doc["tasks"][0]["description"]
+
+
+def test_series_bundle_refusals_name_the_problem(series, hidden, tmp_path):
+    out = tmp_path / "c.zip"
+    # Series given to an image profile: not read as 6-pixel-wide grayscale images.
+    proc = run_cli("bundle", "--profile", "an2dl-2022", "--data", series["data"], "-o", out)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "grayscale images 6 pixels wide" in proc.stderr and "an2dl-2022-ts" in proc.stderr
+    # Images given to the series profile: their shape is not the profile's.
+    proc = run_cli("bundle", "--profile", "an2dl-2022-ts", "--data", hidden["path"], "-o", out)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "[96, 96, 3]" in proc.stderr and "[36, 6]" in proc.stderr
+    # A folder of class sub-folders cannot hold series.
+    folder = tmp_path / "classes"
+    (folder / "a").mkdir(parents=True)
+    proc = run_cli("bundle", "--profile", "an2dl-2022-ts", "--data", folder, "-o", out)
+    assert proc.returncode == 2 and "not an image" in proc.stderr
+    proc = run_cli("bundle", "--profile", "an2dl-2022-ts", "-o", out)
+    assert proc.returncode == 2 and "labelled samples" in proc.stderr
+    assert not out.exists() and not [p for p in os.listdir(tmp_path) if "leafsub" in p]
+
+
+def _score(bundle, tmp_path, outputs, labels, ingestion):
+    """The bundle's own scoring program, run as the worker runs it, on a prediction output."""
+    with zipfile.ZipFile(bundle) as z:
+        z.extractall(tmp_path / "bundle")
+    root = tmp_path / "run"
+    (root / "input" / "res").mkdir(parents=True)
+    (root / "output").mkdir()
+    np.save(root / "input" / "res" / "predictions.npy", outputs)
+    (root / "input" / "res" / "leafsub-ingestion.json").write_text(json.dumps(ingestion))
+    (root / "input" / "ref").mkdir()
+    np.save(root / "input" / "ref" / "labels.npy", labels)
+    proc = subprocess.run([sys.executable, str(tmp_path / "bundle" / "scoring_program" /
+                                               "score.py"), str(root / "input"),
+                           str(root / "output")], capture_output=True, text=True, timeout=60)
+    return proc, root / "output"
+
+
+def test_the_scoring_log_speaks_of_no_metrics_it_does_not_write(series, tmp_path):
+    y = series["y"]
+    passed = {"passed": True, "types": ["EagerTensor"],
+              "checks": [{"name": "loads", "status": "pass", "detail": "loaded"}]}
+    # predict() returned the 12 scores per sample: failed, and no "metrics below" in the log.
+    scores = np.eye(12, dtype=np.float32)[y] * 0.9 + 0.005
+    proc, output = _score(series["bundle"], tmp_path / "scores", scores, y, passed)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "FAIL output: shape: predict() returned shape [72, 12] (a score per class)" \
+        in proc.stdout and "integers in 0..11, one per sample" in proc.stdout
+    assert "np.argmax(scores, axis=-1)" in proc.stdout
+    assert "metrics below" not in proc.stdout and "for information" not in proc.stdout
+    assert not (output / "scores.json").exists() and not (output / "scores.txt").exists()
+    # Labels: scored (the sample contract reaches the copied checks).
+    proc, output = _score(series["bundle"], tmp_path / "labels", y.astype(np.int64), y, passed)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert json.loads((output / "scores.json").read_text()) == {
+        "accuracy": 1.0, "balanced_accuracy": 1.0, "macro_f1": 1.0}
+
+
+@pytest.mark.slow
+def test_check_runs_a_series_submission_with_evaluates_scores(series, tmp_path):
+    from submissions import export_saved_model
+    from test_series import model_py, series_model
+
+    saved = export_saved_model(series_model(), str(tmp_path / "saved"))
+    zip_path = write_zip(str(tmp_path / "series.zip"), {"model.py": model_py(), "metadata": ""},
+                         {"SubmissionModel": saved})
+    # One phase (the fixture's two-phase bundle would double the TensorFlow runs).
+    bundle = str(tmp_path / "competition.zip")
+    proc = run_cli("bundle", "--profile", "an2dl-2022-ts", "--data", series["data"], "-o", bundle)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    report = tmp_path / "check.json"
+    proc = run_cli("bundle", "--check", bundle, "--submission", zip_path, "--json", report, "-q")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "verdict: the bundle agrees with leafsub evaluate" in proc.stdout
+    assert "PASS  series: same scores: accuracy" in proc.stdout
+    (task,) = json.loads(report.read_text())["tasks"]
+    # The same scores as leafsub evaluate's (--check compares the predictions one by one too)...
+    assert task["scores"] == task["evaluate"]["metrics"], task
+    assert task["scores"]["accuracy"] >= 0.95   # the raw series reached the team's scaler
+    log = task["ingestion"]["log"]
+    assert "PASS predicts: 72 samples in batches of up to 32" in log
+    tasks = [task]
+    # ... and as leafsub evaluate gives them on the original .npz, independently of --check.
+    result = leafsub.evaluate(zip_path, series["data"], profile="an2dl-2022-ts",
+                              progress=False, detective=False, variants=False)
+    assert tasks[0]["scores"] == {k: result.metrics[k] for k in (
+        "accuracy", "balanced_accuracy", "macro_f1")}
