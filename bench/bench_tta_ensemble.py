@@ -4,9 +4,12 @@ ensemble of m members <= 1.1 x the sum of its members' single passes.
 Runs the shared runtime (the same code model.py embeds) on random-weight
 keras.applications models at 96x96, batch 32, timings interleaved:
 
-  TTA       ``Member.predict_proba(x, views)`` (all k views stacked into one model call
-            of k x 32 images) vs ``Member.predict_proba(x)`` (one view), ratio
-            time(k views) / (k x time(1 view)), bar <= 1.1;
+  TTA       ``Member.predict_proba(x, views)`` (the k views made on the batch at once,
+            fed to the model in slices of 32, runtime.call_in_slices) vs
+            ``Member.predict_proba(x)`` (one view), ratio time(k views) / (k x time(1 view)),
+            bar <= 1.1; side by side, in the same repetitions, the previous way (one
+            model call on all k x 32 stacked views), and the largest difference between
+            the two ways' probabilities;
   ensemble  ``Ensemble(members).predict_proba(x)`` vs each member's own single pass,
             ratio time(ensemble) / sum of the members' times, bar <= 1.1; once with
             different architectures, once with m copies of one model (m x the single pass).
@@ -14,7 +17,8 @@ keras.applications models at 96x96, batch 32, timings interleaved:
   breakdown MobileNetV2, k=8: making the views alone, one model call on the k x 32 stacked
             batch, and k calls on 32, each against k single passes / k calls on 32.
 
-    python bench/bench_tta_ensemble.py [--repeats 3] [--quick] [--breakdown-only] [--work DIR]
+    python bench/bench_tta_ensemble.py [--repeats 3] [--quick] [--tta-only] [--breakdown-only]
+                                       [--work DIR]
 
 --quick: MobileNetV2 only, k = 2 and 4, m = 2 (a smoke run).
 Timed units are --calls (default 4) calls each; the order rotates every repetition.
@@ -36,6 +40,7 @@ def main():
     parser.add_argument("--calls", type=int, default=4,
                         help="model calls per timed unit (longer units, less noise)")
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--tta-only", action="store_true", help="only the TTA ratios")
     parser.add_argument("--breakdown-only", action="store_true",
                         help="only the breakdown of MobileNetV2 k=8 (where the time goes)")
     parser.add_argument("--work", default=os.path.join(tempfile.gettempdir(), "leafsub-bench"))
@@ -49,6 +54,8 @@ def main():
     tta_archs, ks, ms = archs[:2], (2, 4, 8), (2, 3)
     if args.quick:
         archs, tta_archs, ks, ms = archs[:2], archs[:1], (2, 4), (2,)
+    if args.tta_only:
+        archs = tta_archs
     members = []
     for arch in archs:
         run = export_run(arch, os.path.join(args.work, arch))
@@ -78,9 +85,20 @@ def main():
         for k in ks:
             views = all_views[k]
             t = interleaved({"one": times(lambda: member.predict_proba(x)),
-                             "k": times(lambda v=views: member.predict_proba(x, v))},
+                             "k": times(lambda v=views: member.predict_proba(x, v)),
+                             "stacked": times(lambda v=views: one_stacked_call(member, x, v))},
                             args.repeats)
-            report("%s, k=%d" % (arch, k), ratio_stats(t["k"], [s * k for s in t["one"]]), 1.1)
+            ones = [s * k for s in t["one"]]
+            report("%s, k=%d, slices of %d (now)" % (arch, k, args.batch),
+                   ratio_stats(t["k"], ones), 1.1)
+            report("%s, k=%d, one call of %d (before)" % (arch, k, k * args.batch),
+                   ratio_stats(t["stacked"], ones), 1.1)
+            diff = np.abs(member.predict_proba(x, views) - one_stacked_call(member, x, views))
+            print("%s, k=%d: largest |now - before| in the probabilities: %.3g"
+                  % (arch, k, float(diff.max())))
+    if args.tta_only:
+        summary("bench_tta_ensemble, TTA only (time ratios: <= 1.1 is the bar)")
+        return
 
     print("\nEnsemble: time(ensemble of m) / sum of the members' single passes, batch %d"
           % args.batch)
@@ -101,6 +119,16 @@ def main():
 
     breakdown(members[0], archs[0], x, all_views[8], args.repeats, times)
     summary("bench_tta_ensemble (time ratios: <= 1.1 is the bar)")
+
+
+def one_stacked_call(member, x, views):
+    """Member.predict_proba as it was before the slicing: one call on all k x N views."""
+    from leafsub.submission_template import runtime
+
+    batch = runtime.normalize(runtime.tta_batch(runtime.resize(x, member.input_size), views),
+                              member.spec)
+    return runtime.merge_views(runtime.to_probabilities(member.call(batch), member.output_kind),
+                               len(views))
 
 
 def breakdown(member, arch, x, views, repeats, times):
