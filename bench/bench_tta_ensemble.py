@@ -20,17 +20,21 @@ keras.applications models at 96x96, batch 32, timings interleaved:
     python bench/bench_tta_ensemble.py [--repeats 3] [--quick] [--tta-only] [--breakdown-only]
                                        [--work DIR]
 
---quick: MobileNetV2 only, k = 2 and 4, m = 2 (a smoke run).
+--quick: MobileNetV2 only, k = 2 and 4, m = 2 (a smoke run). --tta-only: the TTA ratios
+only. --clock cpu: CPU seconds of the process instead of wall time.
 Timed units are --calls (default 4) calls each; the order rotates every repetition.
 """
 
 import argparse
+import functools
 import os
 import tempfile
+import time
 
 import numpy as np
 
-from common import export_run, interleaved, machine, ratio_stats, report, summary
+import common
+from common import export_run, machine, ratio_stats, report, summary
 
 
 def main():
@@ -41,6 +45,9 @@ def main():
                         help="model calls per timed unit (longer units, less noise)")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--tta-only", action="store_true", help="only the TTA ratios")
+    parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                        help="wall: time.perf_counter; cpu: time.process_time, the CPU seconds "
+                             "of this process (steadier when other processes share the cores)")
     parser.add_argument("--breakdown-only", action="store_true",
                         help="only the breakdown of MobileNetV2 k=8 (where the time goes)")
     parser.add_argument("--work", default=os.path.join(tempfile.gettempdir(), "leafsub-bench"))
@@ -49,7 +56,10 @@ def main():
     from leafsub.card import read_card
     from leafsub.submission_template import runtime
 
-    print("machine: %s" % machine())
+    print("machine: %s; clock: %s" % (machine(), args.clock))
+    global interleaved
+    interleaved = functools.partial(common.interleaved, clock={
+        "wall": time.perf_counter, "cpu": time.process_time}[args.clock])
     archs = ["mobilenet_v2", "efficientnet_b0", "resnet50"]
     tta_archs, ks, ms = archs[:2], (2, 4, 8), (2, 3)
     if args.quick:
@@ -121,6 +131,9 @@ def main():
     summary("bench_tta_ensemble (time ratios: <= 1.1 is the bar)")
 
 
+interleaved = common.interleaved   # main() binds the --clock
+
+
 def one_stacked_call(member, x, views):
     """Member.predict_proba as it was before the slicing: one call on all k x N views."""
     from leafsub.submission_template import runtime
@@ -153,6 +166,14 @@ def breakdown(member, arch, x, views, repeats, times):
            ratio_stats(t["stacked"], [s * k for s in t["call1"]]))
     report("%s k=%d: k calls on %d (views split) / (k x call on %d)" % (arch, k, n, n),
            ratio_stats(t["split"], [s * k for s in t["call1"]]))
+    # The model's efficient batch size: the cost per image of one call on B images.
+    sizes = [b for b in (64, 128, 256) if b <= k * n]
+    t = interleaved(dict({"call1": times(lambda: member.call(single))},
+                         **{"b%d" % b: times(lambda b=b: member.call(stacked[:b])) for b in sizes}),
+                    repeats)
+    for b in sizes:
+        report("%s: one call on %d / (%d x call on %d)" % (arch, b, b // n, n),
+               ratio_stats(t["b%d" % b], [s * b / n for s in t["call1"]]))
 
 
 if __name__ == "__main__":
