@@ -5,7 +5,8 @@ Runs the shared runtime (the same code model.py embeds) on random-weight
 keras.applications models at 96x96, batch 32, timings interleaved:
 
   TTA       ``Member.predict_proba(x, views)`` (the k views made on the batch at once,
-            fed to the model in slices of 32, runtime.call_in_slices) vs
+            fed to the model in slices of max(32, runtime.MIN_CALL_BATCH) = 64,
+            runtime.call_in_slices) vs
             ``Member.predict_proba(x)`` (one view), ratio time(k views) / (k x time(1 view)),
             bar <= 1.1; side by side, in the same repetitions, the previous way (one
             model call on all k x 32 stacked views), and the largest difference between
@@ -99,7 +100,8 @@ def main():
                              "stacked": times(lambda v=views: one_stacked_call(member, x, v))},
                             args.repeats)
             ones = [s * k for s in t["one"]]
-            report("%s, k=%d, slices of %d (now)" % (arch, k, args.batch),
+            report("%s, k=%d, slices of %d (now)" % (
+                arch, k, min(k * args.batch, max(args.batch, runtime.MIN_CALL_BATCH))),
                    ratio_stats(t["k"], ones), 1.1)
             report("%s, k=%d, one call of %d (before)" % (arch, k, k * args.batch),
                    ratio_stats(t["stacked"], ones), 1.1)

@@ -47,8 +47,8 @@ def _one_stacked_call(member, x, views):
                                len(views))
 
 
-@pytest.mark.parametrize("n, expected_calls", [(32, [32] * 8), (40, [40] * 8), (1, [8]),
-                                               (5, [32, 8])])
+@pytest.mark.parametrize("n, expected_calls", [(32, [64] * 4), (80, [80] * 8), (1, [8]),
+                                               (12, [64, 32])])
 def test_member_feeds_the_views_in_slices_of_the_batch_and_answers_the_same(member, n,
                                                                            expected_calls):
     x = np.random.default_rng(n).uniform(0, 255, (n, 24, 24, 3)).astype(np.float32)
