@@ -78,37 +78,44 @@ def test_captured_fd2_shows_everything_when_the_import_fails(quiet, capfd):
     assert capfd.readouterr().err == STARTUP_2_21
 
 
+# The CLI's own path (cli.main installs the quiet import, --verbose is the group's option),
+# with one extra command that imports TensorFlow the way export and demo do.
 SCRIPT = """\
 import sys
-from leafsub import tflog
-tflog.install()
-import tensorflow as tf
-assert tf.__loader__.__class__.__name__ != "_QuietLoader"
-print(int(tf.reduce_sum(tf.ones([2, 3]))))
-print("after import", file=sys.stderr)
+import click
+from leafsub import cli
+
+@click.command("import-tf")
+def import_tf():
+    import tensorflow as tf
+    assert tf.__loader__.__class__.__name__ != "_QuietLoader"
+    click.echo(int(tf.reduce_sum(tf.ones([2, 3]))))
+    click.echo("after import", err=True)
+
+cli.cli.add_command(import_tf)
+cli.main(sys.argv[1:])
 """
 
 
-def _import_tensorflow(**env):
+def _import_tensorflow(*args, **env):
     full = {k: v for k, v in os.environ.items()
             if k not in ("TF_CPP_MIN_LOG_LEVEL", "LEAFSUB_DEBUG", "LEAFSUB_VERBOSE")}
     full.update(env)
-    return subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True,
-                          timeout=300, env=full)
+    return subprocess.run([sys.executable, "-c", SCRIPT, *args, "import-tf"],
+                          capture_output=True, text=True, timeout=300, env=full)
 
 
-def test_tensorflow_imports_quietly_and_verbose_shows_the_lines():
-    """The real TensorFlow, imported the way the CLI does: no start-up line on stderr."""
+def test_cli_imports_tensorflow_quietly_and_verbose_shows_the_lines():
     quiet = _import_tensorflow()
     assert quiet.returncode == 0, quiet.stderr[-3000:]
     assert quiet.stdout.strip() == "6"
     assert quiet.stderr == "after import\n", quiet.stderr[-3000:]
 
-    loud = _import_tensorflow(LEAFSUB_DEBUG="1")
-    assert loud.returncode == 0, loud.stderr[-3000:]
-    if not any(tflog.is_startup_line(line) for line in loud.stderr.splitlines()):
-        pytest.skip("this TensorFlow build prints no start-up line here (GPU machine?)")
-    assert loud.stderr.endswith("after import\n")
+    for loud in (_import_tensorflow("--verbose"), _import_tensorflow(LEAFSUB_DEBUG="1")):
+        assert loud.returncode == 0, loud.stderr[-3000:]
+        assert loud.stderr.endswith("after import\n")
+        if not any(tflog.is_startup_line(line) for line in loud.stderr.splitlines()):
+            pytest.skip("this TensorFlow build prints no start-up line here (GPU machine?)")
 
 
 def test_cli_help_names_verbose():
