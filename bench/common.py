@@ -42,13 +42,16 @@ def export_run(arch, run_dir, size=96, classes=8, seed=0):
     return run_dir
 
 
-def interleaved(fns, repeats=5, warmup=1, rotate=True):
+def interleaved(fns, repeats=5, warmup=1, rotate=True, clock=time.perf_counter):
     """Time each callable ``repeats`` times, interleaved; returns {name: [seconds, ...]}.
 
     With ``rotate`` the order turns by one every repetition (A,B,C / B,C,A / C,A,B ...),
     so that no callable always runs right after the same other one: a position effect
     (work the previous callable leaves behind, caches, clock changes) then spreads
     over all of them instead of biasing one ratio.
+
+    ``clock``: ``time.perf_counter`` (wall) by default; ``time.process_time`` (CPU seconds
+    of all this process's threads) is less disturbed by other processes on a busy machine.
     """
     times = {name: [] for name in fns}
     names = list(fns)
@@ -58,9 +61,9 @@ def interleaved(fns, repeats=5, warmup=1, rotate=True):
     for r in range(repeats):
         k = r % len(names) if rotate else 0
         for name in names[k:] + names[:k]:
-            start = time.perf_counter()
+            start = clock()
             fns[name]()
-            times[name].append(time.perf_counter() - start)
+            times[name].append(clock() - start)
     return times
 
 

@@ -16,6 +16,7 @@ import tempfile
 
 import numpy as np
 
+from .. import tflog
 from ..errors import CheckFailed
 
 CHILD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "selfcheck_child.py")
@@ -81,8 +82,8 @@ def run_child(staging, profile, member_probes, probe_path, reference, timeout=No
         with open(os.path.join(work, "request.json"), "w", encoding="utf-8") as f:
             json.dump(request, f)
         # CPU only: the calling process (often the training notebook) may hold the whole GPU.
-        env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1", TF_CPP_MIN_LOG_LEVEL="2",
-                   CUDA_VISIBLE_DEVICES="-1")
+        env = tflog.quiet_env(dict(os.environ, PYTHONDONTWRITEBYTECODE="1",
+                                   CUDA_VISIBLE_DEVICES="-1"))
         timeout = timeout or max(600.0, float(profile["limits"].get("time_s", 600)))
         try:
             proc = subprocess.run([sys.executable, "-B", script, os.path.join(work, "request.json")],
@@ -94,7 +95,7 @@ def run_child(staging, profile, member_probes, probe_path, reference, timeout=No
                               "no zip was written." % timeout) from None
         info_path = result + ".json"
         if not os.path.exists(info_path):
-            tail = "\n".join((proc.stderr or "").strip().splitlines()[-8:])
+            tail = "\n".join(tflog.strip_startup(proc.stderr or "").strip().splitlines()[-8:])
             raise CheckFailed("Self-check: the Python process that imports the rendered model.py "
                               "died (exit code %s) before reporting; no zip was written. Its last "
                               "messages:\n%s" % (proc.returncode, tail))

@@ -23,6 +23,7 @@ from ..jsonfiles import write_atomic
 
 MAX_GALLERY = 60          # misclassified images shown at most
 THUMB_MAX = 128           # thumbnail's longest side in pixels
+GALLERY_OPEN = 14         # misclassified images shown before "N more" (two rows on a laptop)
 
 _STATUS = {
     "pass": ("pass", "\u2713", "passed"),
@@ -195,22 +196,50 @@ def _section(id_, title, body, note="", after=""):
     return '<section id="%s"><h2>%s</h2>%s%s%s</section>\n' % (id_, e(title), note, body, after)
 
 
+def _status(check):
+    return str(check.get("status", "")).lower()
+
+
+def _check_item(check):
+    cls, icon, word = _STATUS.get(_status(check), ("skip", "?", _status(check) or "unknown"))
+    detail = check.get("detail") or ""
+    return ('<li class="check %s"><span class="icon" aria-label="%s">%s</span>'
+            '<div><div class="check-name">%s</div>%s</div></li>'
+            % (cls, e(word), icon, e(check.get("name", "")),
+               '<div class="detail">%s</div>' % e(detail) if detail else ""))
+
+
+def _attention_html(checks):
+    """What failed, then what warned, with the details: right under the metrics."""
+    failed = [c for c in checks if _status(c) == "fail"]
+    warned = [c for c in checks if _status(c) == "warn"]
+    if not failed and not warned:
+        return ""
+    title = ("What failed" + (" and what warned" if warned else "")) if failed else "Warnings"
+    counts = ", ".join(part for part in (
+        "%d failed" % len(failed) if failed else "",
+        "%d warning%s" % (len(warned), "" if len(warned) == 1 else "s") if warned else "") if part)
+    return _section("attention", title, '<ul class="checks">%s</ul>'
+                    % "".join(_check_item(c) for c in failed + warned), e(counts))
+
+
 def _checks_html(checks):
-    if not checks:
+    """Every other check (passed, skipped), grouped and folded: proof, not news."""
+    rest = [c for c in checks if _status(c) not in ("fail", "warn")]
+    if not rest:
         return ""
     counts = {}
-    items = []
-    for check in checks:
-        status = str(check.get("status", "")).lower()
-        cls, icon, word = _STATUS.get(status, ("skip", "?", status or "unknown"))
+    for check in rest:
+        word = _STATUS.get(_status(check), (None, None, _status(check) or "unknown"))[2]
         counts[word] = counts.get(word, 0) + 1
-        detail = check.get("detail") or ""
-        items.append('<li class="check %s"><span class="icon" aria-label="%s">%s</span>'
-                     '<div><div class="check-name">%s</div>%s</div></li>'
-                     % (cls, e(word), icon, e(check.get("name", "")),
-                        '<div class="detail">%s</div>' % e(detail) if detail else ""))
     summary = ", ".join("%d %s" % (n, w) for w, n in counts.items())
-    return _section("checks", "Checks", '<ul class="checks">%s</ul>' % "".join(items), e(summary))
+    names = ", ".join(str(c.get("name", "")) for c in rest[:6]) + (", \u2026" if len(rest) > 6 else "")
+    body = ('<details class="checks"><summary><span class="sum">%s</span> '
+            '<span class="names">%s</span></summary><ul class="checks">%s</ul></details>'
+            % (e(summary), e(names), "".join(_check_item(c) for c in rest)))
+    all_passed = len(rest) == len(checks) and all(_status(c) == "pass" for c in rest)
+    title = "Checks that passed" if all_passed else "The other checks"
+    return _section("checks", title, body)
 
 
 def _metrics_html(result, metrics):
@@ -338,8 +367,11 @@ def _gallery_html(result, names, images, max_items):
         note += " " + problem
     elif images is None:
         note += " (No images were given to the report.)"
-    return _section("misclassified", "Misclassified images",
-                    '<div class="gallery">%s</div>' % "".join(figures), e(note))
+    body = '<div class="gallery">%s</div>' % "".join(figures[:GALLERY_OPEN])
+    if len(figures) > GALLERY_OPEN:  # the rest one click away, so the tables stay in reach
+        body += ('<details class="more"><summary>%d more</summary><div class="gallery">%s</div>'
+                 '</details>' % (len(figures) - GALLERY_OPEN, "".join(figures[GALLERY_OPEN:])))
+    return _section("misclassified", "Misclassified images", body, e(note))
 
 
 def _phases_html(result):
@@ -428,6 +460,12 @@ li.pass .icon{background:var(--pass)} li.warn .icon{background:var(--warn)}
 li.fail .icon{background:var(--fail)} li.skip .icon{background:var(--muted)}
 li.fail{background:var(--fail-bg)} li.warn{background:var(--warn-bg)}
 .check-name{font-weight:600}
+details.checks>summary{cursor:pointer;padding:8px 10px;border-radius:8px;background:var(--card);
+list-style-position:inside}
+details.checks>summary .sum{font-weight:600;color:var(--pass)}
+details.checks>summary .names{color:var(--muted);font-size:.88rem;overflow-wrap:anywhere}
+details.checks[open]>summary{margin-bottom:6px}
+details.checks li.check{padding:4px 10px;background:none;border-bottom:1px solid var(--line);border-radius:0}
 .detail{font-size:.9rem;white-space:pre-wrap;overflow-wrap:anywhere}
 .cards{display:grid;grid-template-columns:repeat(auto-fit,minmax(160px,1fr));gap:10px}
 .card{background:var(--card);border:1px solid var(--line);border-radius:10px;padding:12px 14px}
@@ -460,6 +498,8 @@ display:flex;flex-direction:column}
 figure.miss img,figure.miss .noimg{width:100%;aspect-ratio:1/1;object-fit:cover;display:block;
 background:var(--zero)}
 figure.miss .noimg{display:flex;align-items:center;justify-content:center;color:var(--muted);font-size:.8rem}
+details.more{margin-top:10px}
+details.more>summary{cursor:pointer;color:var(--accent);font-weight:600;margin-bottom:10px}
 figcaption{padding:6px 8px;font-size:.8rem;line-height:1.35;display:grid;gap:1px;overflow-wrap:anywhere}
 figcaption .index{color:var(--muted)}
 figcaption .conf{float:right;justify-self:end;margin-top:-1.35em;font-weight:600}
@@ -484,13 +524,16 @@ def _verdict_html(result, checks):
     warned = [c for c in checks if str(c.get("status", "")).lower() == "warn"]
     if passed is True:
         cls, big = "pass", "PASSED"
-        why = "Every check passed." if not warned else "Every check passed; %d warning%s below." % (
+        why = ("All %d checks passed." % len(checks) if len(checks) > 1 else "Every check passed."
+               ) if not warned else "No check failed; %d warning%s below." % (
             len(warned), "" if len(warned) == 1 else "s")
     elif passed is False:
         cls, big = "fail", "FAILED"
         why = ("%d check%s failed: %s." % (len(failed), "" if len(failed) == 1 else "s",
                                           ", ".join(str(c.get("name", "")) for c in failed))
                if failed else "The submission did not pass.")
+        if warned:
+            why = why[:-1] + "; %d warning%s." % (len(warned), "" if len(warned) == 1 else "s")
     else:
         cls, big, why = "unknown", "NO VERDICT", "The result carries no verdict."
     return ('<div class="verdict %s" id="verdict"><span class="big">%s</span><span class="why">%s</span></div>'
@@ -526,14 +569,17 @@ def render_report(result, images=None, title=None, max_gallery=MAX_GALLERY):
         "<title>%s</title><style>%s</style></head><body><main>" % (e(title), CSS),
         "<header><h1>%s</h1><p class=\"meta\">%s</p>%s</header>\n" % (e(title), "".join(meta),
                                                                       _verdict_html(result, checks)),
-        _checks_html(checks),
+        # The answer first (verdict, metrics, what failed or warned), then where a person
+        # looks next (the mistakes), then the detail; passing checks folded near the end.
         _metrics_html(result, metrics),
-        _phases_html(result),
-        _per_class_html(metrics),
-        _confusion_html(metrics, names),
+        _attention_html(checks),
         # A time series or feature vector has no picture to show.
         _gallery_html(result, names, images, max_gallery)
         if (result.get("input") or {}).get("kind", "image") == "image" else "",
+        _phases_html(result),
+        _per_class_html(metrics),
+        _confusion_html(metrics, names),
+        _checks_html(checks),
         _timing_html(result),
         _assumptions_html(assumptions),
         "<footer>Made by leafsub %s. This file is self-contained: no network access, no scripts.</footer>"

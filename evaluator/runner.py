@@ -25,6 +25,7 @@ import threading
 import time
 
 from . import sandbox
+from .. import tflog
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 HARNESS = os.path.join(HERE, "harness.py")
@@ -219,7 +220,8 @@ class Child:
 
     @property
     def log(self):
-        return self._drain.text() if self.proc else ""
+        # TensorFlow's start-up lines are not the submission's output (kept with --verbose).
+        return tflog.strip_startup(self._drain.text()) if self.proc else ""
 
     @property
     def output_bytes(self):
@@ -243,9 +245,10 @@ class Child:
         env = sandbox.child_environment(os.environ, deny=self.deny)
         # CPU only: the calling notebook may hold the GPU, and the goldens were made on CPU.
         env.update(HOME=home, TMPDIR=tmp, TEMP=tmp, TMP=tmp, PYTHONDONTWRITEBYTECODE="1",
-                   PYTHONNOUSERSITE="1", PYTHONHASHSEED="0", TF_CPP_MIN_LOG_LEVEL="2",
+                   PYTHONNOUSERSITE="1", PYTHONHASHSEED="0",
                    CUDA_VISIBLE_DEVICES="-1", KERAS_HOME=os.path.join(home, ".keras"),
                    MPLCONFIGDIR=os.path.join(tmp, "mpl"), PYTHONUNBUFFERED="1")
+        tflog.quiet_env(env)
         reply_r, reply_w = os.pipe()
         command_r, command_w = os.pipe()
         # A descriptor number the child keeps open for its own /proc entry (sandbox.py).

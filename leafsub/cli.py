@@ -12,7 +12,7 @@ import traceback
 
 import click
 
-from . import __version__
+from . import __version__, tflog
 from .errors import LeafsubError
 
 EXIT_INTERNAL = 3
@@ -20,7 +20,9 @@ EXIT_INTERNAL = 3
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="leafsub")
-def cli():
+@click.option("--verbose", is_flag=True, help="Show TensorFlow's start-up log lines (hidden by "
+              "default; LEAFSUB_DEBUG=1 shows them too, and tracebacks of internal errors).")
+def cli(verbose):
     """Turn trained Keras models into a verified CodaLab submission zip.
 
     \b
@@ -34,6 +36,9 @@ def cli():
     Exit codes: 0 all checks passed, 1 a check failed (the submission is at
     fault), 2 bad usage or unreadable input, 3 a bug in leafsub (please report).
     """
+    if verbose:
+        os.environ["LEAFSUB_VERBOSE"] = "1"    # read by tflog, here and in child processes
+    tflog.quiet_env(os.environ)
 
 
 def _register():
@@ -49,7 +54,7 @@ def _register():
 def main(argv=None):
     """Console entry point: run the CLI, map errors to exit codes, never a bare traceback."""
     _register()
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    tflog.install()
     try:
         code = cli.main(args=argv, prog_name="leafsub", standalone_mode=False)
     except click.exceptions.Abort:

@@ -1,5 +1,6 @@
 """The HTML report: self-contained, escaped, and rendered by a real browser (headless Chromium)."""
 
+import html
 import os
 import re
 import shutil
@@ -75,9 +76,19 @@ def test_report_is_self_contained_and_escaped(tmp_path):
     assert "Cedar &lt;rust&gt;" in text and "Healthy &amp; &quot;fine&quot;" in text
     assert "&lt;b&gt;check preprocessing&lt;/b&gt;" in text
     assert "tf.Tensor &lt;float32&gt;" in text
-    # verdict at the top, before the metrics
-    assert text.index('id="verdict"') < text.index('id="checks"') < text.index('id="metrics"')
+    # the answer first: verdict, metrics, what failed or warned; then the mistakes; passing
+    # checks last, folded
+    order = ['id="verdict"', 'id="metrics"', 'id="attention"', 'id="misclassified"',
+             'id="per-class"', 'id="confusion"', 'id="checks"', 'id="timing"']
+    assert [text.index(marker) for marker in order] == sorted(text.index(m) for m in order)
     assert "FAILED" in text and "goldens" in text
+    attention = text[text.index('id="attention"'):text.index('id="misclassified"')]
+    assert "What failed and what warned" in attention
+    assert attention.index("goldens") < attention.index("deterministic")  # failures first
+    assert 'class="check pass"' not in attention
+    passed = text[text.index('id="checks"'):text.index('id="timing"')]
+    assert '<details class="checks">' in passed and "2 passed" in passed
+    assert passed.count('class="check pass"') == 2 and "goldens" not in passed
     n_miss = len(result["misclassified"])
     assert text.count('<figure class="miss">') == n_miss
     assert text.count("data:image/png;base64,") == n_miss
@@ -106,6 +117,34 @@ def test_minimal_result_and_no_images(tmp_path):
     full = make_result(passed=True)
     text = report_html.render_report(full)
     assert "PASSED" in text and "no image" in text and "No images were given" in text
+
+
+def test_clean_pass_has_nothing_to_attend_to_and_warnings_are_not_folded():
+    result = make_result(passed=True)
+    result["checks"] = [c for c in result["checks"] if c["status"] == "pass"]
+    text = report_html.render_report(result)
+    assert "All 3 checks passed." in text and 'id="attention"' not in text
+    assert text.index('id="metrics"') < text.index('id="checks"')
+
+    result["checks"].append({"name": "data: classes", "status": "warn", "detail": "names differ"})
+    text = report_html.render_report(result)
+    assert "No check failed; 1 warning below." in text
+    attention = text[text.index('id="attention"'):text.index('id="misclassified"')]
+    assert "<h2>Warnings</h2>" in attention and "names differ" in attention
+    assert "<details" not in attention
+
+
+def test_gallery_shows_two_rows_and_folds_the_rest():
+    result = make_result(n=400)
+    n_miss = len(result["misclassified"])
+    text = report_html.render_report(result, max_gallery=40)
+    gallery = text[text.index('id="misclassified"'):]
+    open_part, folded = gallery.split('<details class="more">', 1)
+    assert open_part.count('<figure class="miss">') == report_html.GALLERY_OPEN
+    assert "<summary>%d more</summary>" % (40 - report_html.GALLERY_OPEN) in folded
+    assert text.count('<figure class="miss">') == 40 and n_miss > 40
+    assert '<details class="more">' not in report_html.render_report(
+        result, max_gallery=report_html.GALLERY_OPEN)
 
 
 def test_result_object_with_to_dict():
@@ -188,6 +227,73 @@ def test_report_renders_in_chromium(tmp_path, chromium, width, height):
     colours = len(np.unique(img.reshape(-1, 3)[::7], axis=0))
     assert non_white > 0.03, "screenshot is almost blank (%.1f %% non-white)" % (100 * non_white)
     assert colours > 50, "screenshot has only %d distinct colours" % colours
+    if os.environ.get("LEAFSUB_KEEP_SCREENSHOTS"):
+        shutil.copy(png, os.path.join(os.environ["LEAFSUB_KEEP_SCREENSHOTS"], png.name))
+
+
+# Test-only: appended to a copy of the report (which itself has no script) so that
+# --dump-dom tells where the browser laid out each part, in CSS pixels from the top.
+LAYOUT_PROBE = """<script>
+const box = el => { if (!el) return null; const r = el.getBoundingClientRect();
+  return {top: r.top + scrollY, bottom: r.bottom + scrollY, height: r.height}; };
+const out = {};
+for (const id of ["verdict", "metrics", "attention", "misclassified", "checks"])
+  out[id] = box(document.getElementById(id));
+const first = document.querySelector("li.check.pass");
+out.first_pass_visible = first ? first.checkVisibility({contentVisibilityAuto: true}) : null;
+out.checks_summary = box(document.querySelector("details.checks > summary"));
+const pre = document.createElement("pre"); pre.id = "layout";
+pre.textContent = JSON.stringify(out); document.body.appendChild(pre);
+</script>"""
+
+
+def _layout(binary, html_path, tmp_path, width, height):
+    import json
+
+    probe = tmp_path / "layout-probe.html"
+    probe.write_text(open(html_path, encoding="utf-8").read().replace(
+        "</body>", LAYOUT_PROBE + "</body>"), encoding="utf-8")
+    dom = _run_chromium(binary, probe, "--dump-dom", width=width, height=height)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    found = re.search(r'<pre id="layout">(.*?)</pre>', dom.stdout, re.S)
+    assert found, "the layout probe did not run: " + dom.stdout[-500:]
+    return json.loads(html.unescape(found.group(1)))
+
+
+@pytest.mark.parametrize("width, height", [(1280, 2000), (390, 2400)])  # laptop, phone
+def test_screenshot_leads_with_the_verdict_and_the_metrics(tmp_path, chromium, width, height):
+    """What a person sees first: the verdict, the metrics, what failed; passing checks folded."""
+    from PIL import Image
+
+    result = make_result()
+    result["checks"] = result["checks"] + [
+        {"name": "passing check %d" % k, "status": "pass", "detail": "fine"} for k in range(20)]
+    images = _images(result["n_images"])
+    html_path = report_html.write_report(result, tmp_path / "report.html", images=lambda idx: images[idx])
+    box = _layout(chromium, html_path, tmp_path, width, height)
+
+    assert box["verdict"]["bottom"] <= box["metrics"]["top"] < box["attention"]["top"]
+    assert box["attention"]["bottom"] <= box["misclassified"]["top"] < box["checks"]["top"]
+    # the passing checks are folded: a one-line summary, the checks themselves not laid out
+    assert box["first_pass_visible"] is False
+    assert box["checks_summary"]["height"] < 80
+    # the verdict, the metrics and what failed fit on the first screen
+    assert box["attention"]["bottom"] < height
+
+    png = tmp_path / ("report-%d.png" % width)
+    shot = _run_chromium(chromium, html_path, "--screenshot=%s" % png, width=width, height=height)
+    assert png.exists(), shot.stderr[-2000:]
+    img = np.asarray(Image.open(png).convert("RGB")).astype(int)
+    scale = img.shape[1] / width            # device pixels per CSS pixel
+
+    def rows_with(colour, tolerance=6):
+        hit = np.all(np.abs(img - np.array(colour)) <= tolerance, axis=-1).sum(axis=1) > 20
+        return np.flatnonzero(hit) / scale
+
+    fail_banner = rows_with((0xff, 0xeb, 0xe9))     # --fail-bg: the verdict and failed checks
+    accuracy = rows_with((0x09, 0x69, 0xda), 40)     # --accent: the accuracy figure
+    assert len(fail_banner) and fail_banner.min() < box["metrics"]["top"]
+    assert len(accuracy) and box["metrics"]["top"] <= accuracy.min() < box["metrics"]["bottom"]
     if os.environ.get("LEAFSUB_KEEP_SCREENSHOTS"):
         shutil.copy(png, os.path.join(os.environ["LEAFSUB_KEEP_SCREENSHOTS"], png.name))
 

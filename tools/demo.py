@@ -25,6 +25,7 @@ QUICK = {"per_class": 120, "epochs_a": 6, "epochs_b": 6}
 N_CLASSES = 8
 IMAGE_SIZE = 96           # what the an2dl-2022 platform feeds predict()
 SMALL_INPUT = 64          # model B runs at 64x64: the build adds the resize
+PROFILE = "an2dl-2022"
 
 MISMATCHED_MODEL_PY = '''\
 # A hand-written AN2DL 2022 submission, the way students often write it.
@@ -114,6 +115,22 @@ def _shown(path):
     return path if rel.startswith(os.pardir) else rel
 
 
+def _profile_class_names():
+    """The demo's class names: its profile's, so that data, models and platform agree.
+
+    The synthetic species have botanical names, but the an2dl-2022 platform calls its
+    classes Species1..Species8; data named otherwise would (rightly) make the evaluator
+    warn that label k is scored as the profile's class k.
+    """
+    from ..profiles import load_profile
+
+    names = load_profile(PROFILE)["classes"].get("names") or []
+    if len(names) != N_CLASSES:
+        raise RuntimeError("profile %s has %d class names, the demo makes %d classes"
+                           % (PROFILE, len(names), N_CLASSES))
+    return list(names)
+
+
 def run_demo(out_dir="leafsub-demo", quick=False, seed=0, force=False, say=None):
     """Run the demo; returns a dict with the paths written and the key figures."""
     import keras
@@ -133,10 +150,13 @@ def run_demo(out_dir="leafsub-demo", quick=False, seed=0, force=False, say=None)
     os.makedirs(out_dir)
     started = time.time()
 
+    class_names = _profile_class_names()
     say("[1/6] generating %d synthetic leaf images (%d species, %dx%d)..." % (
         sizes["per_class"] * N_CLASSES, N_CLASSES, IMAGE_SIZE, IMAGE_SIZE))
-    images, labels, class_names = synthleaf.generate(sizes["per_class"], size=IMAGE_SIZE,
-                                                     n_classes=N_CLASSES, seed=seed)
+    images, labels, species = synthleaf.generate(sizes["per_class"], size=IMAGE_SIZE,
+                                                 n_classes=N_CLASSES, seed=seed)
+    say("      named as the %s platform names them: %s" % (PROFILE, ", ".join(
+        "%s = %s" % pair for pair in zip(class_names[:2], species[:2])) + ", ..."))
     train, val, test = _split(labels, seed)
     test_pack = os.path.join(out_dir, "test.npz")
     np.savez(test_pack, images=images[test], labels=labels[test],
@@ -172,13 +192,13 @@ def run_demo(out_dir="leafsub-demo", quick=False, seed=0, force=False, say=None)
     say("[4/6] building a TTA ensemble (identity + hflip, mean of probabilities) for an2dl-2022...")
     submission = os.path.join(out_dir, "submission.zip")
     built = leafsub.build([run_a, run_b], tta=["identity", "hflip"], combine="mean",
-                          profile="an2dl-2022", output=submission, force=True)
+                          profile=PROFILE, output=submission, force=True)
     say("      %s (%.1f MB), goldens reproduced by the rendered model.py" % (
         submission, built.size_bytes / 1e6))
 
     say("[5/6] evaluating it the way the platform will, on the held-out split...")
     report = os.path.join(out_dir, "report.html")
-    good = leafsub.evaluate(submission, data=test_pack, profile="an2dl-2022",
+    good = leafsub.evaluate(submission, data=test_pack, profile=PROFILE,
                             json_path=os.path.join(out_dir, "evaluation.json"),
                             html_path=report, progress=True)
     good_dict = good.to_dict()
@@ -186,7 +206,7 @@ def run_demo(out_dir="leafsub-demo", quick=False, seed=0, force=False, say=None)
     say("[6/6] a hand-written submission that forgot model A's caffe preprocessing...")
     broken = os.path.join(out_dir, "mismatched-submission.zip")
     _write_mismatched_zip(run_a, broken)
-    bad = leafsub.evaluate(broken, data=test_pack, profile="an2dl-2022",
+    bad = leafsub.evaluate(broken, data=test_pack, profile=PROFILE,
                            json_path=os.path.join(out_dir, "mismatched-evaluation.json"),
                            progress=True)
     bad_dict = bad.to_dict()
@@ -235,7 +255,8 @@ def run_demo(out_dir="leafsub-demo", quick=False, seed=0, force=False, say=None)
 @click.option("--quick", is_flag=True, help="A smaller, faster run (fewer images and epochs).")
 @click.option("--seed", default=0, show_default=True, help="Seed of the synthetic data set.")
 @click.option("--force", is_flag=True, help="Replace an existing --out folder.")
-def demo_command(out_dir, quick, seed, force):
+@click.option("--verbose", is_flag=True, help="Show TensorFlow's start-up log lines too.")
+def demo_command(out_dir, quick, seed, force, verbose):
     """Run the whole flow on a built-in synthetic leaf data set.
 
     Generates leaf images, trains two small CNNs with different preprocessing
@@ -244,6 +265,9 @@ def demo_command(out_dir, quick, seed, force):
     forgot the training preprocessing. Nothing is downloaded; a few minutes on
     2 CPU cores.
     """
+    if verbose:  # before TensorFlow is imported: leafsub.tflog reads it then
+        os.environ["LEAFSUB_VERBOSE"] = "1"
+        os.environ.pop("TF_CPP_MIN_LOG_LEVEL", None)
     summary = run_demo(out_dir, quick=quick, seed=seed, force=force)
     if not (summary["ensemble_passed"] and summary["mismatch_caught"]):
         sys.exit(1)
