@@ -18,8 +18,10 @@ from . import limits
 def resize_for_data_pack(batch, size):
     """Resize a batch of images for a data pack, with PIL bilinear.
 
-    Data preparation only (the images the platform would hand to ``predict()``), never a
-    model of the submission's own resize.
+    Data preparation only: the images the platform would hand to ``predict()``, as its
+    own files at the profile's size would be (a pack written for the child, the build's
+    probe batch that ``model.py`` and leafsub's reference both receive). Never a model of
+    the submission's own resize, which follows ``tf.image.resize``.
 
     Args:
       batch: uint8 [b, h, w, 3].
