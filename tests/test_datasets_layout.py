@@ -88,7 +88,8 @@ def test_pil_is_imported_only_by_the_data_preparation_module():
             for node in ast.walk(tree):
                 if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("PIL"):
                     importers.append(name)
-                elif isinstance(node, ast.Import) and any(a.name.startswith("PIL") for a in node.names):
+                elif isinstance(node, ast.Import) and any(a.name.startswith("PIL")
+                                                          for a in node.names):
                     importers.append(name)
     assert sorted(set(importers)) == ["imaging.py"]
 

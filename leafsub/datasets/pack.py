@@ -194,4 +194,5 @@ class ArrayPack(Pack):
         if len(indices) == 0:
             h, w = size or self.image_size()
             return np.empty((0, h, w, 3), dtype=np.uint8)
-        return resize_for_data_pack(self._to_uint8(self._source.take(indices), int(indices.min())), size)
+        rows = self._to_uint8(self._source.take(indices), int(indices.min()))
+        return resize_for_data_pack(rows, size)
