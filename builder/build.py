@@ -778,7 +778,7 @@ def _probe_images(first, profile):
     Member 1's probe images (resized) when they are real images, else the fixed
     synthetic batch. Integer values, so that a uint8 platform sees the same batch.
     """
-    from ..datasets import _resize_batch
+    from ..datasets import resize_for_data_pack
     from .export import synthetic_probe
 
     card = first["card"]
@@ -792,7 +792,7 @@ def _probe_images(first, profile):
             images = data["images"]
         # Any resize will do (the batch only has to be the same for model.py and the
         # reference); PIL keeps TensorFlow out of this process.
-        images = _resize_batch(np.clip(np.round(images), 0, 255).astype(np.uint8), (h, w))
+        images = resize_for_data_pack(np.clip(np.round(images), 0, 255).astype(np.uint8), (h, w))
     else:
         images = synthetic_probe(count, (h, w))
     return np.clip(np.round(images), 0, 255).astype(np.float32)

@@ -198,7 +198,7 @@ def split_data(data, out, val, test=0.0, seed=0, fmt="folders", size=None, force
     import shutil
     import tempfile
 
-    from leafsub.datasets import NpzWriter, Pack, _as_size, open_pack
+    from leafsub.datasets import NpzWriter, Pack, as_size, open_pack
     from leafsub.errors import UsageError
     from leafsub.jsonfiles import dumps, write_atomic
 
@@ -212,7 +212,7 @@ def split_data(data, out, val, test=0.0, seed=0, fmt="folders", size=None, force
         raise UsageError(str(e)) from None
     pack = data if isinstance(data, Pack) else open_pack(data)
     out = _prepare_output(out, force, pack.path)
-    size = _as_size(size)
+    size = as_size(size)
     if fmt == "npz" and size is None:
         size = pack._default_size()
 
