@@ -1,7 +1,7 @@
 """``leafsub data ...``: look at, clean, split and pack a labelled image set.
 
 Thin click shells over tools/stats.py, tools/dedupe.py, tools/split.py and
-leafsub/datasets.py; every command reads the three pack layouts (a folder of class
+leafsub/datasets/; every command reads the three pack layouts (a folder of class
 sub-folders, an .npz, an .h5) through ``open_pack``.
 """
 
