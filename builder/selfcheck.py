@@ -62,8 +62,10 @@ def run_child(staging, profile, member_probes, probe_path, reference, timeout=No
         script = os.path.join(work, "selfcheck_child.py")
         shutil.copyfile(CHILD, script)
         from importlib import resources
+        framework = profile.get("framework", "tensorflow")
+        runtime_file = "runtime_torch.py" if framework == "torch" else "runtime.py"
         with resources.as_file(resources.files("leafsub.submission_template").joinpath(
-                "runtime.py")) as source:
+                runtime_file)) as source:
             shutil.copyfile(source, os.path.join(work, "leafsub_runtime.py"))
         result = os.path.join(work, "result")
         request = {
@@ -75,6 +77,7 @@ def run_child(staging, profile, member_probes, probe_path, reference, timeout=No
             "members": [{"probe": os.path.abspath(p)} for p in member_probes],
             "probe": os.path.abspath(probe_path), "result": result, "reference": reference,
             "hint_modes": list(HINT_MODES),
+            "framework": framework, "layout": inp.get("layout", "NHWC"),
         }
         with open(os.path.join(work, "request.json"), "w", encoding="utf-8") as f:
             json.dump(request, f)
