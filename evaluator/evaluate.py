@@ -337,7 +337,8 @@ class _Replay:
         try:
             if variants:
                 _variant_checks(self.predict, self.phase_files[0], raw_first, self.packs[0].n,
-                                self.batch_size, self.inp, self.workdir, self.checks,
+                                self.batch_size, dict(self.inp, framework=self.prof.get(
+                                    "framework", "tensorflow")), self.workdir, self.checks,
                                 self.iface["method"])
             manifest, probe = _read_manifest(self.root)
             if manifest is not None:
@@ -346,7 +347,8 @@ class _Replay:
             if detective and self.result["predictions"] is not None:
                 started = time.monotonic()
                 findings = _run_detective(self.predict, self.phase_files[0], self.packs[0].labels,
-                                          np.asarray(labels_by_phase[0]), self.workdir, self.say)
+                                          np.asarray(labels_by_phase[0]), self.workdir, self.say,
+                                          D.candidates_for(self.prof))
                 self.result["detective"] = findings
                 self.checks.append(_strip(D.finding_check(findings)))
                 timing["detective_s"] = round(time.monotonic() - started, 3)
@@ -397,7 +399,9 @@ class _Replay:
         request = {"module": self.iface["module"], "class_name": self.iface["class_name"],
                    "constructor": self.iface["constructor"], "method": self.iface["method"],
                    "range": list(self.inp["range"]),
-                   "channel_order": self.inp.get("channel_order", "RGB")}
+                   "channel_order": self.inp.get("channel_order", "RGB"),
+                   "framework": self.prof.get("framework", "tensorflow"),
+                   "layout": self.inp.get("layout", "NHWC")}
         if self.iface.get("working_dir") == "scratch":
             request["cwd"] = os.path.join(self.workdir, "scratch")
             os.makedirs(request["cwd"])
@@ -430,9 +434,11 @@ class _Replay:
         timing["load_s"] = round(float(reply["load_s"]), 3)
         timing["startup_s"] = round(time.monotonic() - self.started, 3)
         timing["framework_s"] = round(float(reply.get("framework_s", 0)), 3)
-        self.checks.append(C.check("loads", "pass", "%s loaded in %.1f s (Python %s, TensorFlow "
+        framework = ("torch %s" % versions["torch"]) if versions.get("torch") else (
+            "TensorFlow %s" % versions.get("tensorflow"))
+        self.checks.append(C.check("loads", "pass", "%s loaded in %.1f s (Python %s, "
                                    "%s%s)" % (iface["class_name"], reply["load_s"],
-                                              versions.get("python"), versions.get("tensorflow"),
+                                              versions.get("python"), framework,
                                               ", Keras %s" % versions["keras"]
                                               if versions.get("keras") else "")))
 
@@ -626,7 +632,8 @@ def _variant_checks(predict, images, main, n, batch_size, inp, workdir, checks, 
     other_dtype = "uint8" if inp["dtype"] == "float32" else "float32"
     small = np.arange(min(n, VARIANT_IMAGES))
     variants = [
-        ("variant: %s input" % ("numpy" if other_container == "numpy" else "tf.Tensor"),
+        ("variant: %s input" % ("numpy" if other_container == "numpy" else
+                                "torch.Tensor" if inp.get("framework") == "torch" else "tf.Tensor"),
          idx, {"container": other_container}),
         ("variant: %s input" % other_dtype, idx, {"dtype": other_dtype}),
         ("variant: batch size 1", small[:8], {"batch_size": 1}),
@@ -678,23 +685,25 @@ def _golden_check(predict, manifest, probe, workdir, checks, prof):
                                         "model.py"))
 
 
-def _run_detective(predict, images, labels, base, workdir, say):
+def _run_detective(predict, images, labels, base, workdir, say, candidates=None):
     """Every candidate on a few images, the plausible ones on more, the promising ones on many.
 
     Stage 1 starts with the first ``D.STAGE0`` images of its sample: a candidate that
     already loses ``-D.HOPELESS`` points there (most do, on a correct submission) stops.
     """
+    candidates = candidates or {name: name for name in D.CANDIDATES}
+
     def run(name, idx, tag):
         reply, out = predict(images, os.path.join(workdir, "d%s.npy" % tag), indices=idx,
-                             transform=name)
+                             transform=candidates[name])
         return _as_labels(out) if reply.get("ok") else None
 
     results = {}
     stage1 = D.sample(labels, D.STAGE1)
     head, tail = stage1[:D.STAGE0], stage1[D.STAGE0:]
     say.say("  mismatch detective: %d candidates on %d-%d images..." % (
-        len(D.CANDIDATES), len(head), len(stage1)))
-    for name in D.CANDIDATES:
+        len(candidates), len(head), len(stage1)))
+    for name in candidates:
         pred = run(name, head, "0")
         if pred is None:
             continue
