@@ -24,6 +24,7 @@ import os
 import platform
 import shutil
 import tempfile
+import warnings
 
 import numpy as np
 
@@ -145,7 +146,8 @@ def identify_transforms(compose):
 def _run_compose(compose, images):
     """The Compose applied to each probe image as torchvision would (a PIL image in, a CHW
     tensor out), as a channels-last float batch; None when it cannot be called so."""
-    if not callable(compose):
+    steps = list(getattr(compose, "transforms", [compose]))
+    if not callable(compose) or not all(callable(t) for t in steps):
         return None
     from PIL import Image
 
@@ -315,12 +317,11 @@ def export_torch(module, run_dir, preprocess=None, class_names=None, probe=None,
             os.makedirs(folder)
             example = rt.to_layout(model_inputs, layout)
             try:
-                with torch.no_grad():
-                    traced = torch.jit.trace(module, example, check_trace=False)
-                    traced = torch.jit.freeze(traced)
-                import warnings
-                with warnings.catch_warnings():
+                # torch >= 2.10 marks torch.jit deprecated in favour of torch.export; see the
+                # module docstring for why TorchScript is still the artefact a platform reads.
+                with torch.no_grad(), warnings.catch_warnings():
                     warnings.simplefilter("ignore", DeprecationWarning)
+                    traced = torch.jit.freeze(torch.jit.trace(module, example, check_trace=False))
                     torch.jit.save(traced, os.path.join(folder, rt.MODEL_FILE))
             except Exception as e:
                 raise UsageError("%s: torch.jit.trace cannot record this model (%s: %s). leafsub "

@@ -2,12 +2,13 @@
 
 A torch submission's silent failures are the Keras ones plus one of its own: a
 forgotten ``Normalize``, a forgotten ``ToTensor`` (/255), and a batch handed to
-the model in the wrong axis order (``x.view(-1, 3, H, W)`` on channels-last
+the model in the wrong axis order (``x.view(n, 3, h, w)`` on channels-last
 pixels instead of ``x.permute(0, 3, 1, 2)``: no error, scrambled images).
 
 Each candidate is a transform the harness applies (``harness.Harness._apply``) to
-the RGB 0-255 batch before the platform's layout: ``scale``/``offset`` per channel,
-``channels`` (a reorder), or ``layout`` (the batch's axes). ``candidates(profile)``
+the RGB 0-255 batch: ``scale``/``offset`` per channel, ``channels`` (a reorder), or
+``memory`` (the pixels laid out in the other axis order, in the profile's shape:
+the wrong ``reshape`` turns them back into the right images). ``candidates(profile)``
 gives the table for a profile; ``detective.CANDIDATES`` holds the explanations.
 """
 
@@ -26,11 +27,12 @@ EXPLAINS = {
                  "std) and model.py passes it raw 0-255 pixels",
     "normalize after /255": "model.py divides by 255 (ToTensor) but forgets Normalize(ImageNet "
                             "mean, std): the model was trained with both",
-    "NCHW": "the channel layout is wrong: model.py reinterprets the channels-last batch as "
-            "channels first (x.view/reshape(-1, 3, H, W)) instead of permuting it "
-            "(x.permute(0, 3, 1, 2))",
-    "NHWC": "the channel layout is wrong: model.py treats the channels-first batch as "
-            "channels last (reshape/permute meant for [N, H, W, 3] input)",
+    "NCHW": "the channel layout is wrong: model.py feeds the channels-last (NHWC) batch to the "
+            "channels-first model with x.view/reshape(n, 3, h, w), which scrambles the pixels, "
+            "instead of x.permute(0, 3, 1, 2)",
+    "NHWC": "the channel layout is wrong: model.py reads the channels-first (NCHW) batch with "
+            "x.view/reshape(n, h, w, 3), which scrambles the pixels, instead of "
+            "x.permute(0, 2, 3, 1)",
 }
 
 
@@ -43,6 +45,7 @@ def candidates(profile):
         "x/255": {"scale": [1.0 / 255.0] * 3},
         "x*255": {"scale": [255.0] * 3},
         "BGR": {"channels": [2, 1, 0]},
-        ("NHWC" if layout == "NCHW" else "NCHW"): {"layout": "NHWC" if layout == "NCHW"
+        # The pixels in the other axis order, in the profile's shape (see harness._layout).
+        ("NHWC" if layout == "NCHW" else "NCHW"): {"memory": "NHWC" if layout == "NCHW"
                                                   else "NCHW"},
     }

@@ -205,11 +205,25 @@ class Harness:
         return {"python": sys.version.split()[0], "numpy": self.np.__version__,
                 "torch": torch.__version__}
 
+    def _layout(self, x, memory=None):
+        """The channels-last batch in the profile's layout (``input.layout``). ``memory``
+        (a detective candidate) lays the pixels out in that order but keeps the profile's
+        shape: what a ``reshape`` where a ``permute`` was due turns back into images."""
+        np = self.np
+        layout = self.req.get("layout", "NHWC")
+        memory = memory or layout
+        if layout == "NHWC" and memory == "NHWC":
+            return x
+        n, h, w, c = x.shape
+        if memory == "NCHW":
+            x = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+        return x.reshape((n, c, h, w) if layout == "NCHW" else (n, h, w, c))
+
     def _apply(self, x, transform, command):
         """A detective candidate given as data: ``{"scale": [..], "offset": [..]}`` (per
-        channel, on RGB 0-255), ``{"channels": [2, 1, 0]}`` (a reorder), ``{"layout":
-        "NCHW"|"NHWC"}`` (the batch's axes, applied by the caller). A value change goes in
-        as float32; a layout change alone keeps the profile's format."""
+        channel, on RGB 0-255), ``{"channels": [2, 1, 0]}`` (a reorder), ``{"memory":
+        "NCHW"|"NHWC"}`` (the pixels' axis order, applied by ``_layout``). A value change
+        goes in as float32; a layout change alone keeps the profile's format."""
         np = self.np
         if not any(k in transform for k in ("scale", "offset", "channels")):
             return self._format(x, command)
@@ -344,9 +358,8 @@ class Harness:
                 x = self._transform(x, transform).astype(np.float32, copy=False)
             else:
                 x = self._format(x, command)
-            layout = (transform or {}).get("layout") if isinstance(transform, dict) else None
-            if (layout or self.req.get("layout", "NHWC")) == "NCHW":
-                x = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+            x = self._layout(x, transform.get("memory") if isinstance(transform, dict)
+                             else None)
             torch_tensor = self.torch is not None and command["container"] == "tensor"
             # A torch.Tensor shares x's memory: an in-place op on it shows in x.
             reference = x.copy() if command["container"] == "numpy" or torch_tensor else None
