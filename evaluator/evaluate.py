@@ -264,7 +264,8 @@ def evaluate(submission, data, profile=None, runtime=None, python=None, batch_si
             raise UsageError("%s: labels go up to %d, but the %s profile has %d classes. Use the "
                              "profile of this challenge (--profile), or data with its labels."
                              % (pack.path, top, prof["name"], n_classes))
-    chosen = resolve_runtime(runtime=runtime, python=python, say=say.say)
+    chosen = resolve_runtime(runtime=runtime, python=python, say=say.say,
+                             framework=prof.get("framework", "tensorflow"))
 
     replay = _Replay(prof, packs, chosen, say, batch_size=batch_size, time_limit=time_limit,
                      memory_limit=memory_limit, isolate=isolate)

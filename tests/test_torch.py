@@ -313,3 +313,46 @@ def test_import_leafsub_and_build_do_not_import_torch():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=120)
     assert out.stdout.split() == ["False", "False"], out.stderr
+
+
+# --------------------------------------------------------------------------- --runtime torch==X
+
+def test_runtime_specs_for_torch_and_the_framework_they_must_match(tmp_path):
+    from leafsub.evaluator.runtimes import parse_runtime_spec, resolve_runtime
+
+    assert parse_runtime_spec("torch==2.13.0") == ("torch", "2.13.0")
+    with pytest.raises(UsageError, match="run with tensorflow, not torch"):
+        resolve_runtime(runtime="torch==2.13.0", framework="tensorflow")
+    with pytest.raises(UsageError, match="run with torch, not tensorflow"):
+        resolve_runtime(runtime="tensorflow==2.15.1", framework="torch")
+    assert resolve_runtime(framework="torch").label == "this Python (torch %s)" % (
+        torch.__version__)
+    # --python with an interpreter that has numpy but no torch: named, with the fix.
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    site = next((venv / "lib").glob("python*")) / "site-packages"
+    (site / "numpy").mkdir()
+    (site / "numpy" / "__init__.py").write_text('__version__ = "1.26.4"\n')
+    with pytest.raises(UsageError, match="torch is missing.*Install torch into it, or use --runtime torch==X.Y.Z"):
+        resolve_runtime(python=str(venv / "bin" / "python"), framework="torch")
+
+
+@pytest.mark.slow
+@pytest.mark.runtime
+def test_the_zip_evaluates_under_a_cached_torch_runtime(work):
+    """Creates ~/.cache/leafsub/runtimes/torch-2.13.0 once (about 40 s from the local CPU
+    wheel), then reuses it."""
+    zip_path = str(work["root"] / "rt.zip")
+    proc = run_cli("build", "-m", work["runs"][0], "--profile", work["nchw"], "-o", zip_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = str(work["root"] / "rt-result.json")
+    proc = run_cli("evaluate", zip_path, "--data", work["data"], "--profile", work["nchw"],
+                   "--runtime", "torch==2.13.0", "--json", out, timeout=1800)
+    with open(out) as f:
+        result = json.load(f)
+    assert proc.returncode == 0 and result["passed"], proc.stderr[-2000:]
+    assert result["runtime"].startswith("torch==2.13.0 (cached venv")
+    assert result["child"]["torch"].startswith("2.13.0") and "tensorflow" not in result["child"]
+    assert checks_of(result)["goldens"]["status"] == "pass"
+    listing = run_cli("runtimes")
+    assert "torch==2.13.0" in listing.stdout and "torch 2.13.0" in listing.stdout
