@@ -1,7 +1,7 @@
 """leafsub build's self-check, run in a fresh Python process.
 
 Not leafsub: this script imports only the standard library, numpy, tensorflow
-and the rendered submission. ``leafsub build`` copies it to a temporary folder
+(torch instead, for a torch profile) and the rendered submission. ``leafsub build`` copies it to a temporary folder
 and runs ``python -B selfcheck_child.py REQUEST.json``. It imports the
 submission the way the platform does (working directory = the submission
 folder, the folder first on sys.path, ``from model import <class>``), then

@@ -3,7 +3,8 @@
 Not leafsub. This script imports only the standard library, numpy and
 tensorflow (and, for the mismatch detective, ``leafsub_runtime.py``: a copy of
 leafsub's runtime module placed next to it), so that it runs under any Python
-with any TensorFlow 2.x (``leafsub evaluate --runtime``). The evaluator copies it
+with any TensorFlow 2.x (``leafsub evaluate --runtime``). For a torch profile
+(request ``framework``) it imports torch instead, never TensorFlow. The evaluator copies it
 into its temporary folder and starts it as::
 
     python -B harness.py REQUEST.json REPLY_FD COMMAND_FD

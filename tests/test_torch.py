@@ -356,3 +356,14 @@ def test_the_zip_evaluates_under_a_cached_torch_runtime(work):
     assert checks_of(result)["goldens"]["status"] == "pass"
     listing = run_cli("runtimes")
     assert "torch==2.13.0" in listing.stdout and "torch 2.13.0" in listing.stdout
+
+
+def test_leafsub_card_summarises_a_torch_run_dir_and_a_pth_path_is_explained(work, tmp_path):
+    proc = run_cli("card", work["runs"][0])
+    assert proc.returncode == 0, proc.stderr
+    assert "exported with torch %s (TorchScript)" % torch.__version__ in proc.stdout
+    weights = tmp_path / "best.pth"
+    weights.write_bytes(b"not read")
+    proc = run_cli("export", weights, tmp_path / "run", "--preprocess", "torch")
+    assert proc.returncode == 2 and "a PyTorch file" in proc.stderr
+    assert "Traceback" not in proc.stderr
