@@ -27,6 +27,7 @@ Conventions:
     scale + offset`` per channel on 0-255 values (any other ``Normalize``).
 """
 
+import os
 import warnings
 
 import numpy as np
@@ -345,8 +346,6 @@ def load_torchscript(path, layout="NCHW"):
     ``f`` takes a preprocessed channels-last batch and hands the model ``layout``.
     ``torch.jit.load`` needs neither the model's Python class nor torchvision.
     """
-    import os
-
     file = os.path.join(str(path), MODEL_FILE) if os.path.isdir(str(path)) else str(path)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # torch >= 2.10 nudges to torch.export
