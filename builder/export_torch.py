@@ -210,7 +210,7 @@ def _probe_images(probe, size, count, notes):
     return x, "user"
 
 
-def _input_size(spec, input_size, probe):
+def _input_size(spec, input_size, probe, rt):
     if input_size is not None:
         if isinstance(input_size, int):
             return (input_size, input_size)
@@ -222,7 +222,10 @@ def _input_size(spec, input_size, probe):
     if probe is not None:
         x = np.asarray(probe.detach().cpu().numpy() if hasattr(probe, "detach") else probe)
         if x.ndim == 4:
-            return tuple(x.shape[1:3]) if x.shape[-1] == 3 else tuple(x.shape[2:4])
+            hw = tuple(x.shape[1:3]) if x.shape[-1] == 3 else tuple(x.shape[2:4])
+            if isinstance(spec.get("resize"), int):  # Resize(n): the shorter side becomes n
+                hw = rt._shorter_side(hw, spec["resize"])
+            return hw
     raise UsageError("The model's input size is not known: a torch.nn.Module does not declare "
                      "one. Pass input_size=(height, width), or a Compose ending in CenterCrop or "
                      "Resize((h, w)), or a probe batch at the model's size.")
@@ -269,7 +272,7 @@ def export_torch(module, run_dir, preprocess=None, class_names=None, probe=None,
     notes = []
     spec, spec_source, compose = _resolve(preprocess, rt)
     spec["layout"] = layout
-    size = _input_size(spec, input_size, probe)
+    size = _input_size(spec, input_size, probe, rt)
     images, probe_source = _probe_images(probe, size, probe_count, notes)
     source = "<%s in memory>" % type(module).__name__
 

@@ -143,6 +143,11 @@ def test_export_refuses_probe_after_totensor_and_a_missing_input_size(tmp_path):
     result = leafsub.export(net, tmp_path / "c", preprocess="torch", class_names=CLASSES,
                             probe=torch.from_numpy(images).permute(0, 3, 1, 2))
     assert result.card["input"] == {"height": 32, "width": 32, "channels": 3}
+    # Resize(24) alone: the model sees the probe's shorter side at 24.
+    result = leafsub.export(net, tmp_path / "d", preprocess=Compose([Resize(24), ToTensor()]),
+                            class_names=CLASSES, probe=images[:, :, :28])
+    assert result.card["input"] == {"height": 27, "width": 24, "channels": 3}
+    assert result.card["preprocess"]["resize"] == 24
 
 
 def test_a_compose_that_is_not_what_its_names_say_fails_the_export(tmp_path):
