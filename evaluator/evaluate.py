@@ -857,10 +857,10 @@ def format_text(d, width=80, color=False, verbose=False):
               "by default) or a JSON file.")
 @click.option("--runtime", default=None, metavar="tensorflow==X.Y.Z",
               help="Run the submission under this TensorFlow (a cached virtual environment, "
-                   "created on first use).")
+                   "created on first use); torch==X.Y.Z for a torch profile.")
 @click.option("--python", "python", default=None, type=click.Path(),
               help="Run the submission with this Python interpreter (it needs numpy and "
-                   "tensorflow).")
+                   "tensorflow, or torch for a torch profile).")
 @click.option("--batch-size", type=int, default=None, help="Images per predict() call "
               "(default: the profile's).")
 @click.option("--time-limit", type=float, default=None, help="Seconds for the whole replay "
