@@ -692,7 +692,7 @@ def _run_detective(predict, images, labels, base, workdir, say, candidates=None)
     Stage 1 starts with the first ``D.STAGE0`` images of its sample: a candidate that
     already loses ``-D.HOPELESS`` points there (most do, on a correct submission) stops.
     """
-    candidates = candidates or {name: name for name in D.CANDIDATES}
+    candidates = candidates or D.candidates_for({})
 
     def run(name, idx, tag):
         reply, out = predict(images, os.path.join(workdir, "d%s.npy" % tag), indices=idx,
