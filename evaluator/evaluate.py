@@ -501,6 +501,12 @@ class _Replay:
                 "%s() modified the input array in place in %d batches; copy it first (keras' "
                 "preprocess_input mutates numpy arrays)." % (method, mutated) if mutated else
                 "%s() left every input batch unchanged" % method))
+        elif self.prof.get("framework") == "torch":  # a torch.Tensor: in-place ops are idiomatic
+            self.checks.append(C.check(
+                "input not mutated", "warn" if mutated else "pass",
+                "%s() modified the input tensor in place in %d batches (an in-place op such as "
+                "X.div_(255) or X -= mean); write X = X / 255 instead." % (method, mutated)
+                if mutated else "%s() left every input batch unchanged" % method))
         if len(all_preds) == len(self.packs):
             self.score(np.concatenate(all_labels), np.concatenate(all_preds))
         if len(self.packs) > 1:

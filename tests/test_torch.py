@@ -372,3 +372,16 @@ def test_leafsub_card_summarises_a_torch_run_dir_and_a_pth_path_is_explained(wor
     proc = run_cli("export", weights, tmp_path / "run", "--preprocess", "torch")
     assert proc.returncode == 2 and "a PyTorch file" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.slow
+def test_an_in_place_op_on_the_torch_tensor_input_is_a_warning(work, tmp_path):
+    from submissions import write_zip
+    from torch_helpers import IN_PLACE_MODEL_PY
+
+    zip_path = write_zip(str(tmp_path / "inplace.zip"), {"model.py": IN_PLACE_MODEL_PY},
+                         {"SubmissionModel": os.path.join(work["runs"][0], "torchscript")})
+    proc, result = evaluate_cli(work, zip_path, work["nchw"], "inplace")
+    check = checks_of(result)["input not mutated"]
+    assert check["status"] == "warn" and "X.div_(255)" in check["detail"], check
+    assert result["metrics"]["accuracy"] >= 0.95  # right answers: the harness's batch changed

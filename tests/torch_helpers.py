@@ -144,3 +144,11 @@ TO_MODEL = {
 
 def model_py(kind):
     return MODEL_PY.format(to_model=TO_MODEL[kind])
+
+
+# For a torch.Tensor NCHW harness: scales the caller's tensor in place.
+IN_PLACE_MODEL_PY = MODEL_PY.replace(
+    "        x = torch.from_numpy(np.array(X, dtype=np.float32))\n        n, h, w, c = x.shape\n"
+    "{to_model}\n",
+    "        X.div_(255.0)  # in place: the caller's batch changes\n"
+    "        x = (X - MEAN) / STD\n").replace("{{", "{").replace("}}", "}")
