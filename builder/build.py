@@ -275,6 +275,9 @@ def _resolve_preprocess(preprocess, cards, runs):
             except ValueError as e:
                 raise UsageError("--preprocess %r (for %s): %s" % (over, run, e)) from None
         spec.setdefault("resize_method", card_spec["resize_method"])
+        for key in TORCH_SPEC_KEYS:  # a torch model's geometry and layout are not overridden
+            if card_spec.get(key) is not None:
+                spec.setdefault(key, card_spec[key])
         specs.append((_normalise_spec(spec, run, _features(card)), "--preprocess %s" % (
             over if isinstance(over, str) else "dict")))
     return specs
@@ -295,6 +298,7 @@ def _normalise_spec(spec, run, features=3):
                 raise UsageError("%s: affine preprocessing needs %s as 1 or %d numbers, got %r."
                                  % (run, key, features, value))
             out[key] = [float(v) for v in value]
+    out.update({k: spec[k] for k in TORCH_SPEC_KEYS if spec.get(k) is not None})
     return out
 
 
@@ -497,6 +501,7 @@ def _build(models, weights, combine, tta, profile_arg, output, json_path, force,
     say("profile %s; reading %d run dir%s" % (profile["name"], len(runs),
                                               "" if len(runs) == 1 else "s"))
     cards = [read_card(run) for run in runs]
+    check_framework(cards, runs, profile)
     _check_classes(cards, runs, profile, notes)
     specs = _resolve_preprocess(preprocess, cards, runs)
     weights = _parse_weights(weights, len(runs))
@@ -957,3 +962,24 @@ def _tensor_input(card, run, profile, views, spec):
                          "'none' or 'affine' (keep the card's: --preprocess card)."
                          % (run, spec["mode"]))
     return True
+
+
+# --------------------------------------------------------------------------- torch
+
+# Spec fields only a torch card has (runtime_torch.py): kept through the build.
+TORCH_SPEC_KEYS = ("layout", "resize", "crop")
+
+
+def check_framework(cards, runs, profile):
+    """Every member runs with the profile's framework (a TorchScript file is no SavedModel)."""
+    want = profile.get("framework", "tensorflow")
+    for card, run in zip(cards, runs):
+        have = card.get("framework", "tensorflow")
+        if have != want:
+            raise UsageError(
+                "%s: a %s model, but profile %s runs %s submissions. Pass a %s profile (e.g. "
+                "--profile %s), or export the model with %s." % (
+                    run, have, profile["name"], want, have,
+                    "torch-generic" if have == "torch" else "an2dl-2022",
+                    "leafsub.export(model, ...) from Keras" if want == "tensorflow"
+                    else "leafsub.export(torch_module, ...)"))

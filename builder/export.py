@@ -221,6 +221,10 @@ class _Model:
             self.source = path
         elif not os.path.exists(path):
             raise UsageError("%s: no such file or folder." % path)
+        elif path.endswith((".pt", ".pth", ".pt2")):
+            raise UsageError("%s: a PyTorch file. Export a torch model from Python, where its "
+                             "class is: leafsub.export(module, run_dir, preprocess=<your "
+                             "validation transforms>, class_names=[...])." % path)
         else:
             raise UsageError("%s: not a model leafsub can read. Pass a SavedModel folder, a "
                              ".keras file or an .h5 file." % path)
@@ -722,9 +726,13 @@ def card_command(run_dir, as_json):
             run_dir, card["name"], len(card["class_names"]), describe_input(card["input"]),
             card["output"], card["preprocess"]["mode"],
             card.get("preprocess_source", "declared")))
-        click.echo("  exported with TensorFlow %s, Keras %s, leafsub %s" % (
-            card["versions"]["tensorflow"], card["versions"].get("keras", "?"),
-            card["versions"]["leafsub"]))
+        if card.get("framework") == "torch":
+            click.echo("  exported with torch %s (TorchScript), leafsub %s" % (
+                card["versions"]["torch"], card["versions"]["leafsub"]))
+        else:
+            click.echo("  exported with TensorFlow %s, Keras %s, leafsub %s" % (
+                card["versions"]["tensorflow"], card["versions"].get("keras", "?"),
+                card["versions"]["leafsub"]))
     if changed:
         raise CheckFailed("%s: %d SavedModel file(s) changed since export (%s). Export the model "
                           "again." % (run_dir, len(changed), ", ".join(changed[:5])))

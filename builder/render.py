@@ -235,6 +235,9 @@ def render_model_py(profile, members, tta, combine, weights, chunk_size, version
     Raises:
       ValueError when the profile's module/class/method names are not identifiers.
     """
+    if profile.get("framework") == "torch":
+        from .render_torch import render_model_py_torch
+        return render_model_py_torch(profile, members, tta, combine, weights, chunk_size, version)
     a = _adapters()
     iface = profile["interface"]
     for field in ("module", "class_name", "method"):

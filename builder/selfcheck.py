@@ -63,8 +63,10 @@ def run_child(staging, profile, member_probes, probe_path, reference, timeout=No
         script = os.path.join(work, "selfcheck_child.py")
         shutil.copyfile(CHILD, script)
         from importlib import resources
+        framework = profile.get("framework", "tensorflow")
+        runtime_file = "runtime_torch.py" if framework == "torch" else "runtime.py"
         with resources.as_file(resources.files("leafsub.submission_template").joinpath(
-                "runtime.py")) as source:
+                runtime_file)) as source:
             shutil.copyfile(source, os.path.join(work, "leafsub_runtime.py"))
         result = os.path.join(work, "result")
         request = {
@@ -78,6 +80,7 @@ def run_child(staging, profile, member_probes, probe_path, reference, timeout=No
             "probe": os.path.abspath(probe_path), "result": result, "reference": reference,
             # The image pipelines mean nothing to a time series: no hint to look for.
             "hint_modes": list(HINT_MODES) if inp.get("kind", "image") == "image" else [],
+            "framework": framework, "layout": inp.get("layout", "NHWC"),
         }
         with open(os.path.join(work, "request.json"), "w", encoding="utf-8") as f:
             json.dump(request, f)

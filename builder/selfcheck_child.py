@@ -1,7 +1,7 @@
 """leafsub build's self-check, run in a fresh Python process.
 
 Not leafsub: this script imports only the standard library, numpy, tensorflow
-and the rendered submission. ``leafsub build`` copies it to a temporary folder
+(torch instead, for a torch profile) and the rendered submission. ``leafsub build`` copies it to a temporary folder
 and runs ``python -B selfcheck_child.py REQUEST.json``. It imports the
 submission the way the platform does (working directory = the submission
 folder, the folder first on sys.path, ``from model import <class>``), then
@@ -99,7 +99,13 @@ def main(request_path):
     sys.path.insert(0, folder)
 
     import numpy as np
-    import tensorflow as tf
+    # The profile's framework only: a torch platform need not have TensorFlow.
+    if req.get("framework") == "torch":
+        import torch as framework
+        tf = None
+    else:
+        import tensorflow as tf
+        framework = tf
 
     info = {"stage": "import"}
     try:
@@ -137,13 +143,15 @@ def main(request_path):
             x = np.clip(np.round(x), 0, 255).astype(np.uint8)
         else:
             x = x.astype(np.float32)
+        if req.get("layout") == "NCHW":
+            x = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
         batch = int(req["batch_size"])
         outputs, types = [], []
         started = time.time()
         for start in range(0, len(x), batch):
             xb = x[start:start + batch]
             if req["container"] == "tensor":
-                xb = tf.constant(xb)
+                xb = tf.constant(xb) if tf is not None else framework.from_numpy(xb.copy())
             before = np.array(xb, copy=True)
             y = getattr(instance, req["method"])(xb)
             if not np.array_equal(np.asarray(xb), before):
@@ -163,7 +171,8 @@ def main(request_path):
                 images.astype(np.float32)), dtype=np.float64)
         arrays["hint_diffs"] = _hint_diffs(rt, req, ensemble)
         info["versions"] = {"tensorflow": tf.__version__, "keras": _version("keras"),
-                            "python": sys.version.split()[0]}
+                            "python": sys.version.split()[0]} if tf is not None else {
+                                "torch": framework.__version__, "python": sys.version.split()[0]}
         np.savez(req["result"] + ".npz", **arrays)
         info["stage"] = "done"
         info["ok"] = True

@@ -119,3 +119,19 @@ def finding_check(results):
                       % (best["candidate"], 100 * best["accuracy"], 100 * best["base_accuracy"],
                          best["n"], best["p_value"], CANDIDATES[best["candidate"]]),
             "culprit": best["candidate"]}
+
+
+# --------------------------------------------------------------------------- per framework
+# A torch platform's candidates are data the harness applies (detective_torch.py).
+from . import detective_torch as _torch  # noqa: E402
+
+CANDIDATES.update({name: text for name, text in _torch.EXPLAINS.items()
+                   if name not in CANDIDATES})
+
+
+def candidates_for(profile):
+    """``{name: transform}`` the detective tries for ``profile`` (a transform is a name the
+    harness knows, or a dict it applies)."""
+    if profile.get("framework") == "torch":
+        return _torch.candidates(profile)
+    return {name: name for name in CANDIDATES if name not in _torch.EXPLAINS}

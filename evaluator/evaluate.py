@@ -280,7 +280,8 @@ def evaluate(submission, data, profile=None, runtime=None, python=None, batch_si
             raise UsageError("%s: labels go up to %d, but the %s profile has %d classes. Use the "
                              "profile of this challenge (--profile), or data with its labels."
                              % (pack.path, top, prof["name"], n_classes))
-    chosen = resolve_runtime(runtime=runtime, python=python, say=say.say)
+    chosen = resolve_runtime(runtime=runtime, python=python, say=say.say,
+                             framework=prof.get("framework", "tensorflow"))
 
     replay = _Replay(prof, packs, chosen, say, batch_size=batch_size, time_limit=time_limit,
                      memory_limit=memory_limit, isolate=isolate)
@@ -355,7 +356,8 @@ class _Replay:
         try:
             if variants:
                 _variant_checks(self.predict, self.phase_files[0], raw_first, self.packs[0].n,
-                                self.batch_size, self.inp, self.workdir, self.checks,
+                                self.batch_size, dict(self.inp, framework=self.prof.get(
+                                    "framework", "tensorflow")), self.workdir, self.checks,
                                 self.iface["method"])
             manifest, probe = _read_manifest(self.root)
             if manifest is not None:
@@ -366,7 +368,8 @@ class _Replay:
             elif detective and self.result["predictions"] is not None:
                 started = time.monotonic()
                 findings = _run_detective(self.predict, self.phase_files[0], self.packs[0].labels,
-                                          np.asarray(labels_by_phase[0]), self.workdir, self.say)
+                                          np.asarray(labels_by_phase[0]), self.workdir, self.say,
+                                          D.candidates_for(self.prof))
                 self.result["detective"] = findings
                 self.checks.append(_strip(D.finding_check(findings)))
                 timing["detective_s"] = round(time.monotonic() - started, 3)
@@ -420,7 +423,9 @@ class _Replay:
                    "constructor": self.iface["constructor"], "method": self.iface["method"],
                    "range": list(self.inp.get("range") or (0, 255)),
                    "channel_order": self.inp.get("channel_order", "RGB"),
-                   "kind": self.inp.get("kind", "image")}
+                   "kind": self.inp.get("kind", "image"),
+                   "framework": self.prof.get("framework", "tensorflow"),
+                   "layout": self.inp.get("layout", "NHWC")}
         if self.iface.get("working_dir") == "scratch":
             request["cwd"] = os.path.join(self.workdir, "scratch")
             os.makedirs(request["cwd"])
@@ -454,9 +459,11 @@ class _Replay:
         timing["load_s"] = round(float(reply["load_s"]), 3)
         timing["startup_s"] = round(time.monotonic() - self.started, 3)
         timing["framework_s"] = round(float(reply.get("framework_s", 0)), 3)
-        self.checks.append(C.check("loads", "pass", "%s loaded in %.1f s (Python %s, TensorFlow "
+        framework = ("torch %s" % versions["torch"]) if versions.get("torch") else (
+            "TensorFlow %s" % versions.get("tensorflow"))
+        self.checks.append(C.check("loads", "pass", "%s loaded in %.1f s (Python %s, "
                                    "%s%s)" % (iface["class_name"], reply["load_s"],
-                                              versions.get("python"), versions.get("tensorflow"),
+                                              versions.get("python"), framework,
                                               ", Keras %s" % versions["keras"]
                                               if versions.get("keras") else "")))
 
@@ -518,6 +525,12 @@ class _Replay:
                 "%s() modified the input array in place in %d batches; copy it first (keras' "
                 "preprocess_input mutates numpy arrays)." % (method, mutated) if mutated else
                 "%s() left every input batch unchanged" % method))
+        elif self.prof.get("framework") == "torch":  # a torch.Tensor: in-place ops are idiomatic
+            self.checks.append(C.check(
+                "input not mutated", "warn" if mutated else "pass",
+                "%s() modified the input tensor in place in %d batches (an in-place op such as "
+                "X.div_(255) or X -= mean); write X = X / 255 instead." % (method, mutated)
+                if mutated else "%s() left every input batch unchanged" % method))
         if len(all_preds) == len(self.packs):
             self.score(np.concatenate(all_labels), np.concatenate(all_preds))
         if len(self.packs) > 1:
@@ -657,7 +670,8 @@ def _variant_checks(predict, images, main, n, batch_size, inp, workdir, checks, 
     other_dtype = C.other_dtype(inp)
     small = np.arange(min(n, VARIANT_IMAGES))
     variants = [
-        ("variant: %s input" % ("numpy" if other_container == "numpy" else "tf.Tensor"),
+        ("variant: %s input" % ("numpy" if other_container == "numpy" else
+                                "torch.Tensor" if inp.get("framework") == "torch" else "tf.Tensor"),
          idx, {"container": other_container}),
         ("variant: %s input" % other_dtype, idx, {"dtype": other_dtype}),
         ("variant: batch size 1", small[:8], {"batch_size": 1}),
@@ -715,23 +729,25 @@ def _golden_check(predict, manifest, probe, workdir, checks, prof):
                                         "model.py"))
 
 
-def _run_detective(predict, images, labels, base, workdir, say):
+def _run_detective(predict, images, labels, base, workdir, say, candidates=None):
     """Every candidate on a few images, the plausible ones on more, the promising ones on many.
 
     Stage 1 starts with the first ``D.STAGE0`` images of its sample: a candidate that
     already loses ``-D.HOPELESS`` points there (most do, on a correct submission) stops.
     """
+    candidates = candidates or D.candidates_for({})
+
     def run(name, idx, tag):
         reply, out = predict(images, os.path.join(workdir, "d%s.npy" % tag), indices=idx,
-                             transform=name)
+                             transform=candidates[name])
         return _as_labels(out) if reply.get("ok") else None
 
     results = {}
     stage1 = D.sample(labels, D.STAGE1)
     head, tail = stage1[:D.STAGE0], stage1[D.STAGE0:]
     say.say("  mismatch detective: %d candidates on %d-%d images..." % (
-        len(D.CANDIDATES), len(head), len(stage1)))
-    for name in D.CANDIDATES:
+        len(candidates), len(head), len(stage1)))
+    for name in candidates:
         pred = run(name, head, "0")
         if pred is None:
             continue
@@ -886,10 +902,10 @@ def format_text(d, width=80, color=False, verbose=False):
               "by default) or a JSON file.")
 @click.option("--runtime", default=None, metavar="tensorflow==X.Y.Z",
               help="Run the submission under this TensorFlow (a cached virtual environment, "
-                   "created on first use).")
+                   "created on first use); torch==X.Y.Z for a torch profile.")
 @click.option("--python", "python", default=None, type=click.Path(),
               help="Run the submission with this Python interpreter (it needs numpy and "
-                   "tensorflow).")
+                   "tensorflow, or torch for a torch profile).")
 @click.option("--batch-size", type=int, default=None, help="Images per predict() call "
               "(default: the profile's).")
 @click.option("--time-limit", type=float, default=None, help="Seconds for the whole replay "

@@ -3,7 +3,8 @@
 Not leafsub. This script imports only the standard library, numpy and
 tensorflow (and, for the mismatch detective, ``leafsub_runtime.py``: a copy of
 leafsub's runtime module placed next to it), so that it runs under any Python
-with any TensorFlow 2.x (``leafsub evaluate --runtime``). The evaluator copies it
+with any TensorFlow 2.x (``leafsub evaluate --runtime``). For a torch profile
+(request ``framework``) it imports torch instead, never TensorFlow. The evaluator copies it
 into its temporary folder and starts it as::
 
     python -B harness.py REQUEST.json REPLY_FD COMMAND_FD
@@ -291,7 +292,45 @@ class Harness:
         self.instance = None
         self.np = None
         self.tf = None
+        self.torch = None
         self.runtime = None
+
+    def _load_torch(self):
+        """A torch platform: torch instead of TensorFlow (which it need not have)."""
+        import torch
+        self.torch = torch
+        return {"python": sys.version.split()[0], "numpy": self.np.__version__,
+                "torch": torch.__version__}
+
+    def _layout(self, x, memory=None):
+        """The channels-last batch in the profile's layout (``input.layout``). ``memory``
+        (a detective candidate) lays the pixels out in that order but keeps the profile's
+        shape: what a ``reshape`` where a ``permute`` was due turns back into images."""
+        np = self.np
+        layout = self.req.get("layout", "NHWC")
+        memory = memory or layout
+        if layout == "NHWC" and memory == "NHWC":
+            return x
+        n, h, w, c = x.shape
+        if memory == "NCHW":
+            x = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+        return x.reshape((n, c, h, w) if layout == "NCHW" else (n, h, w, c))
+
+    def _apply(self, x, transform, command):
+        """A detective candidate given as data: ``{"scale": [..], "offset": [..]}`` (per
+        channel, on RGB 0-255), ``{"channels": [2, 1, 0]}`` (a reorder), ``{"memory":
+        "NCHW"|"NHWC"}`` (the pixels' axis order, applied by ``_layout``). A value change
+        goes in as float32; a layout change alone keeps the profile's format."""
+        np = self.np
+        if not any(k in transform for k in ("scale", "offset", "channels")):
+            return self._format(x, command)
+        if "channels" in transform:
+            x = np.ascontiguousarray(x[..., list(transform["channels"])])
+        if "scale" in transform:
+            x = x * np.asarray(transform["scale"], dtype=np.float32)
+        if "offset" in transform:
+            x = x + np.asarray(transform["offset"], dtype=np.float32)
+        return x.astype(np.float32, copy=False)
 
     # ------------------------------------------------------------------ load
 
@@ -300,11 +339,15 @@ class Harness:
         folder = req["folder"]
         started = time.time()
         import numpy as np
-        import tensorflow as tf
-        self.np, self.tf = np, tf
-        versions = {"python": sys.version.split()[0], "numpy": np.__version__,
-                    "tensorflow": tf.__version__}
-        versions["keras"] = _package_version("keras")
+        self.np = np
+        if req.get("framework") == "torch":
+            versions = self._load_torch()
+        else:
+            import tensorflow as tf
+            self.tf = tf
+            versions = {"python": sys.version.split()[0], "numpy": np.__version__,
+                        "tensorflow": tf.__version__}
+            versions["keras"] = _package_version("keras")
         framework_s = time.time() - started
 
         started = time.time()
@@ -406,14 +449,23 @@ class Harness:
             else:
                 rows = images.rows(start, batch_size)
             x = rows if self.req.get("kind") == "tensor" else rows.astype(np.float32)
-            if transform:
+            if isinstance(transform, dict):
+                x = self._apply(x, transform, command)
+            elif transform:
                 # A detective candidate goes in as float32 whatever the profile's dtype:
                 # its values (negative after caffe, up to 65025 after x*255) do not fit uint8.
                 x = self._transform(x, transform).astype(np.float32, copy=False)
             else:
                 x = self._format(x, command)
-            reference = x.copy() if command["container"] == "numpy" else None
-            batch = tf.constant(x) if command["container"] == "tensor" else x
+            x = self._layout(x, transform.get("memory") if isinstance(transform, dict)
+                             else None)
+            torch_tensor = self.torch is not None and command["container"] == "tensor"
+            # A torch.Tensor shares x's memory: an in-place op on it shows in x.
+            reference = x.copy() if command["container"] == "numpy" or torch_tensor else None
+            if torch_tensor:
+                batch = self.torch.from_numpy(x)
+            else:
+                batch = tf.constant(x) if command["container"] == "tensor" else x
             started = time.time()
             try:
                 y = method(batch)

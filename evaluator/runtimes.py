@@ -41,6 +41,9 @@ from ..errors import UsageError
 
 MARKER = "leafsub-runtime.json"
 PACKAGES = ("tensorflow", "tensorflow-cpu")
+# --runtime torch==X.Y.Z: a torch platform's runtime (profile framework "torch"). On this
+# project's machines pip takes the CPU wheel from its find-links (see README, "PyTorch").
+TORCH_PACKAGES = ("torch",)
 PROBE_TIMEOUT_S = 120          # --python: the interpreter's first answer
 VERIFY_TIMEOUT_S = 300         # --runtime: importing the freshly installed TensorFlow
 VENV_TIMEOUT_S = 600
@@ -53,7 +56,7 @@ _PROBE_SCRIPT = """
 import json, sys
 info = {"python": "%d.%d.%d" % sys.version_info[:3], "sys_version": sys.version,
         "executable": sys.executable, "missing": {}}
-for name in ("numpy", "tensorflow"):
+for name in ("numpy", sys.argv[1] if len(sys.argv) > 1 else "tensorflow"):
     try:
         info[name] = str(getattr(__import__(name), "__version__", "unknown"))
     except BaseException as err:
@@ -141,9 +144,10 @@ def parse_runtime_spec(spec):
                      "latest 2.15.x): write all three numbers.")
         raise UsageError("--runtime %r is not a runtime leafsub can create. %s" % (text, hint))
     pkg = (match.group("pkg") or "tensorflow").lower().replace("_", "-").replace(".", "-")
-    if pkg not in PACKAGES:
-        raise UsageError("--runtime %r: %r is not TensorFlow; a runtime is one of %s at an exact "
-                         "version. %s" % (text, match.group("pkg"), ", ".join(PACKAGES), hint))
+    if pkg not in PACKAGES + TORCH_PACKAGES:
+        raise UsageError("--runtime %r: %r is not TensorFlow or torch; a runtime is one of %s at "
+                         "an exact version. %s" % (text, match.group("pkg"),
+                                                   ", ".join(PACKAGES + TORCH_PACKAGES), hint))
     return pkg, match.group("version")
 
 
@@ -153,7 +157,12 @@ def _name(pkg, version):
 
 # --------------------------------------------------------------------------- resolve
 
-def resolve_runtime(runtime=None, python=None, say=print):
+def framework_of(pkg):
+    """The module a runtime package provides: ``"torch"`` or ``"tensorflow"``."""
+    return "torch" if pkg in TORCH_PACKAGES else "tensorflow"
+
+
+def resolve_runtime(runtime=None, python=None, say=print, framework="tensorflow"):
     """The interpreter for the evaluation child.
 
     Args:
@@ -161,6 +170,9 @@ def resolve_runtime(runtime=None, python=None, say=print):
         that TensorFlow, created on first use (a few minutes and ~1-2 GB of disk).
       python: path of an interpreter (``--python``) that already has numpy and tensorflow.
       say: called with progress lines (``None``: silent).
+
+    ``framework``: what the profile's submissions run with (``"tensorflow"`` or ``"torch"``);
+    a runtime of the other one is a UsageError.
 
     Neither: this interpreter. Both: UsageError. Returns a :class:`Runtime`.
     """
@@ -170,11 +182,29 @@ def resolve_runtime(runtime=None, python=None, say=print):
                          "a virtual environment with that TensorFlow, --python %s uses an "
                          "interpreter you already have. Pass one of them." % (runtime, python))
     if python:
-        return _given_python(python)
+        return _given_python(python, framework)
     if runtime:
         pkg, version = parse_runtime_spec(runtime)
+        if framework_of(pkg) != framework:
+            raise UsageError("--runtime %s: the profile's submissions run with %s, not %s. Pass "
+                             "--runtime %s==X.Y.Z, or the profile of a %s platform." % (
+                                 runtime, framework, framework_of(pkg), framework,
+                                 framework_of(pkg)))
         return _cached_runtime(pkg, version, say)
+    if framework == "torch":
+        return Runtime(sys.executable, "this Python (torch %s)" % _installed_version(
+            TORCH_PACKAGES), False)
     return Runtime(sys.executable, "this Python (tensorflow %s)" % _installed_tf_version(), False)
+
+
+def _installed_version(packages):
+    from importlib import metadata
+    for pkg in packages:
+        try:
+            return metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            continue
+    return "not installed"
 
 
 def _installed_tf_version():
@@ -187,12 +217,13 @@ def _installed_tf_version():
     return "unknown"
 
 
-def _probe(python, timeout):
-    """Run the probe script with ``python``; returns (info dict or None, combined output)."""
+def _probe(python, timeout, module="tensorflow"):
+    """Run the probe script with ``python`` (checking numpy and ``module``); returns (info
+    dict or None, combined output)."""
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONNOUSERSITE="1")
     for var in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV"):
         env.pop(var, None)
-    proc = subprocess.run([python, "-c", _PROBE_SCRIPT], capture_output=True, text=True,
+    proc = subprocess.run([python, "-c", _PROBE_SCRIPT, module], capture_output=True, text=True,
                           timeout=timeout, env=env, stdin=subprocess.DEVNULL)
     output = (proc.stdout or "") + (proc.stderr or "")
     for line in reversed((proc.stdout or "").splitlines()):
@@ -209,12 +240,12 @@ def _tail(text, n=10):
     return "\n".join("    " + line for line in lines[-n:])
 
 
-def _given_python(python):
+def _given_python(python, framework="tensorflow"):
     path = os.path.expanduser(str(python))
     if os.sep not in path and not os.path.exists(path):
         path = shutil.which(path) or path
     path = os.path.abspath(path)          # not realpath: a venv's bin/python is a symlink
-    fix = "install tensorflow into it, or use --runtime tensorflow==X.Y.Z"
+    fix = "install %s into it, or use --runtime %s==X.Y.Z" % (framework, framework)
     if not os.path.exists(path):
         raise UsageError("--python %s: no such file. Give the path of a Python interpreter that "
                          "has tensorflow (e.g. /path/to/venv/bin/python), or use --runtime "
@@ -227,10 +258,10 @@ def _given_python(python):
         raise UsageError("--python %s is not executable (chmod +x it, or give another "
                          "interpreter)." % python)
     try:
-        info, output = _probe(path, PROBE_TIMEOUT_S)
+        info, output = _probe(path, PROBE_TIMEOUT_S, framework)
     except subprocess.TimeoutExpired:
         raise UsageError("--python %s did not answer within %d s (it was asked to import numpy "
-                         "and tensorflow)." % (python, PROBE_TIMEOUT_S)) from None
+                         "and %s)." % (python, PROBE_TIMEOUT_S, framework)) from None
     except OSError as err:
         raise UsageError("--python %s cannot be run: %s. Give a Python interpreter." % (
             python, err.strerror or err)) from None
@@ -245,8 +276,8 @@ def _given_python(python):
                          "%s%s." % (python, info.get("python", "?"), what,
                                     "are" if len(missing) > 1 else "is", details,
                                     fix[0].upper(), fix[1:]))
-    return Runtime(path, "python %s (Python %s, tensorflow %s, numpy %s)" % (
-        path, info.get("python"), info.get("tensorflow"), info.get("numpy")), False)
+    return Runtime(path, "python %s (Python %s, %s %s, numpy %s)" % (
+        path, info.get("python"), framework, info.get(framework), info.get("numpy")), False)
 
 
 # --------------------------------------------------------------------------- cached venvs
@@ -353,8 +384,12 @@ def _relocate_scripts(tmp, final):
 
 
 def _same_version(found, wanted):
-    """TensorFlow writes pre-releases as ``2.16.0-rc0``; pip as ``2.16.0rc0``."""
-    return bool(found) and found.replace("-", "").lower() == wanted.replace("-", "").lower()
+    """TensorFlow writes pre-releases as ``2.16.0-rc0``; pip as ``2.16.0rc0``; torch adds a
+    local build tag (``2.13.0+cpu``)."""
+    if not found:
+        return False
+    found = found.split("+")[0] if "+" not in wanted else found
+    return found.replace("-", "").lower() == wanted.replace("-", "").lower()
 
 
 def _pip_hint(pkg, version, output):
@@ -388,6 +423,7 @@ def _build(pkg, version, root, folder, say):
     """Create the venv in a temporary sibling, install, verify, mark, rename (lock held)."""
     spec = "%s==%s" % (pkg, version)
     name = _name(pkg, version)
+    module = framework_of(pkg)
     _remove_leftovers(root, name, folder)
     started = time.monotonic()
     say("Creating a virtual environment with %s in %s (once; a few minutes)..." % (
@@ -414,9 +450,11 @@ def _build(pkg, version, root, folder, say):
                 "interpreter that has %s." % (sys.executable, _tail(proc.stdout + proc.stderr),
                                               spec))
         python = _venv_python(tmp)
-        say("  installing %s with pip (downloads ~500 MB)..." % spec)
+        say("  installing %s with pip (downloads ~%s)..." % (
+            spec, "200 MB" if module == "torch" else "500 MB"))
+        # torch does not depend on numpy; the harness needs it.
         cmd = [python, "-m", "pip", "install", "--disable-pip-version-check", "--no-input",
-               "-q", spec]
+               "-q", spec] + (["numpy"] if module == "torch" else [])
         try:
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=PIP_TIMEOUT_S,
                                   env=env, stdin=subprocess.DEVNULL)
@@ -432,16 +470,15 @@ def _build(pkg, version, root, folder, say):
                                  _pip_hint(pkg, version, output)))
         say("  checking that it imports...")
         try:
-            info, output = _probe(python, VERIFY_TIMEOUT_S)
+            info, output = _probe(python, VERIFY_TIMEOUT_S, module)
         except subprocess.TimeoutExpired:
-            raise UsageError("the new %s runtime did not import tensorflow within %d s; "
-                             "nothing was kept." % (spec, VERIFY_TIMEOUT_S)) from None
-        if info is None or info.get("missing") or not _same_version(info.get("tensorflow"),
-                                                                     version):
-            found = (info or {}).get("tensorflow")
-            problem = ("it imports tensorflow %s, not %s" % (found, version) if found
+            raise UsageError("the new %s runtime did not import %s within %d s; "
+                             "nothing was kept." % (spec, module, VERIFY_TIMEOUT_S)) from None
+        if info is None or info.get("missing") or not _same_version(info.get(module), version):
+            found = (info or {}).get(module)
+            problem = ("it imports %s %s, not %s" % (module, found, version) if found
                        else "it cannot import %s" % " and ".join(sorted(
-                           (info or {}).get("missing") or {"tensorflow": ""})))
+                           (info or {}).get("missing") or {module: ""})))
             raise UsageError("pip installed %s, but %s; nothing was kept. Its output:\n%s" % (
                 spec, problem, _tail(output)))
         marker = {
@@ -451,6 +488,7 @@ def _build(pkg, version, root, folder, say):
             "python": info.get("python"),
             "tensorflow": info.get("tensorflow"),
             "numpy": info.get("numpy"),
+            "torch": info.get("torch"),
             "keras": info.get("keras"),
             "base_python": sys.executable,
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -465,6 +503,10 @@ def _build(pkg, version, root, folder, say):
     finally:
         if not renamed:
             shutil.rmtree(tmp, ignore_errors=True)
+    if module == "torch":
+        say("  ready in %.0f s: Python %s, torch %s, numpy %s." % (
+            time.monotonic() - started, marker["python"], marker["torch"], marker["numpy"]))
+        return
     say("  ready in %.0f s: Python %s, tensorflow %s, numpy %s, keras %s." % (
         time.monotonic() - started, marker["python"], marker["tensorflow"], marker["numpy"],
         marker["keras"]))
@@ -532,7 +574,10 @@ def runtimes_command(remove):
         return
     click.echo("Cached runtimes in %s:" % runtimes_dir())
     for r in found:
-        if r["complete"]:
+        if r["complete"] and r.get("torch"):
+            click.echo("  %-24s torch %s, Python %s, numpy %s" % (
+                r.get("spec", r["name"]), r.get("torch"), r.get("python"), r.get("numpy")))
+        elif r["complete"]:
             click.echo("  %-24s TensorFlow %s, Python %s, numpy %s" % (
                 r.get("spec", r["name"]), r.get("tensorflow"), r.get("python"), r.get("numpy")))
         else:

@@ -392,7 +392,7 @@ def _local_modules(root):
     return names
 
 
-def _imports_check(tree, root, module_file):
+def _imports_check(tree, root, module_file, framework="tensorflow"):
     """Warn about imports that are neither stdlib, platform packages nor files in the zip.
 
     Returns:
@@ -401,6 +401,8 @@ def _imports_check(tree, root, module_file):
     name = "%s: imports" % module_file
     found = _imports(tree)
     known = set(sys.stdlib_module_names) | PLATFORM_PACKAGES | _local_modules(root)
+    if framework == "torch":  # a torch platform (profile framework) has torch
+        known.add("torch")
     unknown = sorted((line, full) for top, (full, line, guarded) in found.items()
                      if top not in known and not guarded)
     if unknown:
@@ -521,6 +523,35 @@ def check_structure(root, profile):
             if cls is not None:
                 checks.append(_constructor_check(cls, profile, module_file))
                 checks.append(_method_check(cls, profile, module_file))
-            checks.append(_imports_check(tree, root, module_file))
-    checks.append(_models_check(root, profile, files))
+            checks.append(_imports_check(tree, root, module_file,
+                                         profile.get("framework", "tensorflow")))
+    models_check = _models_check_torch if profile.get("framework") == "torch" else _models_check
+    checks.append(models_check(root, profile, files))
     return checks
+
+
+TORCH_MODEL_SUFFIXES = (".pt", ".pth", ".pt2")
+
+
+def _models_check_torch(root, profile, files):
+    """The model folders of a torch submission: each holds a torch file (TorchScript
+    ``model.pt`` from leafsub build, or the student's own ``.pt``/``.pth``/``.pt2``)."""
+    pattern = _model_dir_pattern(profile["layout"])
+    folders = sorted(entry for entry in os.listdir(root)
+                     if pattern.match(entry) and os.path.isdir(os.path.join(root, entry)))
+    held = {f: [p for p in files if p.startswith(f + "/") and p.lower().endswith(
+        TORCH_MODEL_SUFFIXES)] for f in folders}
+    empty = [f for f in folders if not held[f]]
+    if empty:
+        return check("layout: models", "fail", "%s hold%s no torch model file (%s). Export the "
+                     "model with leafsub.export(module, ...) and rebuild the zip." % (
+                         _listing(f + "/" for f in empty), "s" if len(empty) == 1 else "",
+                         "/".join(TORCH_MODEL_SUFFIXES)))
+    if not folders:
+        return check("layout: models", "warn", "No %s/ folder: model.py must build or download "
+                     "its model, which the platform may not allow; put the exported model in "
+                     "%s/ (`leafsub build` does)." % (profile["layout"]["model_dir"],
+                                                      profile["layout"]["model_dir"]))
+    return check("layout: models", "pass", "%s: %s." % (
+        ", ".join(f + "/" for f in folders),
+        ", ".join(sorted({p for f in folders for p in held[f]}))))

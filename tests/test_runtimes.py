@@ -112,7 +112,7 @@ def test_parse_good_specs(spec, expected):
 
 @pytest.mark.parametrize("spec", [
     "tensorflow", "tensorflow==", "tensorflow>=2.15", "tensorflow~=2.15.0", "tensorflow==2.*",
-    "tensorflow==2.15.1,<3", "tensorflow==latest", "torch==2.1.0", "keras==2.15.0",
+    "tensorflow==2.15.1,<3", "tensorflow==latest", "jax==0.4.30", "keras==2.15.0",
     "tf-nightly==2.16.0", "", None, "2", "2.15", "tensorflow==2.15",
 ])
 def test_parse_bad_specs(spec):

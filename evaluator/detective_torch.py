@@ -1,0 +1,51 @@
+"""The mismatch detective's candidates for a torch platform, as data.
+
+A torch submission's silent failures are the Keras ones plus one of its own: a
+forgotten ``Normalize``, a forgotten ``ToTensor`` (/255), and a batch handed to
+the model in the wrong axis order (``x.view(n, 3, h, w)`` on channels-last
+pixels instead of ``x.permute(0, 3, 1, 2)``: no error, scrambled images).
+
+Each candidate is a transform the harness applies (``harness.Harness._apply``) to
+the RGB 0-255 batch: ``scale``/``offset`` per channel, ``channels`` (a reorder), or
+``memory`` (the pixels laid out in the other axis order, in the profile's shape:
+the wrong ``reshape`` turns them back into the right images). ``candidates(profile)``
+gives the table for a profile; ``detective.CANDIDATES`` holds the explanations.
+"""
+
+MEAN = (0.485, 0.456, 0.406)
+STD = (0.229, 0.224, 0.225)
+
+
+def _normalize(unit):
+    """torchvision's Normalize(ImageNet) on values already divided by ``255 / unit``."""
+    return {"scale": [unit / (255.0 * s) for s in STD], "offset": [-unit * m / s
+                                                               for m, s in zip(MEAN, STD)]}
+
+
+EXPLAINS = {
+    "normalize": "the model was trained on torchvision ToTensor() + Normalize(ImageNet mean, "
+                 "std) and model.py passes it raw 0-255 pixels",
+    "normalize after /255": "model.py divides by 255 (ToTensor) but forgets Normalize(ImageNet "
+                            "mean, std): the model was trained with both",
+    "NCHW": "the channel layout is wrong: model.py feeds the channels-last (NHWC) batch to the "
+            "channels-first model with x.view/reshape(n, 3, h, w), which scrambles the pixels, "
+            "instead of x.permute(0, 3, 1, 2)",
+    "NHWC": "the channel layout is wrong: model.py reads the channels-first (NCHW) batch with "
+            "x.view/reshape(n, h, w, 3), which scrambles the pixels, instead of "
+            "x.permute(0, 2, 3, 1)",
+}
+
+
+def candidates(profile):
+    """``{name: transform}`` for a torch profile, in the order they are tried."""
+    layout = profile["input"].get("layout", "NHWC")
+    return {
+        "normalize": _normalize(1.0),
+        "normalize after /255": _normalize(255.0),
+        "x/255": {"scale": [1.0 / 255.0] * 3},
+        "x*255": {"scale": [255.0] * 3},
+        "BGR": {"channels": [2, 1, 0]},
+        # The pixels in the other axis order, in the profile's shape (see harness._layout).
+        ("NHWC" if layout == "NCHW" else "NCHW"): {"memory": "NHWC" if layout == "NCHW"
+                                                  else "NCHW"},
+    }

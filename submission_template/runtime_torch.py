@@ -1,0 +1,415 @@
+"""leafsub torch runtime: preprocessing, test-time augmentation (TTA) and ensembling.
+
+The PyTorch twin of ``runtime.py``, with the same functions and the same
+conventions, so that the build's self-check and the evaluator's checks drive it
+the same way. ``leafsub build`` copies this file's source, unchanged, into a
+torch submission's ``model.py``; leafsub's own checks import the very same module.
+
+It imports only the standard library, numpy and torch (no torchvision: the
+platform may not have it, and its preprocessing is a few lines of arithmetic).
+
+Conventions:
+  * Images enter as a batch ``[N, H, W, C]`` (channels last) of RGB values in the
+    0-255 range, any numeric dtype, numpy array or ``torch.Tensor``. The adapter
+    class of ``model.py`` turns the platform's layout into this one first.
+  * Preprocessing and TTA work channels last; ``load_torchscript`` hands the model
+    the layout it was exported with (``"NCHW"`` for a usual ``torch.nn`` CNN).
+  * No function here mutates its input.
+  * A preprocessing *spec* is the dict of ``runtime.py`` plus, optionally, the
+    geometry torchvision applied before the value transform::
+
+        {"mode": "torch", "resize_method": "bilinear", "scale": None, "offset": None,
+         "resize": [h, w] | shorter_side | None, "crop": [h, w] | None,
+         "layout": "NCHW"}
+
+    ``mode="torch"`` is torchvision's ``ToTensor()`` then ``Normalize(ImageNet
+    mean, std)``; ``rescale`` is ``ToTensor()`` alone; ``affine`` is ``y = x *
+    scale + offset`` per channel on 0-255 values (any other ``Normalize``).
+"""
+
+import os
+import warnings
+
+import numpy as np
+import torch
+
+CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
+TORCH_MEAN_RGB = (0.485, 0.456, 0.406)
+TORCH_STD_RGB = (0.229, 0.224, 0.225)
+
+MODES = ("caffe", "tf", "torch", "rescale", "none", "affine")
+RESIZE_METHODS = ("bilinear", "nearest", "bicubic", "area")
+LAYOUTS = ("NCHW", "NHWC")
+
+TTA_VIEWS = (
+    "identity", "hflip", "vflip", "rot90", "rot180", "rot270",
+    "crop_center", "crop_tl", "crop_tr", "crop_bl", "crop_br",
+)
+CROP_FRACTION = 0.875
+
+COMBINERS = ("mean", "weighted", "geometric", "vote")
+
+
+def _size_pair(value, field):
+    if isinstance(value, bool) or not isinstance(value, (int, list, tuple)):
+        raise ValueError("%s must be an integer or [height, width], got %r" % (field, value))
+    if isinstance(value, int):
+        if value < 1:
+            raise ValueError("%s must be positive, got %r" % (field, value))
+        return value
+    if len(value) == 1:
+        value = [value[0], value[0]]
+    if len(value) != 2 or not all(isinstance(v, int) and v > 0 for v in value):
+        raise ValueError("%s must be an integer or [height, width], got %r" % (field, value))
+    return [int(value[0]), int(value[1])]
+
+
+def validate_spec(spec):
+    """Check a preprocessing spec and return a normalised copy.
+
+    Raises:
+      ValueError naming the bad field and the allowed values.
+    """
+    if not isinstance(spec, dict):
+        raise ValueError("preprocessing spec must be a dict, got %r" % (spec,))
+    mode = spec.get("mode")
+    if mode not in MODES:
+        raise ValueError("preprocessing mode %r is not one of %s" % (mode, ", ".join(MODES)))
+    method = spec.get("resize_method", "bilinear")
+    if method not in RESIZE_METHODS:
+        raise ValueError("resize_method %r is not one of %s" % (method, ", ".join(RESIZE_METHODS)))
+    layout = spec.get("layout", "NCHW")
+    if layout not in LAYOUTS:
+        raise ValueError("layout %r is not one of %s" % (layout, ", ".join(LAYOUTS)))
+    out = {"mode": mode, "resize_method": method, "scale": None, "offset": None,
+           "layout": layout}
+    if mode == "affine":
+        for key in ("scale", "offset"):
+            value = spec.get(key)
+            if not isinstance(value, (list, tuple)) or not value or not all(
+                    isinstance(v, (int, float)) for v in value):
+                raise ValueError(
+                    "affine preprocessing needs %r as a list of 1 or 3 numbers, got %r" % (key, value))
+            out[key] = [float(v) for v in value]
+    for key in ("resize", "crop"):
+        if spec.get(key) is not None:
+            out[key] = _size_pair(spec[key], key)
+    if isinstance(out.get("crop"), int):
+        out["crop"] = [out["crop"], out["crop"]]
+    return out
+
+
+def _as_float_batch(images):
+    """A float32 ``[N, H, W, C]`` torch.Tensor of ``images``; never writes to the input."""
+    if isinstance(images, torch.Tensor):
+        x = images.detach()
+    else:
+        x = torch.from_numpy(np.array(images, copy=True))
+    if x.dtype != torch.float32:
+        x = x.to(torch.float32)
+    if x.dim() == 3:
+        x = x.unsqueeze(0)
+    if x.dim() != 4:
+        raise ValueError("expected images of shape [N, H, W, C], got shape %s" % (tuple(x.shape),))
+    return x
+
+
+def resize(images, size, method="bilinear"):
+    """Resize a channels-last batch to ``size = (height, width)``.
+
+    ``torch.nn.functional.interpolate`` with ``antialias=True`` for bilinear and
+    bicubic, as torchvision's ``Resize`` does on tensors. Returns the input (as a
+    float32 tensor) unchanged when it already has that size.
+    """
+    x = _as_float_batch(images)
+    size = (int(size[0]), int(size[1]))
+    if tuple(x.shape[1:3]) == size:
+        return x
+    if method not in RESIZE_METHODS:
+        raise ValueError("resize method %r is not one of %s" % (method, ", ".join(RESIZE_METHODS)))
+    kwargs = {}
+    if method in ("bilinear", "bicubic"):
+        kwargs = {"align_corners": False, "antialias": True}
+    y = torch.nn.functional.interpolate(x.permute(0, 3, 1, 2), size=size, mode=method, **kwargs)
+    return y.permute(0, 2, 3, 1).contiguous()
+
+
+def _shorter_side(shape, n):
+    """torchvision's ``Resize(n)``: the shorter side becomes ``n``, the aspect ratio is kept."""
+    h, w = int(shape[0]), int(shape[1])
+    if h <= w:
+        return n, max(1, int(n * w / h))
+    return max(1, int(n * h / w)), n
+
+
+def center_crop(images, size):
+    """The central ``size = (height, width)`` of a channels-last batch (torchvision's rounding)."""
+    x = _as_float_batch(images)
+    h, w = int(x.shape[1]), int(x.shape[2])
+    ch, cw = int(size[0]), int(size[1])
+    if ch > h or cw > w:
+        raise ValueError("center crop %dx%d is larger than the %dx%d images" % (ch, cw, h, w))
+    top, left = int(round((h - ch) / 2.0)), int(round((w - cw) / 2.0))
+    return x[:, top:top + ch, left:left + cw, :]
+
+
+def geometry(images, spec, size):
+    """The spec's resize and centre crop, then a resize to the model's ``size`` if needed."""
+    x = _as_float_batch(images)
+    method = spec.get("resize_method", "bilinear")
+    target = spec.get("resize")
+    if target is not None:
+        hw = _shorter_side(x.shape[1:3], target) if isinstance(target, int) else target
+        x = resize(x, hw, method)
+    if spec.get("crop") is not None:
+        x = center_crop(x, spec["crop"])
+    if size is not None:
+        x = resize(x, size, method)
+    return x
+
+
+def normalize(images, spec):
+    """Apply the spec's value transform (no resizing) to a 0-255 RGB channels-last batch."""
+    x = _as_float_batch(images)
+    mode = spec["mode"]
+    if mode == "none":
+        return x
+    if mode == "rescale":
+        return x / 255.0
+    if mode == "tf":
+        return x / 127.5 - 1.0
+    if mode == "caffe":
+        return x.flip(-1) - torch.tensor(CAFFE_MEAN_BGR, dtype=torch.float32)
+    if mode == "torch":
+        return (x / 255.0 - torch.tensor(TORCH_MEAN_RGB, dtype=torch.float32)) / torch.tensor(
+            TORCH_STD_RGB, dtype=torch.float32)
+    if mode == "affine":
+        return x * torch.tensor(spec["scale"], dtype=torch.float32) + torch.tensor(
+            spec["offset"], dtype=torch.float32)
+    raise ValueError("preprocessing mode %r is not one of %s" % (mode, ", ".join(MODES)))
+
+
+def preprocess(images, spec, size=None):
+    """Resize/crop (as the spec and ``size`` say) then normalise a channels-last batch.
+
+    Returns a float32 ``[N, H, W, C]`` torch.Tensor; ``to_layout`` makes it NCHW.
+
+    Example:
+      >>> x = np.full((1, 4, 4, 3), 255, np.uint8)
+      >>> float(preprocess(x, {"mode": "rescale"})[0, 0, 0, 0])
+      1.0
+    """
+    x = _as_float_batch(images)
+    if size is not None or spec.get("resize") is not None or spec.get("crop") is not None:
+        x = geometry(x, spec, size)
+    return normalize(x, spec)
+
+
+def to_layout(batch, layout):
+    """A channels-last batch in the model's layout (``"NCHW"`` or ``"NHWC"``)."""
+    if layout == "NHWC":
+        return batch
+    if layout == "NCHW":
+        return batch.permute(0, 3, 1, 2).contiguous()
+    raise ValueError("layout %r is not one of %s" % (layout, ", ".join(LAYOUTS)))
+
+
+def _crop(x, where):
+    h, w = int(x.shape[1]), int(x.shape[2])
+    ch, cw = max(1, int(round(h * CROP_FRACTION))), max(1, int(round(w * CROP_FRACTION)))
+    top = {"center": (h - ch) // 2, "tl": 0, "tr": 0, "bl": h - ch, "br": h - ch}[where]
+    left = {"center": (w - cw) // 2, "tl": 0, "tr": w - cw, "bl": 0, "br": w - cw}[where]
+    return resize(x[:, top:top + ch, left:left + cw, :], (h, w), "bilinear")
+
+
+def tta_view(images, view):
+    """One test-time-augmentation view of a channels-last batch (same shape as the input)."""
+    x = _as_float_batch(images)
+    if view == "identity":
+        return x
+    if view == "hflip":
+        return x.flip(2)
+    if view == "vflip":
+        return x.flip(1)
+    if view in ("rot90", "rot180", "rot270"):
+        if view != "rot180" and x.shape[1] != x.shape[2]:
+            raise ValueError("TTA view %r needs square images, got %dx%d"
+                             % (view, x.shape[1], x.shape[2]))
+        # counter-clockwise, as tf.image.rot90
+        return torch.rot90(x, k={"rot90": 1, "rot180": 2, "rot270": 3}[view], dims=(1, 2))
+    if view.startswith("crop_") and view[5:] in ("center", "tl", "tr", "bl", "br"):
+        return _crop(x, view[5:])
+    raise ValueError("unknown TTA view %r; known: %s" % (view, ", ".join(TTA_VIEWS)))
+
+
+def tta_batch(images, views):
+    """All ``views`` of a batch stacked into one batch of ``len(views) * N`` images.
+
+    View ``v`` of image ``i`` is at index ``v * N + i``; ``merge_views`` undoes it.
+    """
+    x = _as_float_batch(images)
+    views = list(views) or ["identity"]
+    if views == ["identity"]:
+        return x
+    return torch.cat([tta_view(x, v) for v in views], dim=0)
+
+
+# The three functions below are pure numpy and identical to runtime.py's
+# (tests/test_torch.py compares their source, so they cannot drift apart).
+
+def merge_views(outputs, n_views):
+    """Average per-view outputs ``[k * N, C]`` back to ``[N, C]``."""
+    y = np.asarray(outputs)
+    if n_views <= 1:
+        return y
+    return y.reshape((n_views, -1) + y.shape[1:]).mean(axis=0)
+
+
+def to_probabilities(outputs, kind):
+    """Turn a model's outputs into class probabilities.
+
+    ``kind`` is ``"probabilities"`` (returned as float64 unchanged) or
+    ``"logits"`` (a numerically stable softmax). A single sigmoid column
+    ``[N, 1]`` becomes two columns ``[1 - p, p]``.
+    """
+    y = np.asarray(outputs, dtype=np.float64)
+    if y.ndim == 1:
+        y = y[:, None]
+    if kind == "logits":
+        if y.shape[1] == 1:
+            y = 1.0 / (1.0 + np.exp(-y))
+        else:
+            y = np.exp(y - y.max(axis=1, keepdims=True))
+            return y / y.sum(axis=1, keepdims=True)
+    elif kind != "probabilities":
+        raise ValueError("output kind %r is not 'probabilities' or 'logits'" % (kind,))
+    if y.shape[1] == 1:
+        y = np.concatenate([1.0 - y, y], axis=1)
+    return y
+
+
+def combine(probabilities, method="mean", weights=None):
+    """Combine the members' ``[N, C]`` probabilities into one ``[N, C]`` score.
+
+    Args:
+      probabilities: a list of ``m`` arrays ``[N, C]``.
+      method: ``"mean"``, ``"weighted"`` (needs ``weights``), ``"geometric"``,
+        ``"vote"`` (majority of argmax, ties broken by the mean probability), or
+        a callable ``f(probabilities, weights) -> [N, C]``.
+      weights: ``m`` non-negative numbers (normalised here), or None.
+
+    Returns:
+      ``[N, C]`` float64 scores whose argmax is the ensemble's label.
+    """
+    probs = [np.asarray(p, dtype=np.float64) for p in probabilities]
+    if not probs:
+        raise ValueError("combine() needs at least one member's probabilities")
+    shapes = {p.shape for p in probs}
+    if len(shapes) != 1:
+        raise ValueError("members disagree on the output shape: %s" % sorted(shapes))
+    m = len(probs)
+    if weights is None:
+        w = np.full(m, 1.0 / m)
+    else:
+        w = np.asarray(weights, dtype=np.float64)
+        if w.shape != (m,) or np.any(w < 0) or w.sum() <= 0:
+            raise ValueError("need %d non-negative weights with a positive sum, got %r"
+                             % (m, list(weights)))
+        w = w / w.sum()
+    if callable(method):
+        return np.asarray(method(probs, list(w)), dtype=np.float64)
+    stack = np.stack(probs)  # [m, N, C]
+    if method in ("mean", "weighted"):
+        if method == "weighted" and weights is None:
+            raise ValueError("combine method 'weighted' needs weights")
+        return np.tensordot(w, stack, axes=1)
+    if method == "geometric":
+        log = np.tensordot(w, np.log(np.clip(stack, 1e-12, 1.0)), axes=1)
+        g = np.exp(log - log.max(axis=1, keepdims=True))
+        return g / g.sum(axis=1, keepdims=True)
+    if method == "vote":
+        n_classes = stack.shape[2]
+        votes = np.tensordot(w, np.eye(n_classes)[stack.argmax(axis=2)], axes=1)
+        # Ties go to the higher mean probability; the tie-break term is < one vote.
+        tie_break = np.tensordot(w, stack, axes=1) * (w.min() * 0.5)
+        return votes + tie_break
+    raise ValueError("combine method %r is not one of %s or a callable"
+                     % (method, ", ".join(COMBINERS)))
+
+
+MODEL_FILE = "model.pt"
+
+
+def load_torchscript(path, layout="NCHW"):
+    """Load ``path/model.pt`` (TorchScript) for inference; return ``f(batch) -> np.ndarray``.
+
+    ``f`` takes a preprocessed channels-last batch and hands the model ``layout``.
+    ``torch.jit.load`` needs neither the model's Python class nor torchvision.
+    """
+    file = os.path.join(str(path), MODEL_FILE) if os.path.isdir(str(path)) else str(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # torch >= 2.10 nudges to torch.export
+        module = torch.jit.load(file, map_location="cpu")
+    module.eval()
+
+    def call(batch):
+        x = to_layout(_as_float_batch(batch), layout)
+        with torch.inference_mode():
+            y = module(x)
+        return y.detach().cpu().numpy()
+
+    call.module = module
+    return call
+
+
+class Member:
+    """One model of a submission: its TorchScript file, preprocessing and output kind."""
+
+    def __init__(self, path, preprocess_spec, input_size, output_kind):
+        self.path = path
+        self.spec = validate_spec(preprocess_spec)
+        self.input_size = tuple(input_size)
+        self.output_kind = output_kind
+        self.call = load_torchscript(path, self.spec["layout"])
+
+    def predict_proba(self, images, views=("identity",)):
+        """``[N, C]`` probabilities, TTA views averaged, all views in one model call."""
+        x = geometry(images, self.spec, self.input_size)
+        batch = normalize(tta_batch(x, views), self.spec)
+        probs = to_probabilities(self.call(batch), self.output_kind)
+        return merge_views(probs, len(list(views) or ["identity"]))
+
+
+class Ensemble:
+    """The submission's predictor: members, TTA views and a combiner.
+
+    ``predict_proba(X)`` returns ``[N, C]`` scores; ``predict(X)`` their argmax.
+    Large inputs are processed in chunks of ``chunk_size`` images.
+    """
+
+    def __init__(self, members, views=("identity",), method="mean", weights=None,
+                 chunk_size=64):
+        self.members = list(members)
+        self.views = list(views) or ["identity"]
+        self.method = method
+        self.weights = weights
+        self.chunk_size = int(chunk_size)
+
+    def predict_proba(self, images):
+        x = _as_float_batch(images)
+        n = int(x.shape[0])
+        if n == 0:
+            return np.zeros((0, 0))
+        chunks = []
+        for start in range(0, n, self.chunk_size):
+            part = x[start:start + self.chunk_size]
+            probs = [m.predict_proba(part, self.views) for m in self.members]
+            chunks.append(combine(probs, self.method, self.weights) if len(probs) > 1
+                          else probs[0])
+        return np.concatenate(chunks, axis=0)
+
+    def predict(self, images):
+        scores = self.predict_proba(images)
+        if scores.shape[0] == 0:
+            return np.zeros((0,), dtype=np.int64)
+        return np.argmax(scores, axis=1).astype(np.int64)
