@@ -1,0 +1,273 @@
+"""The mismatch detective tells the truth: ties as ties, evidence from the model itself.
+
+The stories: a hand-written model.py that forgot a caffe model's preprocessing is
+restored equally by 'caffe' and by a plain channel swap (the colour model cannot tell
+a missing mean from a swapped channel order): the verdict names both and says how to
+decide; a double scaling is restored by x*255 alone: the verdict names one. The
+model files tell which keras.applications base a model holds (ResNet50, MobileNetV2,
+saved by tf.saved_model.save or model.export) and whether it scales its own inputs;
+the user's statement (--expect-preprocess, --card) makes a verdict certain or is
+contradicted. The pure parts (sequential stopping, ranking) are tested on labels.
+"""
+
+import json
+
+import numpy as np
+import pytest
+
+import leafsub
+from leafsub.evaluator import detective as D
+
+from conftest import run_cli
+from submissions import color_data, export_saved_model, model_py_2022, prototype_model, write_zip
+
+CLASSES_2022 = ["Species%d" % i for i in range(1, 9)]
+
+
+# --------------------------------------------------------------------------- pure parts
+
+def _fake_predict(truth, right, seen):
+    """predict(transform, idx): right on the images where ``right[transform]`` is True."""
+    def predict(transform, idx):
+        seen.setdefault(transform, 0)
+        seen[transform] += len(idx)
+        ok = right[transform][idx]
+        return np.where(ok, truth[idx], (truth[idx] + 1) % 8)
+    return predict
+
+
+def test_candidates_that_wreck_a_correct_submission_stop_after_16_images():
+    truth = np.arange(400) % 8
+    base = truth.copy()                                  # the submission is right
+    rng = np.random.default_rng(0)
+    right = {c["transform"]: rng.random(400) < 0.2 for c in D.CANDIDATES}
+    seen = {}
+
+    results = D.run(_fake_predict(truth, right, seen), truth, base)
+
+    assert seen == {c["transform"]: 16 for c in D.CANDIDATES}
+    assert all(r["stopped"] == "no better" for r in results["candidates"])
+    assert results["ranked"] == [] and D.finding_check(results)["status"] == "pass"
+
+
+def test_two_candidates_that_restore_the_score_equally_are_one_tied_finding():
+    truth = np.arange(400) % 8
+    rng = np.random.default_rng(1)
+    base = np.where(rng.random(400) < 0.6, truth, (truth + 3) % 8)   # 60 % as submitted
+    fixed = rng.random(400) < 0.93
+    right = {c["transform"]: rng.random(400) < 0.1 for c in D.CANDIDATES}
+    right["caffe"] = fixed
+    right["BGR"] = fixed.copy()
+    right["BGR"][np.flatnonzero(fixed)[:2]] = False      # two images apart: a tie
+    seen = {}
+
+    results = D.run(_fake_predict(truth, right, seen), truth, base)
+    check = D.finding_check(results)
+
+    assert results["tied"] == ["caffe", "BGR"] and not results["separable"]
+    assert seen["caffe"] == seen["BGR"] == 256           # a tie is tested on every image
+    assert check["status"] == "fail" and check["culprit"] is None
+    assert "caffe or BGR each restore" in check["detail"]
+    assert "cannot tell them apart" in check["detail"]
+    assert "channel order" in check["detail"] and "--expect-preprocess" in check["detail"]
+
+
+def test_a_candidate_clearly_better_than_the_others_is_named_alone():
+    truth = np.arange(400) % 8
+    rng = np.random.default_rng(2)
+    base = np.where(rng.random(400) < 0.5, truth, (truth + 3) % 8)
+    right = {c["transform"]: rng.random(400) < 0.1 for c in D.CANDIDATES}
+    right["tf"] = rng.random(400) < 0.97
+    right["torch"] = rng.random(400) < 0.70              # better than submitted, worse than tf
+    results = D.run(_fake_predict(truth, right, {}), truth, base)
+    check = D.finding_check(results)
+
+    assert results["ranked"][0] == "tf" and results["separable"]
+    assert check["culprit"] == "tf" and "'tf' preprocessing" in check["detail"]
+    assert "separated from torch" in check["detail"]
+
+
+def test_the_statement_makes_a_tie_certain_or_is_contradicted():
+    truth = np.arange(400) % 8
+    rng = np.random.default_rng(3)
+    base = np.where(rng.random(400) < 0.6, truth, (truth + 3) % 8)
+    fixed = rng.random(400) < 0.93
+    right = {c["transform"]: rng.random(400) < 0.1 for c in D.CANDIDATES}
+    right["caffe"], right["BGR"] = fixed, fixed
+    results = D.run(_fake_predict(truth, right, {}), truth, base, expected="caffe")
+
+    agree = D.finding_check(results, expected="caffe", expected_from="--expect-preprocess")
+    assert agree["culprit"] == "caffe" and "matches your statement" in agree["detail"]
+    other = D.finding_check(results, expected="tf", expected_from="--expect-preprocess")
+    assert other["culprit"] is None and "contradicts your statement" in other["detail"]
+
+
+def test_the_models_base_breaks_a_tie_and_is_said():
+    truth = np.arange(400) % 8
+    rng = np.random.default_rng(4)
+    base = np.where(rng.random(400) < 0.6, truth, (truth + 3) % 8)
+    fixed = rng.random(400) < 0.93
+    right = {c["transform"]: rng.random(400) < 0.1 for c in D.CANDIDATES}
+    for name in ("caffe", "tf", "torch"):
+        right[name] = fixed
+    evidence = {"read": ["SubmissionModel/saved_model.pb"], "layers": [],
+                "bases": [{"name": "ResNet50", "key": "resnet50", "preset": "caffe",
+                           "file": "SubmissionModel/saved_model.pb"}]}
+    results = D.run(_fake_predict(truth, right, {}), truth, base, evidence=evidence)
+    check = D.finding_check(results, evidence=evidence)
+
+    assert sorted(results["tied"]) == ["caffe", "tf", "torch"]
+    assert "not centred" in check["detail"] and "caffe, tf or torch" in check["detail"]
+    assert "most likely caffe" in check["detail"] and check["culprit"] == "caffe"
+    assert "ResNet50 base, whose keras preprocessing is caffe" in check["detail"]
+
+
+def test_a_leafsub_build_whose_card_the_model_confirms_is_vouched_for():
+    manifest = {"members": [{"dir": "SubmissionModel", "card": {
+        "preprocess": {"mode": "tf"}, "probe": {"through": "declared pipeline"}}}]}
+    evidence = {"read": ["SubmissionModel/saved_model.pb"], "layers": [],
+                "bases": [{"name": "MobileNetV2", "preset": "tf",
+                           "file": "SubmissionModel/saved_model.pb"}]}
+    assert "MobileNetV2" in D.vouched(manifest, True, evidence)
+    assert D.vouched(manifest, False, evidence) is None          # goldens not reproduced
+    assert D.vouched(manifest, True, evidence, expected="caffe") is None  # contradicted
+    assert D.vouched(manifest, True, {"read": [], "bases": [], "layers": []}) is None
+
+
+def test_sequential_bounds():
+    # 0 of 8 discordant pairs for the candidate after 16 images: it cannot gain 5 points.
+    assert D.upper_bound(0, 8, D.ALPHA_LOOK) < 0.55
+    assert D.upper_bound(5, 10, 0.01) > 0.5 > D.upper_bound(0, 10, 0.01)
+
+
+# --------------------------------------------------------------------------- the evidence
+
+@pytest.fixture(scope="module")
+def keras_applications(tmp_path_factory):
+    """ResNet50 by tf.saved_model.save, MobileNetV2 by model.export, a .keras file."""
+    import keras
+    import tensorflow as tf
+
+    root = tmp_path_factory.mktemp("evidence")
+    resnet = keras.applications.ResNet50(input_shape=(32, 32, 3), weights=None, classes=8)
+    tf.saved_model.save(resnet, str(root / "resnet" / "SubmissionModel"))
+    mobile = keras.applications.MobileNetV2(input_shape=(96, 96, 3), weights=None,
+                                            include_top=False, pooling="avg")
+    inputs = keras.Input((96, 96, 3))
+    outputs = keras.layers.Dense(8, activation="softmax")(mobile(inputs))
+    wrapped = keras.Model(inputs, outputs)
+    export_saved_model(wrapped, str(root / "mobile" / "SubmissionModel"))
+    inputs = keras.Input((32, 32, 3))
+    x = keras.layers.Rescaling(1 / 127.5, offset=-1)(inputs)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    keras.Model(inputs, keras.layers.Dense(8)(x)).save(str(root / "plain.keras"))
+    return root
+
+
+def test_the_model_files_name_their_keras_applications_base(keras_applications):
+    from leafsub.evaluator import evidence
+
+    resnet = evidence.read(str(keras_applications / "resnet"))
+    assert resnet["read"] == ["SubmissionModel/saved_model.pb"]
+    assert [(b["name"], b["preset"]) for b in resnet["bases"]] == [("ResNet50", "caffe")]
+    mobile = evidence.read(str(keras_applications / "mobile"))
+    assert [(b["name"], b["preset"]) for b in mobile["bases"]] == [("MobileNetV2", "tf")]
+    assert "MobileNetV2 base, whose keras preprocessing is tf" in D.evidence_sentence(mobile)
+
+
+def test_a_keras_file_shows_its_rescaling_layer_and_nothing_is_said_as_nothing(
+        keras_applications, tmp_path):
+    from leafsub.evaluator import evidence
+
+    plain = evidence.read(str(keras_applications))
+    rescaling = [x for x in plain["layers"] if x["file"] == "plain.keras"]
+    assert rescaling and rescaling[0]["scale"] == pytest.approx(1 / 127.5)
+    assert rescaling[0]["offset"] == -1
+    assert "no SavedModel, .keras or .h5" in D.evidence_sentence(evidence.read(str(tmp_path)))
+
+
+# --------------------------------------------------------------------------- end to end
+
+@pytest.fixture(scope="module")
+def colour(tmp_path_factory):
+    root = tmp_path_factory.mktemp("detective")
+    images, labels = color_data(per_class=40, seed=5)
+    data = str(root / "test.npz")
+    np.savez(data, images=images, labels=labels)
+    for mode in ("caffe", "rescaling"):
+        export_saved_model(prototype_model(mode), str(root / ("sm-" + mode)))
+    return {"root": root, "data": data, "images": images}
+
+
+def _zip(colour, name, preprocess, mode):
+    return write_zip(str(colour["root"] / name),
+                     {"model.py": model_py_2022(preprocess), "metadata": ""},
+                     {"SubmissionModel": str(colour["root"] / ("sm-" + mode))})
+
+
+def _evaluate(colour, zip_path, tmp_path, *args):
+    out = tmp_path / "r.json"
+    proc = run_cli("evaluate", zip_path, "--data", colour["data"], "--json", out, "-q", *args)
+    assert "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    return proc, json.loads(out.read_text())
+
+
+def test_a_tie_is_named_as_a_tie_by_the_cli(colour, tmp_path):
+    zip_path = _zip(colour, "raw.zip", "raw", "caffe")
+
+    proc, result = _evaluate(colour, zip_path, tmp_path)
+
+    det = result["detective"]
+    print(det["verdict"])
+    assert proc.returncode == 1
+    assert set(det["tied"]) >= {"caffe", "BGR"} and det["separable"] is False
+    assert "cannot tell them apart" in det["verdict"] and "caffe" in det["verdict"]
+    ranked = {c["candidate"]: c for c in det["candidates"]}
+    assert all(ranked[n]["p_value"] < D.ALPHA for n in det["tied"])
+    assert det["evidence"]["read"] == ["SubmissionModel/saved_model.pb"]
+    assert "no known keras.applications base" in det["verdict"]
+
+
+def test_a_separated_finding_is_named_alone_by_the_cli(colour, tmp_path):
+    zip_path = _zip(colour, "div.zip", "div255", "rescaling")
+
+    proc, result = _evaluate(colour, zip_path, tmp_path)
+
+    det = result["detective"]
+    print(det["verdict"])
+    assert proc.returncode == 1 and det["separable"] is True and det["culprit"] == "x*255"
+    assert "double scaling" in det["verdict"]
+    assert "Rescaling layer (x * 0.00392157 + 0)" in det["verdict"]
+
+
+def test_expect_preprocess_agreeing_makes_the_verdict_certain(colour, tmp_path):
+    zip_path = _zip(colour, "raw2.zip", "raw", "caffe")
+
+    proc, result = _evaluate(colour, zip_path, tmp_path, "--expect-preprocess", "caffe")
+
+    det = result["detective"]
+    assert proc.returncode == 1 and det["culprit"] == "caffe"
+    assert det["expected"] == {"mode": "caffe", "from": "--expect-preprocess"}
+    assert "matches your statement that training used 'caffe'" in det["verdict"]
+
+
+def test_a_card_that_disagrees_is_reported_as_contradicted(colour, tmp_path):
+    run = str(tmp_path / "run-tf")   # a card that says 'tf' for the caffe model
+    leafsub.export(prototype_model("caffe"), run, preprocess="tf", class_names=CLASSES_2022,
+                   probe=colour["images"][:4])
+    zip_path = _zip(colour, "raw3.zip", "raw", "caffe")
+
+    proc, result = _evaluate(colour, zip_path, tmp_path, "--card", run)
+
+    det = result["detective"]
+    assert proc.returncode == 1 and det["culprit"] is None
+    assert "contradicts your statement that training used 'tf'" in det["verdict"]
+    assert "leafsub.json" in det["expected"]["from"]
+
+
+def test_a_bad_statement_is_a_usage_error(colour, tmp_path):
+    zip_path = _zip(colour, "raw4.zip", "raw", "caffe")
+    proc = run_cli("evaluate", zip_path, "--data", colour["data"], "--expect-preprocess",
+                   "bgr")
+    assert proc.returncode == 2 and "not a preprocessing mode" in proc.stderr
+    assert "caffe, tf, torch, rescale, none" in proc.stderr and "Traceback" not in proc.stderr
