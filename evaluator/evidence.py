@@ -63,7 +63,7 @@ BASE_LAYERS = [
 ]
 # Layers whose preprocessing is part of the base (EfficientNet, ConvNeXt, MobileNetV3,
 # RegNet carry their own Rescaling/Normalization): "none" presets.
-LAYER = r"(?<![a-z0-9_])(%s)(_[0-9]+)?(?=/)"
+LAYER = r"(?<![a-z0-9_])(%s)((?:_[0-9]+)*)(?=/)"
 LAYERS = (("Rescaling", LAYER % "rescaling"), ("Normalization", LAYER % "normalization"))
 
 
@@ -164,7 +164,7 @@ def _rescaling_constants(data):
     model = saved_model_pb2.SavedModel()
     model.ParseFromString(data)
     found = {}
-    pattern = re.compile(r"(?:^|/)(rescaling(?:_[0-9]+)?)/(cast|cast_1)/x$")
+    pattern = re.compile(r"(?:^|/)(rescaling(?:_[0-9]+)*)/(cast|cast_1)/x$")
     for graph in model.meta_graphs:
         for function in graph.graph_def.library.function:
             for node in function.node_def:
