@@ -225,8 +225,8 @@ def read(folder):
                 meta = os.path.join(os.path.dirname(full), "keras_metadata.pb")
                 if os.path.isfile(meta):
                     text += "\n" + _strings(_read_bytes(meta))
-                try:
-                    consts = _rescaling_constants(data)
+                try:  # parsing a large graph costs: only when there is a layer to read
+                    consts = _rescaling_constants(data) if "rescaling" in text else {}
                 except Exception as err:  # a truncated or foreign proto: names still count
                     consts = {}
                     out["unreadable"].append("%s: graph constants (%s)" % (rel, err))

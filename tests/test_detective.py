@@ -139,9 +139,18 @@ def test_a_leafsub_build_whose_card_the_model_confirms_is_vouched_for():
     assert D.vouched(manifest, True, {"read": [], "bases": [], "layers": []}) is None
 
 
-def test_sequential_bounds():
-    # 0 of 8 discordant pairs for the candidate after 16 images: it cannot gain 5 points.
-    assert D.upper_bound(0, 8, D.ALPHA_LOOK) < 0.55
+def test_a_model_that_answers_one_class_is_not_dropped_on_16_images():
+    # No discordant pair at all (every image gets the same class, transformed or not):
+    # 16 images cannot exclude a 5-point gain, 64 can.
+    y = np.arange(64) % 8
+    same = np.zeros(64, dtype=np.int64)
+    assert D.look(D.judge("tf", y[:16], same[:16], same[:16])) is None
+    assert D.look(D.judge("tf", y, same, same)) == "no better"
+
+
+def test_sequential_bounds_are_exact_binomial_bounds():
+    # P(X <= 0 | n=10, p) = 0.01 at p = 1 - 0.01 ** (1 / 10)
+    assert D.upper_bound(0, 10, 0.01) == pytest.approx(1 - 0.01 ** 0.1, abs=1e-9)
     assert D.upper_bound(5, 10, 0.01) > 0.5 > D.upper_bound(0, 10, 0.01)
 
 
