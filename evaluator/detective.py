@@ -271,6 +271,7 @@ def run(predict, labels, base, evidence=None, expected=None, say=None):
             if decision:
                 break
         if result is not None:
+            result["family"] = BY_NAME[name]["family"]
             results[name], preds[name] = result, got
     # Findings are compared on the same images: extend each to the longest one, and a
     # tie to every image of the sample (a tie on 32 images may separate on 256).
@@ -287,7 +288,7 @@ def run(predict, labels, base, evidence=None, expected=None, say=None):
                     continue
                 preds[name] = np.concatenate([preds[name], np.asarray(more).reshape(-1)])
                 extended = judge(name, labels[idx[:k]], base[idx[:k]], preds[name])
-                extended.update(looks=r["looks"], stopped=r["stopped"])
+                extended.update(looks=r["looks"], stopped=r["stopped"], family=r["family"])
                 results[name] = extended
     return rank(results, preds, labels[idx], base[idx])
 
@@ -353,12 +354,6 @@ def evidence_sentence(evidence):
                 "Rescaling/Normalization layer: it expects its inputs preprocessed outside "
                 "it." % files)
     return "The model (read from %s) contains %s." % (files, "; ".join(parts))
-
-
-def scales_itself(evidence):
-    """Whether the model has its own Rescaling layer (then it takes 0-255 pixels)."""
-    return any(layer["layer"] == "Rescaling" and not layer.get("inside")
-               for layer in (evidence or {}).get("layers", []))
 
 
 def vouched(manifest, goldens_passed, evidence, expected=None):
