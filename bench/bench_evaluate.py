@@ -191,6 +191,14 @@ def main():
         report("evaluate's %s / bare loop" % what, ratio_stats(times["eval " + part], times["bare"]))
     report("hand-written zip: its mismatch detective / bare loop",
            ratio_stats(times["eval_hand detective_s"], times["bare"]))
+    # Within one evaluate run, seconds apart in the same child: far less exposed to the
+    # load of a shared machine than the bare loop, timed in another process minutes away.
+    report("same run: detective / evaluate's own main pass (built zip)",
+           ratio_stats(times["eval detective_s"], times["eval predict_s"]))
+    report("same run: detective / main pass (hand-written zip)",
+           ratio_stats(times["eval_hand detective_s"], times["eval_hand predict_s"]))
+    report("same run: determinism, variants, goldens / main pass",
+           ratio_stats(times["eval checks_s"], times["eval predict_s"]))
     report("evaluate start-up / bare loop's own model load",
            ratio_stats(times["startup"], [bare_load] * args.repeats))
     lo, med, hi = min(times["startup"]), sorted(times["startup"])[len(times["startup"]) // 2], \

@@ -52,6 +52,9 @@ BASE_NAMES = [
     (_NAME % r"nasnet(mobile|large)?", "NASNet", "nasnet"),
     (_NAME % r"regnet[xy][0-9]{3}", "RegNet", "regnet"),
 ]
+# Every BASE_NAMES pattern holds one of these: lines without any are not searched.
+KEYWORDS = ("resnet", "mobilenet", "efficientnet", "convnext", "densenet", "vgg", "inception",
+            "xception", "nasnet", "regnet")
 # Layer names only one family has (for a base renamed by the user): all must be present.
 BASE_LAYERS = [
     (("conv2_block1_preact_bn", "post_bn"), "ResNetV2", "resnet50v2"),
@@ -109,10 +112,13 @@ def _read_bytes(path):
 def bases_in(text, where, preset):
     """The keras.applications bases named in ``text`` (lower-case names)."""
     out, keys = [], set()
+    # The distinct name parts (between '/' and other separators) that hold a keyword.
+    named = "\n".join(t for t in set(re.split(r"[^a-z0-9_.\-]+", text))
+                      if any(k in t for k in KEYWORDS))
     for pattern, shown, key in BASE_NAMES:
-        for m in re.finditer(pattern, text):
+        for groups in sorted(set(m.groups() for m in re.finditer(pattern, named))):
             label = shown.format(*(g.upper() if g and g.isalpha() and len(g) <= 2 else g
-                                   for g in m.groups())) if m.groups() else shown
+                                   for g in groups)) if groups else shown
             if (label, key) in keys:
                 continue
             keys.add((label, key))
@@ -120,7 +126,7 @@ def bases_in(text, where, preset):
                         "file": where})
     if not out:
         for names, shown, key in BASE_LAYERS:
-            if all(re.search(_NAME % re.escape(n), text) for n in names):
+            if all(n in text and re.search(_NAME % re.escape(n), text) for n in names):
                 out.append({"name": shown, "key": key, "preset": _preset(preset, key),
                             "file": where, "by": "layer names"})
                 break
@@ -150,8 +156,13 @@ def layers_in(text, where, consts=None):
 
 
 def _strings(data):
-    """The printable ASCII runs of a binary file, lower-cased, one per line."""
-    return "\n".join(s.decode("ascii") for s in re.findall(rb"[\x20-\x7e]{4,}", data)).lower()
+    """The distinct printable ASCII runs of a binary file, lower-cased, one per line.
+
+    A graph repeats each layer's name in hundreds of node names: distinct runs are a
+    fraction of the text to search.
+    """
+    runs = set(re.findall(rb"[\x20-\x7e]{4,}", data.lower()))
+    return "\n".join(sorted(r.decode("ascii") for r in runs))
 
 
 def _rescaling_constants(data):
