@@ -361,8 +361,9 @@ def vouched(manifest, goldens_passed, evidence, expected=None):
 
     model.py of a leafsub build applies each member's card pipeline (the goldens prove
     it on this runtime); that pipeline is the training one when the goldens were
-    recorded through the user's own preprocess_fn, or when the model's evidence or the
-    user's statement names the same mode.
+    recorded through the user's own preprocess_fn, or when the model's evidence (its
+    base's preset; for 'none', its own Rescaling/Normalization layer) or the user's
+    statement names the same mode.
     """
     if not manifest or manifest.get("unreadable") or not goldens_passed:
         return None
@@ -377,12 +378,16 @@ def vouched(manifest, goldens_passed, evidence, expected=None):
             return None
         if expected and expected != mode:
             return None  # the statement contradicts the card: let the images speak
-        modes = evidence_modes(_member_evidence(evidence, member.get("dir")))
+        own = _member_evidence(evidence, member.get("dir"))
+        modes = evidence_modes(own)
+        layers = [x["layer"] for x in own.get("layers", []) if not x.get("inside")]
         if expected == mode:
             reasons.append("'%s' as you stated" % mode)
         elif modes and all(m == mode for m in modes):
             reasons.append("'%s', the keras preset of its %s base" % (
-                mode, _member_evidence(evidence, member.get("dir"))["bases"][0]["name"]))
+                mode, own["bases"][0]["name"]))
+        elif mode == "none" and layers and not modes:
+            reasons.append("'none', and its model has its own %s layer" % layers[0])
         elif (card.get("probe") or {}).get("through") == "preprocess_fn":
             reasons.append("'%s', identified from the training preprocess_fn" % mode)
         else:

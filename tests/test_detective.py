@@ -137,6 +137,12 @@ def test_a_leafsub_build_whose_card_the_model_confirms_is_vouched_for():
     assert D.vouched(manifest, False, evidence) is None          # goldens not reproduced
     assert D.vouched(manifest, True, evidence, expected="caffe") is None  # contradicted
     assert D.vouched(manifest, True, {"read": [], "bases": [], "layers": []}) is None
+    # 'none' (the model scales its own inputs) is confirmed by an in-graph Rescaling layer.
+    manifest["members"][0]["card"]["preprocess"]["mode"] = "none"
+    scaling = {"read": ["SubmissionModel/saved_model.pb"], "bases": [], "layers": [
+        {"layer": "Rescaling", "file": "SubmissionModel/saved_model.pb"}]}
+    assert "own Rescaling layer" in D.vouched(manifest, True, scaling)
+    assert D.vouched(manifest, True, evidence) is None           # MobileNetV2's preset is tf
 
 
 def test_a_model_that_answers_one_class_is_not_dropped_on_16_images():
