@@ -53,7 +53,8 @@ from . import metrics as M
 # preprocessing mode (runtime.MODES) a candidate stands for when it restores the score
 # of a model.py that applies nothing; ``consistent`` lists the stated training modes a
 # win does not contradict. A new family (channel layout, torchvision normalisation) is
-# one entry here and one named transform in harness.py.
+# one entry here and one named transform in harness.py; a framework with other
+# candidates passes its own table of such specs to ``run`` (``table=``).
 CANDIDATES = [
     {"name": "caffe", "transform": "caffe", "family": "centring", "mode": "caffe",
      "aspects": ("centring", "channel order"), "consistent": ("caffe",),
@@ -99,6 +100,7 @@ ASPECTS = {
     "centring": "the inputs are not centred/normalised as in training",
     "channel order": "the channel order (RGB vs BGR) differs from training",
     "scale": "the inputs are not on the scale the model was trained on",
+    "layout": "the channel layout (NHWC vs NCHW) differs from the model's",
 }
 # The modes a user may state (runtime.MODES without 'affine', whose numbers we lack).
 STATED_MODES = ("caffe", "tf", "torch", "rescale", "none")
@@ -222,17 +224,19 @@ def paired(labels, pred_a, pred_b):
 
 # --------------------------------------------------------------------------- running
 
-def order(evidence=None, expected=None):
+def order(evidence=None, expected=None, table=None):
     """The candidates' names, the ones the evidence or the statement points at first."""
+    table = table or CANDIDATES
+    names = [c["name"] for c in table]
     hinted = set()
     if expected:
-        hinted.update(c["name"] for c in CANDIDATES if c["mode"] == expected)
+        hinted.update(c["name"] for c in table if c.get("mode") == expected)
     for mode in evidence_modes(evidence):
-        hinted.update(c["name"] for c in CANDIDATES if c["mode"] == mode)
-    return sorted(BY_NAME, key=lambda name: (name not in hinted, list(BY_NAME).index(name)))
+        hinted.update(c["name"] for c in table if c.get("mode") == mode)
+    return sorted(names, key=lambda name: (name not in hinted, names.index(name)))
 
 
-def run(predict, labels, base, evidence=None, expected=None, say=None):
+def run(predict, labels, base, evidence=None, expected=None, say=None, table=None):
     """Every candidate as a sequential test, then the findings ranked against each other.
 
     Args:
@@ -241,6 +245,7 @@ def run(predict, labels, base, evidence=None, expected=None, say=None):
         images (both in pack order).
       evidence: what the child read from the model files (``evidence.read``), or None.
       expected: the training mode the user stated, or None.
+      table: the candidate specs to try (default ``CANDIDATES``).
 
     Returns:
       ``{"candidates": [...], "ranked": [...], "tied": [...], "separable": bool,
@@ -249,18 +254,19 @@ def run(predict, labels, base, evidence=None, expected=None, say=None):
       each with ``vs_top`` (the paired test against the best).
     """
     labels, base = np.asarray(labels), np.asarray(base)
+    specs = {c["name"]: c for c in table or CANDIDATES}
     idx = sample(labels, LOOKS[-1])
     looks = [k for k in LOOKS if k < len(idx)] + [len(idx)]
     looks = sorted(set(looks))
     if say:
         say("  mismatch detective: %d candidates, sequential on %d-%d images..." % (
-            len(CANDIDATES), looks[0], looks[-1]))
+            len(specs), looks[0], looks[-1]))
     preds, results = {}, {}
-    for name in order(evidence, expected):
+    for name in order(evidence, expected, list(specs.values())):
         got = np.zeros(0, dtype=np.int64)
         result = None
         for i, k in enumerate(looks):
-            more = predict(BY_NAME[name]["transform"], idx[len(got):k])
+            more = predict(specs[name]["transform"], idx[len(got):k])
             if more is None:
                 break
             got = np.concatenate([got, np.asarray(more).reshape(-1)])
@@ -271,29 +277,29 @@ def run(predict, labels, base, evidence=None, expected=None, say=None):
             if decision:
                 break
         if result is not None:
-            result["family"] = BY_NAME[name]["family"]
+            result["family"] = specs[name]["family"]
             results[name], preds[name] = result, got
     # Findings are compared on the same images: extend each to the longest one, and a
     # tie to every image of the sample (a tie on 32 images may separate on 256).
     found = [r for r in results.values() if r["significant"]]
     if len(found) > 1:
         k = max(r["n"] for r in found)
-        if len(rank(dict(results), preds, labels[idx], base[idx])["tied"]) > 1:
+        if len(rank(dict(results), preds, labels[idx], base[idx], specs)["tied"]) > 1:
             k = len(idx)
         for r in found:
             name = r["candidate"]
             if r["n"] < k:
-                more = predict(BY_NAME[name]["transform"], idx[r["n"]:k])
+                more = predict(specs[name]["transform"], idx[r["n"]:k])
                 if more is None:
                     continue
                 preds[name] = np.concatenate([preds[name], np.asarray(more).reshape(-1)])
                 extended = judge(name, labels[idx[:k]], base[idx[:k]], preds[name])
                 extended.update(looks=r["looks"], stopped=r["stopped"], family=r["family"])
                 results[name] = extended
-    return rank(results, preds, labels[idx], base[idx])
+    return rank(results, preds, labels[idx], base[idx], specs)
 
 
-def rank(results, preds, labels, base):
+def rank(results, preds, labels, base, specs=None):
     """Order the findings, test the best against each other one, mark the tie."""
     found = sorted((r for r in results.values() if r["significant"]),
                    key=lambda r: (-r["accuracy"], r["p_value"], r["candidate"]))
@@ -308,9 +314,10 @@ def rank(results, preds, labels, base):
             r["vs_top"] = test
             if not (test["p_value"] < ALPHA and test["accuracy_a"] > test["accuracy_b"]):
                 tied.append(r["candidate"])
-    return {"candidates": [results[n] for n in BY_NAME if n in results],
+    specs = specs or BY_NAME
+    return {"candidates": [results[n] for n in specs if n in results],
             "ranked": [r["candidate"] for r in found], "tied": tied,
-            "separable": len(tied) == 1, "images": int(len(labels))}
+            "separable": len(tied) == 1, "images": int(len(labels)), "specs": specs}
 
 
 # --------------------------------------------------------------------------- evidence
@@ -410,17 +417,17 @@ def _member_evidence(evidence, folder):
 
 # --------------------------------------------------------------------------- the verdict
 
-def _share(names):
+def _share(names, specs):
     """The aspects every named candidate changes (the finding a tie amounts to)."""
     common = None
     for name in names:
-        aspects = set(BY_NAME[name]["aspects"])
+        aspects = set(specs[name].get("aspects", ()))
         common = aspects if common is None else common & aspects
-    return [a for a in ("centring", "channel order", "scale") if a in (common or ())]
+    return [a for a in ASPECTS if a in (common or ())]
 
 
-def _matches(name, mode):
-    return bool(mode) and mode in BY_NAME[name]["consistent"]
+def _matches(name, mode, specs):
+    return bool(mode) and mode in specs[name].get("consistent", ())
 
 
 def finding_check(results, evidence=None, expected=None, expected_from=None, vouch=None):
@@ -455,6 +462,7 @@ def finding_check(results, evidence=None, expected=None, expected_from=None, vou
                 "detail": " ".join(x for x in (detail, stated.strip(), said) if x),
                 "culprit": None}
     by = {r["candidate"]: r for r in cands}
+    specs = results.get("specs") or BY_NAME
     tied = results["tied"]
     top = by[tied[0]]
     status = "fail" if top["gain"] >= FAIL_GAIN else "warn"
@@ -465,7 +473,7 @@ def finding_check(results, evidence=None, expected=None, expected_from=None, vou
         head = ("given %s-transformed images, predict() scores %.1f %% instead of %.1f %% on "
                 "the same %d images (McNemar p=%.2g): %s" % (
                     top["candidate"], 100 * top["accuracy"], 100 * top["base_accuracy"],
-                    top["n"], top["p_value"], BY_NAME[top["candidate"]]["finding"]))
+                    top["n"], top["p_value"], specs[top["candidate"]]["finding"]))
         others = [by[n] for n in results["ranked"][1:]]
         if others:
             head += "; it is separated from %s (paired McNemar p<=%.2g)" % (
@@ -475,7 +483,7 @@ def finding_check(results, evidence=None, expected=None, expected_from=None, vou
         culprit = top["candidate"]
     else:
         accs = [by[n]["accuracy"] for n in tied]
-        share = _share(tied)
+        share = _share(tied, specs)
         what = " and ".join(ASPECTS[a] for a in share) if share else \
             "several different fixes restore the score"
         head = ("%s: %s each restore %.1f-%.1f %% vs %.1f %% as submitted (on the same %d "
@@ -488,7 +496,7 @@ def finding_check(results, evidence=None, expected=None, expected_from=None, vou
         culprit = None
     decide = ""
     if expected:
-        agree = [n for n in tied if _matches(n, expected)]
+        agree = [n for n in tied if _matches(n, expected, specs)]
         if agree:
             culprit = agree[0]
             decide = (" This matches your statement that training used '%s'%s: the slip is "
@@ -502,7 +510,7 @@ def finding_check(results, evidence=None, expected=None, expected_from=None, vou
                                     _or(tied), expected))
             stated = ""
     elif modes:
-        agree = [n for n in tied if any(_matches(n, m) for m in modes)]
+        agree = [n for n in tied if any(_matches(n, m, specs) for m in modes)]
         if agree and len(tied) > 1:
             culprit = agree[0]
             decide = " The model's base points at %s (its keras preset): most likely %s." % (

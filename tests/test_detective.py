@@ -92,6 +92,24 @@ def test_a_candidate_clearly_better_than_the_others_is_named_alone():
     assert "separated from torch" in check["detail"]
 
 
+def test_a_framework_adds_a_family_as_one_table_entry():
+    # What a torch platform adds: a channel-layout candidate (its own harness transform).
+    layout = {"name": "NCHW", "transform": "NCHW", "family": "layout", "aspects": ("layout",),
+              "mode": None, "consistent": (), "what": "NHWC pixels read as NCHW",
+              "finding": "the channel layout is wrong: model.py reshapes instead of permuting"}
+    truth = np.arange(400) % 8
+    rng = np.random.default_rng(5)
+    base = np.where(rng.random(400) < 0.4, truth, (truth + 3) % 8)
+    right = {c["transform"]: rng.random(400) < 0.1 for c in D.CANDIDATES + [layout]}
+    right["NCHW"] = rng.random(400) < 0.95
+    results = D.run(_fake_predict(truth, right, {}), truth, base, table=D.CANDIDATES + [layout])
+    check = D.finding_check(results)
+
+    assert results["ranked"] == ["NCHW"] and check["culprit"] == "NCHW"
+    assert "reshapes instead of permuting" in check["detail"]
+    assert {c["candidate"]: c["family"] for c in results["candidates"]}["NCHW"] == "layout"
+
+
 def test_the_statement_makes_a_tie_certain_or_is_contradicted():
     truth = np.arange(400) % 8
     rng = np.random.default_rng(3)
