@@ -211,7 +211,8 @@ def _tail(text, lines=8):
 
 def evaluate(submission, data, profile=None, runtime=None, python=None, batch_size=None,
              time_limit=None, memory_limit=None, json_path=None, html_path=None, progress=True,
-             isolate=True, detective=True, variants=True, keep_workdir=False):
+             isolate=True, detective=True, variants=True, keep_workdir=False,
+             expect_preprocess=None, card=None):
     """Replay the hidden-test protocol on ``submission`` and score it on ``data``.
 
     Args:
@@ -230,6 +231,9 @@ def evaluate(submission, data, profile=None, runtime=None, python=None, batch_si
         available.
       detective, variants: run the mismatch detective / the harness variants.
       keep_workdir: keep the temporary folder (its path is in the result) for debugging.
+      expect_preprocess: the preprocessing mode training used (caffe, tf, torch, rescale,
+        none), as the user states it: the detective confirms or contradicts it.
+      card: a run dir written by ``leafsub export``: its model card states the mode.
 
     Returns:
       an :class:`EvaluationResult` (``.passed``, ``.exit_code``, ``.to_dict()``).
@@ -280,6 +284,7 @@ def evaluate(submission, data, profile=None, runtime=None, python=None, batch_si
             raise UsageError("%s: labels go up to %d, but the %s profile has %d classes. Use the "
                              "profile of this challenge (--profile), or data with its labels."
                              % (pack.path, top, prof["name"], n_classes))
+    stated = _stated_preprocess(expect_preprocess, card)
     chosen = resolve_runtime(runtime=runtime, python=python, say=say.say,
                              framework=prof.get("framework", "tensorflow"))
 
@@ -289,7 +294,7 @@ def evaluate(submission, data, profile=None, runtime=None, python=None, batch_si
     try:
         say.say("Evaluating %s with the %s profile (%s)" % (submission, prof["name"],
                                                             chosen.label))
-        replay.run(submission, detective=detective, variants=variants)
+        replay.run(submission, detective=detective, variants=variants, stated=stated)
     except _EndReplay:
         pass  # the checks so far say why
     except BaseException:
@@ -344,7 +349,7 @@ class _Replay:
 
     # ------------------------------------------------------------------ the steps
 
-    def run(self, submission, detective=True, variants=True):
+    def run(self, submission, detective=True, variants=True, stated=(None, None)):
         from .runner import ChildStopped
 
         self.extract(submission)
@@ -367,11 +372,12 @@ class _Replay:
                 self.checks.append(C.not_an_image("mismatch detective", self.prof))
             elif detective and self.result["predictions"] is not None:
                 started = time.monotonic()
-                findings = _run_detective(self.predict, self.phase_files[0], self.packs[0].labels,
-                                          np.asarray(labels_by_phase[0]), self.workdir, self.say,
-                                          D.candidates_for(self.prof))
-                self.result["detective"] = findings
-                self.checks.append(_strip(D.finding_check(findings)))
+                goldens = any(c["name"] == "goldens" and c["status"] == "pass"
+                              for c in self.checks)
+                entry, check = _run_detective(self, np.asarray(labels_by_phase[0]), manifest,
+                                              goldens, stated)
+                self.result["detective"] = entry
+                self.checks.append(_strip(check))
                 timing["detective_s"] = round(time.monotonic() - started, 3)
         except ChildStopped as err:
             self.checks.append(self.stopped_check("checks", err, "running the checks"))
@@ -729,44 +735,32 @@ def _golden_check(predict, manifest, probe, workdir, checks, prof):
                                         "model.py"))
 
 
-def _run_detective(predict, images, labels, base, workdir, say, candidates=None):
-    """Every candidate on a few images, the plausible ones on more, the promising ones on many.
+def _run_detective(replay, base, manifest, goldens, stated):
+    """The model's evidence first, then (unless it vouches) the sequential candidates.
 
-    Stage 1 starts with the first ``D.STAGE0`` images of its sample: a candidate that
-    already loses ``-D.HOPELESS`` points there (most do, on a correct submission) stops.
+    Returns ``(the JSON detective entry, the check)``.
     """
-    candidates = candidates or D.candidates_for({})
+    expected, expected_from = stated
+    reply = replay.child.call({"op": "evidence"})
+    evidence = reply.get("evidence") if reply.get("ok") else {
+        "error": reply.get("error", "the child could not read them")}
+    vouch = D.vouched(manifest, goldens, evidence, expected)
+    results = None
+    if not vouch:
+        images, labels = replay.phase_files[0], replay.packs[0].labels
+        calls = [0]
 
-    def run(name, idx, tag):
-        reply, out = predict(images, os.path.join(workdir, "d%s.npy" % tag), indices=idx,
-                             transform=candidates[name])
-        return _as_labels(out) if reply.get("ok") else None
+        def predict(transform, indices):
+            calls[0] += 1
+            out_path = os.path.join(replay.workdir, "d%d.npy" % calls[0])
+            reply, out = replay.predict(images, out_path, indices=indices, transform=transform)
+            return _as_labels(out) if reply.get("ok") else None
 
-    results = {}
-    stage1 = D.sample(labels, D.STAGE1)
-    head, tail = stage1[:D.STAGE0], stage1[D.STAGE0:]
-    say.say("  mismatch detective: %d candidates on %d-%d images..." % (
-        len(candidates), len(head), len(stage1)))
-    for name in candidates:
-        pred = run(name, head, "0")
-        if pred is None:
-            continue
-        results[name] = D.judge(name, labels[head], base[head], pred)
-        if D.hopeless(results[name]) or not len(tail):
-            continue
-        rest = run(name, tail, "1")
-        if rest is not None:
-            results[name] = D.judge(name, labels[stage1], base[stage1],
-                                    np.concatenate([pred, rest]))
-    stage2 = D.sample(labels, D.STAGE2, seed=1)
-    if len(stage2) > len(stage1):
-        for name, r in list(results.items()):
-            if not D.promising(r):
-                continue
-            pred = run(name, stage2, "2")
-            if pred is not None:
-                results[name] = D.judge(name, labels[stage2], base[stage2], pred)
-    return list(results.values())
+        results = D.run(predict, labels, base, evidence=evidence, expected=expected,
+                        say=replay.say.say, table=D.candidates_for(replay.prof))
+    check = D.finding_check(results, evidence=evidence, expected=expected,
+                            expected_from=expected_from, vouch=vouch)
+    return D.entry(results, check, evidence, expected, expected_from, vouch), check
 
 
 def _as_labels(out):
@@ -917,14 +911,20 @@ def format_text(d, width=80, color=False, verbose=False):
 @click.option("--html", "html_path", default=None, type=click.Path(dir_okay=False),
               help="Also write a self-contained HTML report.")
 @click.option("--no-detective", is_flag=True, help="Skip the mismatch detective.")
+@click.option("--expect-preprocess", default=None, metavar="MODE",
+              help="The preprocessing training used (caffe, tf, torch, rescale, none): the "
+                   "mismatch detective confirms or contradicts it.")
+@click.option("--card", "card", default=None, type=click.Path(), metavar="RUN_DIR",
+              help="A run dir from 'leafsub export': its model card states the training "
+                   "preprocessing (for a hand-written zip).")
 @click.option("--no-isolation", is_flag=True, help="Run without the private network and the "
               "read and write confinement (reported as a warning).")
 @click.option("--keep", is_flag=True, help="Keep the temporary folder, for debugging.")
 @click.option("-v", "--verbose", is_flag=True, help="List every check, passed ones included.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress messages.")
 def evaluate_command(submission, data, profile, runtime, python, batch_size, time_limit,
-                     memory_limit, json_path, html_path, no_detective, no_isolation, keep,
-                     verbose, quiet):
+                     memory_limit, json_path, html_path, no_detective, expect_preprocess, card,
+                     no_isolation, keep, verbose, quiet):
     """Replay the platform's protocol on SUBMISSION (a zip) and score it.
 
     Extracts the zip safely, checks its layout, runs it in a separate child
@@ -942,7 +942,8 @@ def evaluate_command(submission, data, profile, runtime, python, batch_size, tim
     result = evaluate(submission, list(data), profile=profile, runtime=runtime, python=python,
                       batch_size=batch_size, time_limit=time_limit, memory_limit=memory_limit,
                       json_path=json_path, html_path=html_path, progress=not quiet,
-                      isolate=not no_isolation, detective=not no_detective, keep_workdir=keep)
+                      isolate=not no_isolation, detective=not no_detective, keep_workdir=keep,
+                      expect_preprocess=expect_preprocess, card=card)
     from .compare import _use_color  # one NO_COLOR / terminal rule for every command
 
     for line in format_text(result.to_dict(), color=_use_color(), verbose=verbose):
@@ -998,4 +999,25 @@ def _write_samples(replay):
     replay.checks.extend(C.tensor_data_checks(replay.packs, replay.prof))
     replay.say.say("  %d samples of shape %s prepared for the child" % (
         replay.result["n_images"], list(replay.inp["shape"])))
+
+
+def _stated_preprocess(expect_preprocess, card):
+    """``(mode, where it was stated)`` from ``--expect-preprocess`` / ``--card``, or Nones."""
+    modes = D.STATED_MODES
+    if expect_preprocess is not None and expect_preprocess not in modes:
+        raise UsageError("--expect-preprocess %s: not a preprocessing mode; give one of %s "
+                         "(what training applied before the model)." % (
+                             expect_preprocess, ", ".join(modes)))
+    if card is None:
+        return (expect_preprocess, "--expect-preprocess" if expect_preprocess else None)
+    from ..card import card_path, read_card
+
+    mode = read_card(card)["preprocess"]["mode"]
+    if mode not in modes:
+        raise UsageError("%s: the card's preprocessing is %r, which the detective cannot "
+                         "check; give --expect-preprocess instead." % (card_path(card), mode))
+    if expect_preprocess is not None and expect_preprocess != mode:
+        raise UsageError("--expect-preprocess %s contradicts the card %s ('%s'): give one of "
+                         "them." % (expect_preprocess, card_path(card), mode))
+    return (mode, "the card %s" % card_path(card))
 

@@ -28,6 +28,9 @@ Commands:
    "out": PATH, "progress": bool}
       feed the images (RGB 0-255) in the given format, batch by batch; save what
       predict returned (stacked) to OUT.
+  {"op": "evidence"}
+      read the model files for the mismatch detective (``leafsub_evidence.py``, a copy
+      of leafsub's evidence module beside this script): never imports model.py.
   {"op": "quit"}
 
 The platform has no network. Besides the OS isolation (a private network
@@ -516,6 +519,16 @@ class Harness:
                 "shape": list(result.shape), "dtype": str(result.dtype), "mutated_batches": mutated}
 
 
+def read_evidence(request):
+    """The model files' evidence for the detective (never runs the submission's code)."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    try:
+        evidence = importlib.import_module("leafsub_evidence")
+        return {"evidence": evidence.read(request["folder"])}
+    finally:
+        sys.path.pop(0)
+
+
 def _network_note(attempts):
     """A sentence naming the network attempts of one command, for a failing reply."""
     if not attempts:
@@ -557,6 +570,8 @@ def main(request_path, reply_fd, command_fd):
                 reply = harness.load(command)
             elif op == "predict":
                 reply = harness.predict(command)
+            elif op == "evidence":
+                reply = read_evidence(harness.req)
             else:
                 raise ValueError("unknown op %r" % op)
             reply["ok"] = True

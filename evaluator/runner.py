@@ -29,6 +29,7 @@ from .. import tflog
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 HARNESS = os.path.join(HERE, "harness.py")
+EVIDENCE = os.path.join(HERE, "evidence.py")   # the detective's model-file reader, for the child
 RUNTIME = os.path.join(HERE, os.pardir, "submission_template", "runtime.py")
 
 POLL_S = 0.1
@@ -235,6 +236,7 @@ class Child:
         from importlib import resources
         with resources.as_file(_runtime_source()) as source:
             shutil.copyfile(source, os.path.join(bindir, "leafsub_runtime.py"))
+        shutil.copyfile(EVIDENCE, os.path.join(bindir, "leafsub_evidence.py"))
         request_path = os.path.join(bindir, "request.json")
         with open(request_path, "w", encoding="utf-8") as f:
             json.dump(self.request, f)

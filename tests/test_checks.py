@@ -113,11 +113,3 @@ def test_compare_labels_reads_scores_on_both_sides():
     scores = np.random.default_rng(2).random((6, 8))
     check = C.compare_labels("deterministic", scores, scores.copy(), "6 images", "fail")
     assert check["status"] == "pass" and "6 images" in check["detail"]
-
-
-def test_a_candidate_far_worse_on_the_first_images_is_hopeless():
-    y = np.zeros(32, dtype=np.int64)
-    worse = D.judge("tf", y, y, np.ones(32, dtype=np.int64))
-    assert D.hopeless(worse) and not D.promising(worse)
-    level = D.judge("BGR", y, y, y)
-    assert not D.hopeless(level)
