@@ -365,7 +365,12 @@ def load_torchscript(path, layout="NCHW"):
 class Member:
     """One model of a submission: its TorchScript file, preprocessing and output kind."""
 
-    def __init__(self, path, preprocess_spec, input_size, output_kind):
+    def __init__(self, path, preprocess_spec, input_size, output_kind, input_shape=None):
+        # input_shape: the shared adapter passes it (set for a non-image Keras member); a
+        # torch member takes images only (torch-generic), so it must be None here.
+        if input_shape is not None:
+            raise ValueError("a torch member takes image batches; input_shape=%r is for a "
+                             "non-image (Keras) member" % (input_shape,))
         self.path = path
         self.spec = validate_spec(preprocess_spec)
         self.input_size = tuple(input_size)
