@@ -63,9 +63,10 @@ def run_child(staging, profile, member_probes, probe_path, reference, timeout=No
         script = os.path.join(work, "selfcheck_child.py")
         shutil.copyfile(CHILD, script)
         from importlib import resources
-        with resources.as_file(resources.files("leafsub.submission_template").joinpath(
-                "runtime.py")) as source:
-            shutil.copyfile(source, os.path.join(work, "leafsub_runtime.py"))
+        for name in ("runtime.py", "spec.py"):  # runtime.py imports leafsub_spec
+            with resources.as_file(resources.files("leafsub.submission_template").joinpath(
+                    name)) as source:
+                shutil.copyfile(source, os.path.join(work, "leafsub_" + name))
         result = os.path.join(work, "result")
         request = {
             "folder": os.path.abspath(staging), "module": iface["module"],

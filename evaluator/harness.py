@@ -373,15 +373,13 @@ class Harness:
         raise ValueError("unknown transform %r" % name)
 
     def _format(self, x, command):
-        """Scale an RGB 0-255 float batch to the profile's range, channel order and dtype."""
+        """Scale an RGB 0-255 float batch to the profile's range, channel order and dtype
+        (``to_platform``; model.py's ``from_platform`` undoes it)."""
         np = self.np
         if self.req.get("kind") == "tensor":  # a time series, features: fed as stored
             return x.astype(command["dtype"])
-        lo, hi = self.req["range"]
-        if (lo, hi) != (0, 255):
-            x = x * np.float32((hi - lo) / 255.0) + np.float32(lo)
-        if self.req.get("channel_order") == "BGR":
-            x = np.ascontiguousarray(x[..., ::-1])
+        spec = _import_beside("leafsub_spec")
+        x = spec.to_platform(x, spec.platform_input(self.req))
         if command["dtype"] == "uint8":
             return np.clip(np.round(x), 0, 255).astype(np.uint8)
         return x.astype(np.float32, copy=False)
@@ -530,6 +528,16 @@ def main(request_path, reply_fd, command_fd):
     proto.close()
     # The submission may have started threads that never end: leave at once.
     os._exit(0)
+
+
+def _import_beside(name):
+    """A leafsub module copied next to this file (``leafsub_spec``: the platform's input)."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    sys.path.insert(0, here)
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.path.remove(here)
 
 
 if __name__ == "__main__":
