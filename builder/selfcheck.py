@@ -18,10 +18,11 @@ import numpy as np
 
 from .. import tflog
 from ..errors import CheckFailed
+from ..submission_template.spec import MODES
 
 CHILD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "selfcheck_child.py")
 # The standard preprocessings the child tries on a member whose goldens fail (the hint).
-HINT_MODES = ("caffe", "tf", "torch", "rescale", "none")
+HINT_MODES = tuple(mode for mode in MODES if mode != "affine")
 
 
 @dataclasses.dataclass
