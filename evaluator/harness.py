@@ -1,8 +1,8 @@
 """The platform's stand-in: runs a submission the way the challenge's ingestion does.
 
 Not leafsub. This script imports only the standard library, numpy and
-tensorflow (and, for the mismatch detective, ``leafsub_runtime.py``: a copy of
-leafsub's runtime module placed next to it), so that it runs under any Python
+tensorflow (and ``leafsub_spec.py``, ``leafsub_runtime.py``: copies of leafsub's
+runtime modules placed next to it), so that it runs under any Python
 with any TensorFlow 2.x (``leafsub evaluate --runtime``). The evaluator copies it
 into its temporary folder and starts it as::
 
