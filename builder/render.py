@@ -2,8 +2,8 @@
 
 ``model.py`` = a header docstring for the student + ``CONFIG = {...}`` (this
 build's settings) + the profile's adapter class + the runtime (``spec.py`` and
-``runtime.py``) verbatim. Nothing here imports TensorFlow; the output is plain text and depends
-only on its arguments (same inputs, same bytes).
+``runtime.py``) verbatim. Nothing here imports TensorFlow; the output is plain
+text and depends only on its arguments (same inputs, same bytes).
 """
 
 import json
