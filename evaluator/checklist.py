@@ -254,5 +254,3 @@ def as_labels(out):
     if out.dtype.kind == "f" and not np.all(np.isfinite(out)):
         return None
     return out.astype(np.int64)
-
-

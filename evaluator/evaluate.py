@@ -275,4 +275,3 @@ def _stated_preprocess(expect_preprocess, card):
         raise UsageError("--expect-preprocess %s contradicts the card %s ('%s'): give one of "
                          "them." % (expect_preprocess, card_path(card), mode))
     return (mode, "the card %s" % card_path(card))
-

@@ -373,4 +373,3 @@ class Replay:
         self.result["timing"]["child_peak_rss_mb"] = round(child.peak_rss / 2**20, 1)
         if child.log.strip():
             self.result["child_log_tail"] = _tail(child.log, 40)
-

@@ -30,7 +30,7 @@ def _modules(folder):
 def _imports(tree, names):
     """``(sibling modules imported, private names taken as (line, text))`` of one module."""
     siblings, private = set(), []
-    module_aliases = set()   # local names bound to a leafsub module: C in "from . import checks as C"
+    module_aliases = set()   # names bound to a leafsub module: C in "from . import checks as C"
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom):
             if node.level == 0 and not (node.module or "").startswith("leafsub"):
