@@ -232,7 +232,8 @@ def run_detective(replay, base, manifest, goldens, stated):
         def predict(transform, indices):
             calls[0] += 1
             out_path = os.path.join(replay.workdir, "d%d.npy" % calls[0])
-            reply, out = replay.predict(images, out_path, indices=indices, transform=transform)
+            reply, out = replay.predict(images, out_path, indices=indices,
+                                        transform=D.wire(transform))
             return as_labels(out) if reply.get("ok") else None
 
         results = D.run(predict, labels, base, evidence=evidence, expected=expected,

@@ -94,6 +94,24 @@ CANDIDATES = [
                 "images (e.g. loaded with OpenCV), or the reverse"},
 ]
 BY_NAME = {c["name"]: c for c in CANDIDATES}
+# What the child applies for each named transform: a preprocessing spec run by leafsub's
+# runtime (``runtime.normalize``, the same op model.py runs), or a platform-input
+# conversion (``spec.to_platform``, the one the replay feeds the platform's format with).
+# Nothing here is arithmetic of its own.
+TRANSFORMS = {
+    "caffe": {"spec": {"mode": "caffe"}},
+    "tf": {"spec": {"mode": "tf"}},
+    "torch": {"spec": {"mode": "torch"}},
+    "x/255": {"spec": {"mode": "rescale"}},
+    "x*255": {"spec": {"mode": "affine", "scale": [255.0] * 3, "offset": [0.0] * 3}},
+    "BGR": {"platform": {"range": [0, 255], "channel_order": "BGR"}},
+}
+
+
+def wire(transform):
+    """The transform as the child takes it: a name of ``TRANSFORMS`` becomes its spec; a
+    dict (a framework's own table, e.g. detective_torch) goes as it is."""
+    return TRANSFORMS[transform] if isinstance(transform, str) else transform
 
 # What a tie means, by the aspect its candidates share.
 ASPECTS = {

@@ -23,7 +23,7 @@ protocol.
 Commands:
   {"op": "load"}
       import the module, construct the class as the profile says.
-  {"op": "predict", "images": PATH, "indices": PATH|null, "transform": NAME|null,
+  {"op": "predict", "images": PATH, "indices": PATH|null, "transform": DICT|null,
    "container": "tensor"|"numpy", "dtype": "float32"|"uint8", "batch_size": N,
    "out": PATH, "progress": bool}
       feed the images (RGB 0-255) in the given format, batch by batch; save what
@@ -296,7 +296,6 @@ class Harness:
         self.np = None
         self.tf = None
         self.torch = None
-        self.runtime = None
 
     def _load_torch(self):
         """A torch platform: torch instead of TensorFlow (which it need not have)."""
@@ -320,11 +319,20 @@ class Harness:
         return x.reshape((n, c, h, w) if layout == "NCHW" else (n, h, w, c))
 
     def _apply(self, x, transform, command):
-        """A detective candidate given as data: ``{"scale": [..], "offset": [..]}`` (per
+        """A detective candidate given as data: ``{"spec": SPEC}`` (a preprocessing spec,
+        run by leafsub's runtime: ``runtime.normalize``), ``{"platform": CONVERSION}``
+        (``spec.to_platform``, e.g. RGB->BGR), ``{"scale": [..], "offset": [..]}`` (per
         channel, on RGB 0-255), ``{"channels": [2, 1, 0]}`` (a reorder), ``{"memory":
         "NCHW"|"NHWC"}`` (the pixels' axis order, applied by ``_layout``). A value change
         goes in as float32; a layout change alone keeps the profile's format."""
         np = self.np
+        if "spec" in transform:  # a preprocessing spec, run by leafsub's runtime
+            runtime = _import_beside("leafsub_runtime")
+            return np.asarray(runtime.normalize(x, runtime.validate_spec(transform["spec"])),
+                              dtype=np.float32)
+        if "platform" in transform:  # a platform-input conversion (spec.to_platform)
+            spec = _import_beside("leafsub_spec")
+            return spec.to_platform(x, transform["platform"]).astype(np.float32, copy=False)
         if not any(k in transform for k in ("scale", "offset", "channels")):
             return self._format(x, command)
         if "channels" in transform:
@@ -399,25 +407,6 @@ class Harness:
 
     # ------------------------------------------------------------------ predict
 
-    def _transform(self, x, name):
-        """A float32 RGB 0-255 batch as the mismatch detective's candidate feeds it."""
-        np = self.np
-        if name == "x/255":
-            return x / np.float32(255.0)
-        if name == "x*255":
-            return x * np.float32(255.0)
-        if name == "BGR":
-            return np.ascontiguousarray(x[..., ::-1])
-        if name in ("caffe", "tf", "torch"):
-            if self.runtime is None:
-                sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-                try:
-                    self.runtime = importlib.import_module("leafsub_runtime")
-                finally:
-                    sys.path.pop(0)
-            return np.asarray(self.runtime.normalize(x, {"mode": name}), dtype=np.float32)
-        raise ValueError("unknown transform %r" % name)
-
     def _format(self, x, command):
         """Scale an RGB 0-255 float batch to the profile's range, channel order and dtype
         (``to_platform``; model.py's ``from_platform`` undoes it)."""
@@ -450,12 +439,8 @@ class Harness:
             else:
                 rows = images.rows(start, batch_size)
             x = rows if self.req.get("kind") == "tensor" else rows.astype(np.float32)
-            if isinstance(transform, dict):
+            if transform:
                 x = self._apply(x, transform, command)
-            elif transform:
-                # A detective candidate goes in as float32 whatever the profile's dtype:
-                # its values (negative after caffe, up to 65025 after x*255) do not fit uint8.
-                x = self._transform(x, transform).astype(np.float32, copy=False)
             else:
                 x = self._format(x, command)
             x = self._layout(x, transform.get("memory") if isinstance(transform, dict)
