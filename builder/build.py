@@ -784,7 +784,7 @@ def _probe_images(first, profile):
     synthetic batch. Integer values, so that a uint8 platform sees the same batch.
     """
     from ..datasets import resize_for_data_pack
-    from .export import synthetic_probe
+    from ..exporter.export import synthetic_probe
 
     card = first["card"]
     if "shape" in card["input"]:  # not an image: member 1's probe samples, as they are

@@ -1,6 +1,5 @@
-"""Commands of the training-side steps (export, build), registered by leafsub.cli."""
+"""Commands of the build step (build), registered by leafsub.cli."""
 
-from .export import card_command, export_command
 from .build import build_command
 
-COMMANDS = [export_command, card_command, build_command]
+COMMANDS = [build_command]
