@@ -110,7 +110,11 @@ def test_each_steps_command_bodies_sit_in_its_commands_module():
 
     assert [(c.name, c.callback.__module__) for c in exporter_commands.COMMANDS] == [
         ("export", "leafsub.exporter.commands"), ("card", "leafsub.exporter.commands")]
-    for folder in STEPS:
+    from leafsub.tools import commands as tools_commands
+
+    assert [c.callback.__module__ for c in tools_commands.COMMANDS] == [
+        "leafsub.tools.commands"] * 2
+    for folder in STEPS + ("tools", "organizer"):
         elsewhere = {path: _click_commands(path) for path in _modules(folder)
                      if not path.endswith("commands.py")}
         assert {path: names for path, names in elsewhere.items() if names} == {}
