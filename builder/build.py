@@ -25,7 +25,6 @@ self-check child.
 
 import ast
 import dataclasses
-import functools
 import importlib
 import io
 import os
@@ -44,6 +43,7 @@ from ..card import read_card, sha256_file
 from ..errors import CheckFailed, LeafsubError, UsageError
 from ..jsonfiles import dumps, write_atomic
 from ..profiles import load_profile, model_dir
+from ..submission_template import spec as runtime_spec
 from . import zipwrite
 
 MANIFEST_NAME = "leafsub-manifest.json"
@@ -94,27 +94,6 @@ class BuildResult:
 
 # --------------------------------------------------------------------------- helpers
 
-@functools.lru_cache(maxsize=1)
-def _runtime_tree():
-    """runtime.py's syntax tree, parsed once per process."""
-    from .render import runtime_source
-
-    return ast.parse(runtime_source())
-
-
-@functools.lru_cache(maxsize=None)
-def runtime_constants():
-    """MODES, TTA_VIEWS, COMBINERS, RESIZE_METHODS read from runtime.py without importing
-    it (importing it imports TensorFlow, too slow for argument checking)."""
-    wanted = {"MODES", "TTA_VIEWS", "COMBINERS", "RESIZE_METHODS"}
-    out = {}
-    for node in _runtime_tree().body:
-        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(
-                node.targets[0], ast.Name) and node.targets[0].id in wanted:
-            out[node.targets[0].id] = tuple(ast.literal_eval(node.value))
-    return out
-
-
 def _split(value):
     """``"a,b"`` / ``["a", "b,c"]`` -> ``["a", "b", "c"]`` (None stays None)."""
     if value is None:
@@ -163,19 +142,9 @@ def _parse_weights(weights, n_models):
     return values
 
 
-def runtime_preset(arch):
-    """``runtime.preset(arch)``, run from runtime.py's source without importing TensorFlow:
-    the function and the PRESETS table are executed alone (one source of truth)."""
-    nodes = [n for n in _runtime_tree().body if (isinstance(n, ast.FunctionDef) and n.name == "preset") or (
-        isinstance(n, ast.Assign) and any(getattr(t, "id", None) == "PRESETS" for t in n.targets))]
-    namespace = {}
-    exec(compile(ast.Module(body=nodes, type_ignores=[]), "runtime.py", "exec"), namespace)
-    return namespace["preset"](arch)
-
-
 def _resolve_combine(combine, weights, n_models, notes):
     """Returns ``(name, function or None, module path or None)``."""
-    combiners = runtime_constants()["COMBINERS"]
+    combiners = runtime_spec.COMBINERS
     if combine is None:
         combine = "weighted" if weights is not None else "mean"
     combine = str(combine).strip()
@@ -244,7 +213,6 @@ def _note_imports(path, notes):
 
 def _resolve_preprocess(preprocess, cards, runs):
     """The effective spec of every member and where it comes from."""
-    consts = runtime_constants()
     if preprocess is None:
         overrides = [None] * len(cards)
     else:
@@ -259,46 +227,41 @@ def _resolve_preprocess(preprocess, cards, runs):
         card_spec = dict(card["preprocess"])
         card_spec.setdefault("resize_method", "bilinear")
         if over is None or over in ("", "card", "-"):
-            specs.append((_normalise_spec(card_spec, run, _features(card)), "card (%s)" % card.get(
+            specs.append((_checked_spec(card_spec, run, _features(card)), "card (%s)" % card.get(
                 "preprocess_source", "declared")))
             continue
         if isinstance(over, dict):
             spec = dict(over)
-        elif over in consts["MODES"]:
+        elif over in runtime_spec.MODES:
             if over == "affine":
                 raise UsageError("--preprocess affine needs scale and offset: declare it at export "
                                  "(preprocess={'mode': 'affine', ...}) and use 'card' here.")
             spec = {"mode": over}
         else:
             try:
-                spec = {"mode": runtime_preset(over)}
+                spec = {"mode": runtime_spec.preset(over)}
             except ValueError as e:
                 raise UsageError("--preprocess %r (for %s): %s" % (over, run, e)) from None
         spec.setdefault("resize_method", card_spec["resize_method"])
         for key in TORCH_SPEC_KEYS:  # a torch model's geometry and layout are not overridden
             if card_spec.get(key) is not None:
                 spec.setdefault(key, card_spec[key])
-        specs.append((_normalise_spec(spec, run, _features(card)), "--preprocess %s" % (
+        specs.append((_checked_spec(spec, run, _features(card)), "--preprocess %s" % (
             over if isinstance(over, str) else "dict")))
     return specs
 
 
-def _normalise_spec(spec, run, features=3):
-    consts = runtime_constants()
-    mode, method = spec.get("mode"), spec.get("resize_method", "bilinear")
-    if mode not in consts["MODES"] or method not in consts["RESIZE_METHODS"]:
-        raise UsageError("%s: preprocessing %r is not valid (mode one of %s, resize_method one of "
-                         "%s)." % (run, spec, ", ".join(consts["MODES"]),
-                                   ", ".join(consts["RESIZE_METHODS"])))
-    out = {"mode": mode, "resize_method": method, "scale": None, "offset": None}
-    if mode == "affine":
-        for key in ("scale", "offset"):
-            value = spec.get(key)
-            if not isinstance(value, (list, tuple)) or len(value) not in (1, features):
-                raise UsageError("%s: affine preprocessing needs %s as 1 or %d numbers, got %r."
-                                 % (run, key, features, value))
-            out[key] = [float(v) for v in value]
-    out.update({k: spec[k] for k in TORCH_SPEC_KEYS if spec.get(k) is not None})
+def _checked_spec(declared, run, features):
+    """``validate_spec`` for a member, its ValueError as the user's error naming the run.
+
+    A torch card's geometry and layout (``TORCH_SPEC_KEYS``, validated by
+    runtime_torch.validate_spec in the submission) are carried through unchanged.
+    """
+    try:
+        out = runtime_spec.validate_spec(declared, features)
+    except ValueError as e:
+        raise UsageError("%s: %s." % (run, e)) from None
+    out.update({k: declared[k] for k in TORCH_SPEC_KEYS if declared.get(k) is not None})
     return out
 
 
@@ -508,7 +471,7 @@ def _build(models, weights, combine, tta, profile_arg, output, json_path, force,
     # The combiner is imported here only to check it; the self-check child runs it.
     combine_name, _, combine_path = _resolve_combine(combine, weights, len(runs), notes)
     views = _split(tta) or ["identity"]
-    known_views = runtime_constants()["TTA_VIEWS"]
+    known_views = runtime_spec.TTA_VIEWS
     for view in views:
         if view not in known_views:
             raise UsageError("--tta %r is not a view leafsub knows; choose from %s."

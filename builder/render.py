@@ -1,9 +1,9 @@
 """Render a submission's ``model.py`` from ``submission_template/``.
 
-``model.py`` = a header docstring for the student + the runtime module's source,
-verbatim + ``CONFIG = {...}`` (this build's settings) + the profile's adapter
-class. Nothing here imports TensorFlow; the output is plain text and depends
-only on its arguments (same inputs, same bytes).
+``model.py`` = a header docstring for the student + ``CONFIG = {...}`` (this
+build's settings) + the profile's adapter class + the runtime (``spec.py`` and
+``runtime.py``) verbatim. Nothing here imports TensorFlow; the output is plain
+text and depends only on its arguments (same inputs, same bytes).
 """
 
 import json
@@ -30,10 +30,29 @@ MODE_TEXT = {
 }
 
 
-def runtime_source():
-    """The runtime module's source, exactly as shipped."""
-    return resources.files("leafsub.submission_template").joinpath("runtime.py").read_text(
+SPEC_IMPORT_START = "# --- leafsub: spec import ---"
+SPEC_IMPORT_END = "# --- end of the spec import ---\n"
+
+
+def _template_source(name):
+    return resources.files("leafsub.submission_template").joinpath(name).read_text(
         encoding="utf-8")
+
+
+def spec_source():
+    """``submission_template/spec.py``'s source, exactly as shipped."""
+    return _template_source("spec.py")
+
+
+def runtime_source(ops_file="runtime.py"):
+    """The runtime as ``model.py`` holds it: spec.py, then the framework's ops module
+    (``runtime.py``, or ``runtime_torch.py`` for a torch profile) without its import of
+    spec.py (the names are defined just above), both otherwise verbatim."""
+    ops = _template_source(ops_file)
+    start = ops.index(SPEC_IMPORT_START)
+    end = ops.index(SPEC_IMPORT_END, start) + len(SPEC_IMPORT_END)
+    return (spec_source().rstrip("\n") + "\n\n\n" + ops[:start].rstrip("\n") + "\n\n\n"
+            + ops[end:].lstrip("\n"))
 
 
 def _adapters():
@@ -206,18 +225,25 @@ def _predict_body(profile, convert):
     return "\n".join(lines) + "\n"
 
 
-def _conversion_body(profile):
-    inp = profile["input"]
-    if inp.get("kind", "image") != "image":
-        return ""  # not an image: the runtime takes the platform's values as they are
-    lo, hi = (float(v) for v in inp["range"])
-    body = ""
+def _conversion(profile):
+    """``spec.platform_input`` of the profile, or None when the runtime takes the platform's
+    values as they are (RGB 0-255, or not an image)."""
+    from ..submission_template import spec
+
+    conv = spec.platform_input(profile["input"])
+    return None if spec.is_identity(conv) else conv
+
+
+def _conversion_doc(conv):
+    """What ``from_platform`` does with ``conv``, in the numbers of this platform."""
+    lo, hi = conv["range"]
+    steps = []
     if (lo, hi) != (0.0, 255.0):
-        body += "    x = (x - %r) * (255.0 / %r)  # the platform's values are in [%s, %s]\n" % (
-            lo, hi - lo, _num(lo), _num(hi))
-    if inp.get("channel_order", "RGB") == "BGR":
-        body += "    x = x[..., ::-1]  # the platform feeds BGR; the runtime expects RGB\n"
-    return body
+        steps.append("x = (x - %r) * (255.0 / %r)  # the platform's values are in [%s, %s]" % (
+            lo, hi - lo, _num(lo), _num(hi)))
+    if conv["channel_order"] == "BGR":
+        steps.append("x = x[..., ::-1]  # the platform feeds BGR; the runtime expects RGB")
+    return "".join("        %s\n" % line for line in steps)
 
 
 def render_model_py(profile, members, tta, combine, weights, chunk_size, version=__version__):
@@ -255,7 +281,7 @@ def render_model_py(profile, members, tta, combine, weights, chunk_size, version
         "chunk_size": int(chunk_size),
     }
     user_combiner = ":" in combine and len(members) > 1
-    convert = _conversion_body(profile)
+    conv = _conversion(profile)
     dirs = textwrap.fill(", ".join(m["dir"] for m in members), 79, initial_indent=" " * 8,
                          subsequent_indent=" " * 8)
     header = string.Template(a.HEADER).substitute(
@@ -264,20 +290,23 @@ def render_model_py(profile, members, tta, combine, weights, chunk_size, version
         samples="images" if profile["input"].get("kind", "image") == "image" else "samples",
         steps=_steps(profile, members, tta, combine, weights))
     combine_note = (" (here: your module:function)" if user_combiner else "")
-    parts = [header, a.PART_1, runtime_source().rstrip("\n") + "\n",
-             string.Template(a.PART_2).substitute(config=py_literal(config),
-                                                  combine_note=combine_note),
-             a.PART_3]
+    # Configuration and class first (what a student looks for), the runtime below: the
+    # module-level code above the runtime only defines names, so it runs before them.
+    parts = [header, string.Template(a.PART_1).substitute(config=py_literal(config),
+                                                          combine_note=combine_note),
+             a.PART_1_CLASS]
     if user_combiner:
         parts.append(a.COMBINER_LOADER)
     parts.append(string.Template(a.LOAD_ENSEMBLE).substitute(
         method_expr="_combine_method(folder)" if user_combiner else 'CONFIG["combine"]'))
-    if convert:
-        parts.append(string.Template(a.INPUT_CONVERSION).substitute(body=convert))
+    if conv:
+        parts.append(string.Template(a.INPUT_CONVERSION).substitute(
+            conversion=py_literal(conv), steps=_conversion_doc(conv)))
     template = a.ADAPTER_PATH if iface["constructor"] == "path" else a.ADAPTER_NONE
     parts.append(string.Template(template).substitute(
         class_name=iface["class_name"], method=iface["method"], dirs=dirs,
-        x_doc=_x_doc(profile), returns_doc=_returns(profile), predict_body=_predict_body(profile, bool(convert))))
+        x_doc=_x_doc(profile), returns_doc=_returns(profile), predict_body=_predict_body(profile, bool(conv))))
+    parts += [a.PART_2, runtime_source().rstrip("\n") + "\n"]
     text = "".join(parts)
     compile(text, "model.py", "exec")  # a rendering bug must never reach a zip
     return text

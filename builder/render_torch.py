@@ -7,16 +7,15 @@ adapter classes as a TensorFlow submission. Plain text; nothing here imports tor
 
 import string
 import textwrap
-from importlib import resources
 
 from .. import __version__
 from . import render as R
 
 
 def runtime_torch_source():
-    """The torch runtime module's source, exactly as shipped."""
-    return resources.files("leafsub.submission_template").joinpath(
-        "runtime_torch.py").read_text(encoding="utf-8")
+    """The torch runtime as ``model.py`` holds it: spec.py, then runtime_torch.py without
+    its spec import (``render.runtime_source``)."""
+    return R.runtime_source("runtime_torch.py")
 
 
 def _x_doc(profile):

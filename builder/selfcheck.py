@@ -18,10 +18,11 @@ import numpy as np
 
 from .. import tflog
 from ..errors import CheckFailed
+from ..submission_template.spec import MODES
 
 CHILD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "selfcheck_child.py")
 # The standard preprocessings the child tries on a member whose goldens fail (the hint).
-HINT_MODES = ("caffe", "tf", "torch", "rescale", "none")
+HINT_MODES = tuple(mode for mode in MODES if mode != "affine")
 
 
 @dataclasses.dataclass
@@ -65,9 +66,12 @@ def run_child(staging, profile, member_probes, probe_path, reference, timeout=No
         from importlib import resources
         framework = profile.get("framework", "tensorflow")
         runtime_file = "runtime_torch.py" if framework == "torch" else "runtime.py"
-        with resources.as_file(resources.files("leafsub.submission_template").joinpath(
-                runtime_file)) as source:
-            shutil.copyfile(source, os.path.join(work, "leafsub_runtime.py"))
+        # leafsub_runtime (the framework's ops) imports leafsub_spec (TF-free constants,
+        # the platform-input conversion).
+        for name, target in ((runtime_file, "leafsub_runtime.py"), ("spec.py", "leafsub_spec.py")):
+            with resources.as_file(resources.files("leafsub.submission_template").joinpath(
+                    name)) as source:
+                shutil.copyfile(source, os.path.join(work, target))
         result = os.path.join(work, "result")
         request = {
             "folder": os.path.abspath(staging), "module": iface["module"],

@@ -33,11 +33,12 @@ import traceback
 sys.dont_write_bytecode = True
 
 
-def _leafsub_runtime():
+def _leafsub_module(name):
+    """``leafsub_runtime`` or ``leafsub_spec``, copied next to this file."""
     here = os.path.dirname(os.path.abspath(__file__))
     sys.path.insert(0, here)
     try:
-        return importlib.import_module("leafsub_runtime")
+        return importlib.import_module(name)
     finally:
         sys.path.remove(here)
 
@@ -132,17 +133,17 @@ def main(request_path):
         info["stage"] = "predict"
         with np.load(req["probe"]) as probe:
             images = probe["images"]
-        # The probe batch is RGB 0-255; the platform feeds its own range and channel order.
-        lo, hi = req["range"]
-        x = images.astype(np.float64) * ((hi - lo) / 255.0) + lo
-        if req["channel_order"] == "BGR":
-            x = x[..., ::-1]
+        # The probe batch is RGB 0-255; the platform feeds its own range and channel order,
+        # converted as the evaluator's harness does (model.py's from_platform undoes it).
         if req.get("kind") == "tensor":  # not an image: fed as the platform stores it
             x = images.astype(req["dtype"])
-        elif req["dtype"] == "uint8":
-            x = np.clip(np.round(x), 0, 255).astype(np.uint8)
         else:
-            x = x.astype(np.float32)
+            spec = _leafsub_module("leafsub_spec")
+            x = spec.to_platform(images.astype(np.float32), spec.platform_input(req))
+            if req["dtype"] == "uint8":
+                x = np.clip(np.round(x), 0, 255).astype(np.uint8)
+            else:
+                x = x.astype(np.float32)
         if req.get("layout") == "NCHW":
             x = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
         batch = int(req["batch_size"])
@@ -165,7 +166,7 @@ def main(request_path):
         arrays["scores"] = np.asarray(ensemble.predict_proba(images.astype(np.float32)),
                                       dtype=np.float64)
         info["stage"] = "reference"
-        rt = _leafsub_runtime()
+        rt = _leafsub_module("leafsub_runtime")
         arrays["reference"] = np.asarray(
             _reference(rt, req["reference"], ensemble, folder).predict_proba(
                 images.astype(np.float32)), dtype=np.float64)

@@ -12,8 +12,7 @@ the wrong ``reshape`` turns them back into the right images). ``candidates(profi
 gives the table of candidate specs for a profile (``detective.CANDIDATES``' format).
 """
 
-MEAN = (0.485, 0.456, 0.406)
-STD = (0.229, 0.224, 0.225)
+from ..submission_template.spec import TORCH_MEAN_RGB as MEAN, TORCH_STD_RGB as STD
 
 
 def _normalize(unit):

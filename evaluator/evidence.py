@@ -71,12 +71,15 @@ LAYERS = (("Rescaling", LAYER % "rescaling"), ("Normalization", LAYER % "normali
 
 
 def _presets():
-    """runtime.preset (the one table of keras presets), from the copy beside the harness."""
+    """spec.preset (the one table of keras presets), from the copy beside the harness.
+
+    The TF-free spec module, not the runtime: a torch child must not import TensorFlow.
+    """
     try:
-        import leafsub_runtime
-        return leafsub_runtime.preset
+        import leafsub_spec
+        return leafsub_spec.preset
     except ImportError:  # run from a source tree: the package's own module
-        from leafsub.submission_template.runtime import preset
+        from leafsub.submission_template.spec import preset
         return preset
 
 

@@ -1,8 +1,8 @@
 """The platform's stand-in: runs a submission the way the challenge's ingestion does.
 
 Not leafsub. This script imports only the standard library, numpy and
-tensorflow (and, for the mismatch detective, ``leafsub_runtime.py``: a copy of
-leafsub's runtime module placed next to it), so that it runs under any Python
+tensorflow (and ``leafsub_spec.py``, ``leafsub_runtime.py``: copies of leafsub's
+runtime modules placed next to it), so that it runs under any Python
 with any TensorFlow 2.x (``leafsub evaluate --runtime``). For a torch profile
 (request ``framework``) it imports torch instead, never TensorFlow. The evaluator copies it
 into its temporary folder and starts it as::
@@ -419,15 +419,13 @@ class Harness:
         raise ValueError("unknown transform %r" % name)
 
     def _format(self, x, command):
-        """Scale an RGB 0-255 float batch to the profile's range, channel order and dtype."""
+        """Scale an RGB 0-255 float batch to the profile's range, channel order and dtype
+        (``to_platform``; model.py's ``from_platform`` undoes it)."""
         np = self.np
         if self.req.get("kind") == "tensor":  # a time series, features: fed as stored
             return x.astype(command["dtype"])
-        lo, hi = self.req["range"]
-        if (lo, hi) != (0, 255):
-            x = x * np.float32((hi - lo) / 255.0) + np.float32(lo)
-        if self.req.get("channel_order") == "BGR":
-            x = np.ascontiguousarray(x[..., ::-1])
+        spec = _import_beside("leafsub_spec")
+        x = spec.to_platform(x, spec.platform_input(self.req))
         if command["dtype"] == "uint8":
             return np.clip(np.round(x), 0, 255).astype(np.uint8)
         return x.astype(np.float32, copy=False)
@@ -597,6 +595,16 @@ def main(request_path, reply_fd, command_fd):
     proto.close()
     # The submission may have started threads that never end: leave at once.
     os._exit(0)
+
+
+def _import_beside(name):
+    """A leafsub module copied next to this file (``leafsub_spec``: the platform's input)."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    sys.path.insert(0, here)
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.path.remove(here)
 
 
 if __name__ == "__main__":

@@ -30,7 +30,11 @@ from .. import tflog
 HERE = os.path.dirname(os.path.abspath(__file__))
 HARNESS = os.path.join(HERE, "harness.py")
 EVIDENCE = os.path.join(HERE, "evidence.py")   # the detective's model-file reader, for the child
-RUNTIME = os.path.join(HERE, os.pardir, "submission_template", "runtime.py")
+TEMPLATES = os.path.join(HERE, os.pardir, "submission_template")
+# What the harness may import, copied next to it: the framework's runtime (for the mismatch
+# detective's named transforms) and the TF-free spec part it imports (the platform-input
+# conversion, the constants, the presets the evidence reader maps bases to).
+RUNTIME_FILES = {"tensorflow": "runtime.py", "torch": "runtime_torch.py"}
 
 POLL_S = 0.1
 SCAN_S = 0.25
@@ -40,12 +44,21 @@ OUTPUT_LIMIT = 64 * 1024 * 1024
 MAX_PROCESSES = 64
 
 
-def _runtime_source():
+def _template_file(name):
     from importlib import resources
     try:
-        return resources.files("leafsub.submission_template").joinpath("runtime.py")
+        return resources.files("leafsub.submission_template").joinpath(name)
     except ModuleNotFoundError:  # running from a source tree that is not installed
-        return RUNTIME
+        return os.path.join(TEMPLATES, name)
+
+
+def copy_runtime(folder, framework="tensorflow"):
+    """Copy the runtime modules into ``folder`` under the names the harness imports."""
+    from importlib import resources
+    for name, target in ((RUNTIME_FILES[framework], "leafsub_runtime.py"),
+                         ("spec.py", "leafsub_spec.py")):
+        with resources.as_file(_template_file(name)) as source:
+            shutil.copyfile(source, os.path.join(folder, target))
 
 
 class ChildStopped(Exception):
@@ -233,9 +246,7 @@ class Child:
         os.makedirs(bindir, exist_ok=True)
         script = os.path.join(bindir, "harness.py")
         shutil.copyfile(HARNESS, script)
-        from importlib import resources
-        with resources.as_file(_runtime_source()) as source:
-            shutil.copyfile(source, os.path.join(bindir, "leafsub_runtime.py"))
+        copy_runtime(bindir, self.request.get("framework", "tensorflow"))
         shutil.copyfile(EVIDENCE, os.path.join(bindir, "leafsub_evidence.py"))
         request_path = os.path.join(bindir, "request.json")
         with open(request_path, "w", encoding="utf-8") as f:

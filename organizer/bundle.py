@@ -423,6 +423,8 @@ def make_bundle(profile=None, data=None, phases=None, output="competition.zip", 
                         os.path.join(stage, "ingestion_program", "ingestion.py"))
         shutil.copyfile(os.path.join(EVALUATOR, "harness.py"),
                         os.path.join(stage, "ingestion_program", "harness.py"))
+        shutil.copyfile(os.path.join(HERE, os.pardir, "submission_template", "spec.py"),
+                        os.path.join(stage, "ingestion_program", "leafsub_spec.py"))
         put("scoring_program/metadata.yaml", _dump_yaml({"command": SCORING_COMMAND}))
         put("scoring_program/protocol.json", proto_text)
         shutil.copyfile(os.path.join(HERE, "scoring.py"),

@@ -1,15 +1,17 @@
 """Templates of the parts of ``model.py`` around the runtime module.
 
 ``leafsub build`` (``builder/render.py``) assembles a submission's ``model.py``
-from these pieces:
+from these pieces, in the order a student reads them:
 
   HEADER              the docstring a student reads first
-  runtime.py          verbatim (PART 1)
-  CONFIG = {...}      this build's settings (PART 2)
-  ADAPTER_*           the class the platform calls (PART 3), for the profile's
+  CONFIG = {...}      this build's settings (PART 1)
+  ADAPTER_*           the class the platform calls (PART 1), for the profile's
                       constructor: "path" -> ``model(path)`` (AN2DL 2021-2023,
                       generic), "none" -> ``Model()`` (AN2DL 2024)
+  spec.py, runtime.py verbatim (PART 2), but for runtime.py's import of spec.py
 
+The class comes before the runtime it uses: Python looks names up when the
+class is instantiated, and the module-level code of PART 1 only defines names.
 Placeholders are ``string.Template`` fields (``$name``); the rendered file
 contains only what the build uses (no input conversion when the platform
 already feeds RGB 0-255, no combiner import for a built-in combiner).
@@ -32,14 +34,14 @@ What ``$method(X)`` does with a batch of $samples:
 
 $steps
 
-The file has three parts:
+The file has two parts:
 
-  PART 1  leafsub's runtime module: preprocessing, test-time augmentation
-          (TTA) and ensembling. A verbatim copy of
-          leafsub/submission_template/runtime.py; leafsub's own checks run the
-          same code, so there is no second implementation to drift.
-  PART 2  CONFIG: this build's settings (models, preprocessing, TTA, combiner).
-  PART 3  the class the platform calls.
+  PART 1  CONFIG, this build's settings (models, preprocessing, TTA, combiner),
+          and the class the platform calls.
+  PART 2  leafsub's runtime: preprocessing, test-time augmentation (TTA) and
+          ensembling. A verbatim copy of leafsub/submission_template/spec.py
+          and runtime.py; leafsub's own checks run the same code, so there is
+          no second implementation to drift.
 
 It imports only the standard library, numpy and tensorflow, and loads the
 models with ``tf.saved_model.load`` (no Keras needed: works under Keras 2 and
@@ -48,15 +50,9 @@ Keras 3 alike).
 '''
 
 PART_1 = '''
-# =============================================================================
-# PART 1: leafsub runtime (verbatim copy of leafsub/submission_template/runtime.py)
-# =============================================================================
-'''
-
-PART_2 = '''
 
 # =============================================================================
-# PART 2: this build's configuration
+# PART 1: this build's configuration, and the class the platform calls
 # =============================================================================
 # members     one entry per model folder: its preprocessing, input size and
 #             what its last layer outputs (probabilities or logits)
@@ -67,14 +63,19 @@ PART_2 = '''
 CONFIG = $config
 '''
 
-PART_3 = '''
-
-# =============================================================================
-# PART 3: the class the platform calls
-# =============================================================================
+# Member, Ensemble, np, tf, from_platform: defined in PART 2, looked up when called.
+PART_1_CLASS = '''
 import os
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+'''
+
+PART_2 = '''
+
+# =============================================================================
+# PART 2: leafsub's runtime, verbatim (leafsub/submission_template/spec.py, then
+# runtime.py; the names the class above uses are defined here)
+# =============================================================================
 '''
 
 # A user combiner "module:function": the module file sits next to model.py.
@@ -116,10 +117,16 @@ def _load_ensemble(folder):
 # Only rendered when the platform does not feed RGB 0-255.
 INPUT_CONVERSION = '''
 
+# How the platform's batches differ from the runtime's RGB 0-255 (spec.platform_input).
+PLATFORM_INPUT = $conversion
+
+
 def _as_rgb_0_255(X):
-    """The platform's batch as the runtime expects it: RGB values in 0-255."""
-    x = tf.cast(tf.convert_to_tensor(X), tf.float32)
-$body    return x
+    """The platform's batch as the runtime expects it: RGB values in 0-255.
+
+    ``from_platform`` (PART 2) undoes PLATFORM_INPUT; for this platform:
+$steps    """
+    return from_platform(tf.cast(tf.convert_to_tensor(X), tf.float32), PLATFORM_INPUT)
 '''
 
 ADAPTER_PATH = '''

@@ -1,13 +1,16 @@
-"""leafsub runtime: preprocessing, test-time augmentation (TTA) and ensembling.
+"""leafsub runtime: preprocessing, test-time augmentation (TTA) and ensembling (TF ops).
 
 This module is the single source of truth for what happens to an image between
 the platform's ``predict(X)`` call and the model. ``leafsub build`` copies this
-file's source, unchanged, into the submission's ``model.py``; leafsub's own
+file's source into the submission's ``model.py``, unchanged but for the spec
+import (spec.py's text precedes it there); leafsub's own
 checks (export goldens, build self-check, the evaluator's mismatch detective)
 import the very same module. There is never a second implementation to drift.
 
 It imports only the standard library, numpy and tensorflow, because that is all
-a submission can count on having on the platform.
+a submission can count on having on the platform. The spec part (modes, constants,
+presets, ``validate_spec``, the platform-input conversion) is ``spec.py``, free of
+TensorFlow so that ``leafsub build`` can import it; this module re-exports it.
 
 Conventions:
   * Images enter as a batch ``[N, H, W, C]`` of RGB values in the 0-255 range,
@@ -27,96 +30,12 @@ Conventions:
 import numpy as np
 import tensorflow as tf
 
-# Keras-applications constants (keras/src/applications/imagenet_utils.py).
-CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
-TORCH_MEAN_RGB = (0.485, 0.456, 0.406)
-TORCH_STD_RGB = (0.229, 0.224, 0.225)
-
-MODES = ("caffe", "tf", "torch", "rescale", "none", "affine")
-RESIZE_METHODS = ("bilinear", "nearest", "bicubic", "area")
-
-# What keras.applications.<arch>.preprocess_input does, by architecture name.
-# "none" means the model carries its own Rescaling/Normalization layers.
-PRESETS = {
-    "vgg16": "caffe", "vgg19": "caffe",
-    "resnet50": "caffe", "resnet101": "caffe", "resnet152": "caffe",
-    "resnet": "caffe",
-    "resnet50v2": "tf", "resnet101v2": "tf", "resnet152v2": "tf",
-    "resnet_v2": "tf",
-    "inception_v3": "tf", "inception_resnet_v2": "tf", "xception": "tf",
-    "mobilenet": "tf", "mobilenet_v2": "tf", "nasnet": "tf",
-    "mobilenet_v3": "none",
-    "densenet": "torch", "densenet121": "torch", "densenet169": "torch",
-    "densenet201": "torch",
-    "efficientnet": "none", "efficientnet_v2": "none",
-    "convnext": "none", "regnet": "none",
-}
-
-TTA_VIEWS = (
-    "identity", "hflip", "vflip", "rot90", "rot180", "rot270",
-    "crop_center", "crop_tl", "crop_tr", "crop_bl", "crop_br",
-)
-# Crops keep this fraction of each side, then are resized back.
-CROP_FRACTION = 0.875
-# TTA stacks k views of a batch into one batch of k x N images; a call that large is
-# slower per image than k calls on N for cheap models (MobileNetV2 at 96x96: one call on
-# 256 images costs 1.23 x eight calls on 32, one on 64 the same as two on 32), so the
-# stacked batch goes to the model in slices of N images, never fewer than this.
-MIN_CALL_BATCH = 64
-
-COMBINERS = ("mean", "weighted", "geometric", "vote")
-
-
-def preset(arch):
-    """Return the preprocessing mode keras.applications uses for ``arch``.
-
-    Args:
-      arch: an architecture name such as ``"resnet50"`` or ``"EfficientNetB4"``
-        (case and a trailing size/variant suffix are ignored).
-
-    Returns:
-      One of ``MODES``.
-
-    Example:
-      >>> preset("ResNet50")
-      'caffe'
-    """
-    key = str(arch).strip().lower().replace("-", "_")
-    if key in PRESETS:
-        return PRESETS[key]
-    # EfficientNetB4 -> efficientnet, ConvNeXtTiny -> convnext, DenseNet121 -> densenet
-    for name in sorted(PRESETS, key=len, reverse=True):
-        if key.startswith(name):
-            return PRESETS[name]
-    raise ValueError(
-        "Unknown architecture %r for a preprocessing preset; known: %s. "
-        "Declare the mode explicitly instead." % (arch, ", ".join(sorted(PRESETS))))
-
-
-def validate_spec(spec):
-    """Check a preprocessing spec and return a normalised copy.
-
-    Raises:
-      ValueError naming the bad field and the allowed values.
-    """
-    if not isinstance(spec, dict):
-        raise ValueError("preprocessing spec must be a dict, got %r" % (spec,))
-    mode = spec.get("mode")
-    if mode not in MODES:
-        raise ValueError("preprocessing mode %r is not one of %s" % (mode, ", ".join(MODES)))
-    method = spec.get("resize_method", "bilinear")
-    if method not in RESIZE_METHODS:
-        raise ValueError("resize_method %r is not one of %s" % (method, ", ".join(RESIZE_METHODS)))
-    out = {"mode": mode, "resize_method": method, "scale": None, "offset": None}
-    if mode == "affine":
-        for key in ("scale", "offset"):
-            value = spec.get(key)
-            if not isinstance(value, (list, tuple)) or not value or not all(
-                    isinstance(v, (int, float)) for v in value):
-                raise ValueError(
-                    "affine preprocessing needs %r as a list of 1 or 3 numbers, got %r" % (key, value))
-            out[key] = [float(v) for v in value]
-    return out
+# --- leafsub: spec import --- (model.py holds spec.py's text just above instead)
+try:
+    from .spec import *  # noqa: F401,F403  (leafsub.submission_template.spec)
+except ImportError:  # a copy beside leafsub_spec.py: the evaluator's child, the self-check
+    from leafsub_spec import *  # noqa: F401,F403
+# --- end of the spec import ---
 
 
 def _as_float_batch(images):

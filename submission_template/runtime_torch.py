@@ -33,21 +33,14 @@ import warnings
 import numpy as np
 import torch
 
-CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
-TORCH_MEAN_RGB = (0.485, 0.456, 0.406)
-TORCH_STD_RGB = (0.229, 0.224, 0.225)
+# --- leafsub: spec import --- (model.py holds spec.py's text just above instead)
+try:
+    from .spec import *  # noqa: F401,F403  (leafsub.submission_template.spec)
+except ImportError:  # a copy beside leafsub_spec.py: the evaluator's child, the self-check
+    from leafsub_spec import *  # noqa: F401,F403
+# --- end of the spec import ---
 
-MODES = ("caffe", "tf", "torch", "rescale", "none", "affine")
-RESIZE_METHODS = ("bilinear", "nearest", "bicubic", "area")
 LAYOUTS = ("NCHW", "NHWC")
-
-TTA_VIEWS = (
-    "identity", "hflip", "vflip", "rot90", "rot180", "rot270",
-    "crop_center", "crop_tl", "crop_tr", "crop_bl", "crop_br",
-)
-CROP_FRACTION = 0.875
-
-COMBINERS = ("mean", "weighted", "geometric", "vote")
 
 
 def _size_pair(value, field):
@@ -365,7 +358,12 @@ def load_torchscript(path, layout="NCHW"):
 class Member:
     """One model of a submission: its TorchScript file, preprocessing and output kind."""
 
-    def __init__(self, path, preprocess_spec, input_size, output_kind):
+    def __init__(self, path, preprocess_spec, input_size, output_kind, input_shape=None):
+        # input_shape: the shared adapter passes it (set for a non-image Keras member); a
+        # torch member takes images only (torch-generic), so it must be None here.
+        if input_shape is not None:
+            raise ValueError("a torch member takes image batches; input_shape=%r is for a "
+                             "non-image (Keras) member" % (input_shape,))
         self.path = path
         self.spec = validate_spec(preprocess_spec)
         self.input_size = tuple(input_size)
