@@ -31,12 +31,12 @@ import numpy as np
 from .. import __version__
 from ..card import hash_tree, write_card
 from ..errors import CheckFailed, UsageError
+from ..submission_template.spec import TORCH_MEAN_RGB as IMAGENET_MEAN
+from ..submission_template.spec import TORCH_STD_RGB as IMAGENET_STD
 from .export import (DEFAULT_PROBE_COUNT, DEFAULT_TOLERANCE, FIDELITY_TOLERANCE, PROBE_FILE,
                      ExportResult, check_class_names, output_kind, replace_dir, synthetic_probe)
 
 TORCHSCRIPT_DIR = "torchscript"
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 SUPPORTED = ("ToTensor", "Normalize", "Resize", "CenterCrop")
 
 
