@@ -16,7 +16,7 @@ import leafsub
 from conftest import run_cli
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-STEPS = ("exporter",)
+STEPS = ("exporter", "builder")
 
 
 def _modules(folder):
@@ -77,7 +77,8 @@ def test_no_module_of_exporter_or_builder_takes_a_private_name_from_another():
             with open(os.path.join(ROOT, path), encoding="utf-8") as f:
                 offenders += ["%s:%d %s" % (path, line, name)
                               for line, name in private_names_taken(f.read(), path)]
-    assert {"exporter/export.py", "exporter/export_torch.py"} <= set(scanned)
+    assert {"exporter/export_torch.py", "builder/build.py", "builder/render_torch.py"} <= set(
+        scanned)
     assert offenders == []
 
 
@@ -110,6 +111,10 @@ def test_each_steps_command_bodies_sit_in_its_commands_module():
 
     assert [(c.name, c.callback.__module__) for c in exporter_commands.COMMANDS] == [
         ("export", "leafsub.exporter.commands"), ("card", "leafsub.exporter.commands")]
+    from leafsub.builder import commands as builder_commands
+
+    assert [(c.name, c.callback.__module__) for c in builder_commands.COMMANDS] == [
+        ("build", "leafsub.builder.commands")]
     from leafsub.tools import commands as tools_commands
 
     assert [c.callback.__module__ for c in tools_commands.COMMANDS] == [
