@@ -87,10 +87,10 @@ def render_model_py_torch(profile, members, tta, combine, weights, chunk_size,
         profile=R.docsafe(profile["name"]), version=version, usage=usage,
         method=iface["method"], steps=R.steps_doc(profile, members, tta, combine, weights))
     combine_note = " (here: your module:function)" if user_combiner else ""
-    parts = [header, AT.PART_1, runtime_torch_source().rstrip("\n") + "\n",
-             string.Template(A.PART_2).substitute(config=R.py_literal(config),
-                                                  combine_note=combine_note),
-             A.PART_3]
+    # The same order as a TensorFlow model.py: configuration and class first, runtime below.
+    parts = [header, string.Template(A.PART_1).substitute(config=R.py_literal(config),
+                                                          combine_note=combine_note),
+             A.PART_1_CLASS]
     if user_combiner:
         parts.append(A.COMBINER_LOADER)
     parts.append(string.Template(A.LOAD_ENSEMBLE).substitute(
@@ -103,6 +103,7 @@ def render_model_py_torch(profile, members, tta, combine, weights, chunk_size,
         x_doc=_x_doc(profile), returns_doc=R.output_doc(profile).replace("tf.Tensor",
                                                                       "torch.Tensor"),
         predict_body=_predict_body(profile, bool(convert))))
+    parts += [AT.PART_2, runtime_torch_source().rstrip("\n") + "\n"]
     text = "".join(parts)
     compile(text, "model.py", "exec")  # a rendering bug must never reach a zip
     return text

@@ -1,7 +1,148 @@
-"""Commands of the evaluation step (evaluate, compare, runtimes), registered by leafsub.cli."""
+"""Commands of the evaluation step (evaluate, compare, runtimes), registered by leafsub.cli.
 
-from .evaluate import evaluate_command
-from .compare import compare_command
-from .runtimes import runtimes_command
+Each command is a thin shell over its Python API function (``evaluate.evaluate``,
+``compare.compare``, ``runtimes.list_runtimes`` / ``remove_runtime``): it reads the
+options, calls the function, prints what the terminal shows (``terminal.py``) and exits
+with the result's code.
+"""
+
+import sys
+
+import click
+
+from .compare import ALPHA, compare
+from .compare import format_text as format_comparison
+from .evaluate import evaluate
+from .runtimes import list_runtimes, remove_runtime, runtimes_dir
+from .terminal import format_evaluation, use_color
+
+
+@click.command("evaluate")
+@click.argument("submission", type=click.Path(dir_okay=True))
+@click.option("--data", "data", multiple=True, required=True, metavar="DATA",
+              help="Labelled images: a folder of class sub-folders, an .npz or an .h5. Repeat "
+                   "for several phases.")
+@click.option("--profile", default=None, help="Challenge profile: a built-in name (an2dl-2022 "
+              "by default) or a JSON file.")
+@click.option("--runtime", default=None, metavar="tensorflow==X.Y.Z",
+              help="Run the submission under this TensorFlow (a cached virtual environment, "
+                   "created on first use); torch==X.Y.Z for a torch profile.")
+@click.option("--python", "python", default=None, type=click.Path(),
+              help="Run the submission with this Python interpreter (it needs numpy and "
+                   "tensorflow, or torch for a torch profile).")
+@click.option("--batch-size", type=int, default=None, help="Images per predict() call "
+              "(default: the profile's).")
+@click.option("--time-limit", type=float, default=None, help="Seconds for the whole replay "
+              "(default: the profile's).")
+@click.option("--memory-limit", type=int, default=None, help="MB of memory for the submission's "
+              "process (default: the profile's).")
+@click.option("--json", "json_path", default=None, type=click.Path(dir_okay=False),
+              help="Also write the result as JSON.")
+@click.option("--html", "html_path", default=None, type=click.Path(dir_okay=False),
+              help="Also write a self-contained HTML report.")
+@click.option("--no-detective", is_flag=True, help="Skip the mismatch detective.")
+@click.option("--expect-preprocess", default=None, metavar="MODE",
+              help="The preprocessing training used (caffe, tf, torch, rescale, none): the "
+                   "mismatch detective confirms or contradicts it.")
+@click.option("--card", "card", default=None, type=click.Path(), metavar="RUN_DIR",
+              help="A run dir from 'leafsub export': its model card states the training "
+                   "preprocessing (for a hand-written zip).")
+@click.option("--no-isolation", is_flag=True, help="Run without the private network and the "
+              "read and write confinement (reported as a warning).")
+@click.option("--keep", is_flag=True, help="Keep the temporary folder, for debugging.")
+@click.option("-v", "--verbose", is_flag=True, help="List every check, passed ones included.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress messages.")
+def evaluate_command(submission, data, profile, runtime, python, batch_size, time_limit,
+                     memory_limit, json_path, html_path, no_detective, expect_preprocess, card,
+                     no_isolation, keep, verbose, quiet):
+    """Replay the platform's protocol on SUBMISSION (a zip) and score it.
+
+    Extracts the zip safely, checks its layout, runs it in a separate child
+    process as the platform does (input container, dtype, batch size; time and
+    memory limits; no network), scores it, and looks for preprocessing
+    mismatches. Exit 0: every check passed; 1: a check failed; 2: bad usage or
+    unreadable input. Every check and message: docs/verdicts.md.
+
+    \b
+    Examples:
+      leafsub evaluate submission.zip --data test.npz --html report.html
+      leafsub evaluate submission.zip --data val/ --profile an2dl-2024 --json r.json
+      leafsub evaluate submission.zip --data test.npz --runtime tensorflow==2.15.1
+    """
+    result = evaluate(submission, list(data), profile=profile, runtime=runtime, python=python,
+                      batch_size=batch_size, time_limit=time_limit, memory_limit=memory_limit,
+                      json_path=json_path, html_path=html_path, progress=not quiet,
+                      isolate=not no_isolation, detective=not no_detective, keep_workdir=keep,
+                      expect_preprocess=expect_preprocess, card=card)
+    for line in format_evaluation(result.to_dict(), color=use_color(), verbose=verbose):
+        click.echo(line)
+    for path, what in ((json_path, "JSON"), (html_path, "report")):
+        if path:
+            click.echo("%s written to %s" % (what, path))
+    if keep:
+        click.echo("temporary folder kept: %s" % result.to_dict().get("workdir"))
+    sys.exit(result.exit_code)
+
+
+@click.command("compare")
+@click.argument("a", type=click.Path(dir_okay=False))
+@click.argument("b", type=click.Path(dir_okay=False))
+@click.option("--data", required=True, help="Labelled data: folder of class sub-folders, .npz or .h5.")
+@click.option("--profile", default=None, help="Challenge profile name or JSON file (as for evaluate).")
+@click.option("--runtime", default=None, help="Replay with this TensorFlow, e.g. tensorflow==2.15.1.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
+              help="Also write the comparison as JSON here.")
+@click.option("--n-boot", default=2000, show_default=True, help="Bootstrap resamples for the interval.")
+@click.option("--seed", default=0, show_default=True, help="Seed of the bootstrap.")
+@click.option("--level", default=0.95, show_default=True, help="Confidence level of the interval.")
+@click.option("--alpha", default=ALPHA, show_default=True, help="Significance level of the verdict.")
+def compare_command(a, b, data, profile, runtime, json_path, n_boot, seed, level, alpha):
+    """Is submission B better than A on DATA, or is the difference noise?
+
+    \b
+    Replays both zips on the same labelled images, then reports the accuracy of each,
+    the difference B - A with a paired bootstrap interval, McNemar's exact test on the
+    images where exactly one of them is right, and the change per class.
+    Exit codes: 0 the comparison ran (whatever it found), 1 a submission produced no
+    predictions, 2 bad usage or unreadable input.
+    """
+    kwargs = {"runtime": runtime} if runtime else {}
+    result = compare(a, b, data, profile=profile, n_boot=n_boot, seed=seed, level=level, alpha=alpha,
+                     json_path=json_path, **kwargs)
+    click.echo(format_comparison(result.to_dict(), color=use_color()))
+    if json_path:
+        click.echo("JSON written to %s" % json_path)
+    return result.exit_code
+
+
+@click.command("runtimes")
+@click.option("--remove", "remove", default=None, metavar="tensorflow==X.Y.Z",
+              help="Delete this cached runtime (and any unfinished build of it).")
+def runtimes_command(remove):
+    """List the cached TensorFlow runtimes that 'evaluate --runtime' created, or remove one.
+
+    They live in ~/.cache/leafsub/runtimes (or $LEAFSUB_CACHE/runtimes); each is a
+    virtual environment of about 1.7 GB.
+    """
+    if remove:
+        path = remove_runtime(remove)
+        click.echo("removed %s" % path if path else "no cached runtime for %s" % remove)
+        return
+    found = list_runtimes()
+    if not found:
+        click.echo("No cached runtimes in %s. 'leafsub evaluate --runtime tensorflow==2.15.1' "
+                   "creates one." % runtimes_dir())
+        return
+    click.echo("Cached runtimes in %s:" % runtimes_dir())
+    for r in found:
+        if r["complete"] and r.get("torch"):
+            click.echo("  %-24s torch %s, Python %s, numpy %s" % (
+                r.get("spec", r["name"]), r.get("torch"), r.get("python"), r.get("numpy")))
+        elif r["complete"]:
+            click.echo("  %-24s TensorFlow %s, Python %s, numpy %s" % (
+                r.get("spec", r["name"]), r.get("tensorflow"), r.get("python"), r.get("numpy")))
+        else:
+            click.echo("  %-24s unfinished (rebuilt on next use; --remove deletes it)" % r["name"])
+
 
 COMMANDS = [evaluate_command, compare_command, runtimes_command]

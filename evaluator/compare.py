@@ -16,7 +16,6 @@ ran, 2 on bad input, 1 when a submission could not produce predictions at all.
 """
 
 import os
-import sys
 
 import click
 import numpy as np
@@ -262,13 +261,6 @@ def compare(a, b, data, profile=None, n_boot=2000, seed=0, level=0.95, alpha=ALP
 
 # --------------------------------------------------------------------------- terminal output
 
-def _use_color(stream=None):
-    stream = stream or sys.stdout
-    if "NO_COLOR" in os.environ:   # https://no-color.org: present, whatever its value
-        return False
-    return hasattr(stream, "isatty") and stream.isatty() and os.environ.get("TERM") != "dumb"
-
-
 def _style(text, color, fg=None, bold=False):
     return click.style(text, fg=fg, bold=bold) if color and (fg or bold) else text
 
@@ -350,34 +342,3 @@ def format_text(d, color=False, width=80):
 def _wrap(text, width):
     import textwrap
     return "\n".join(textwrap.wrap(text, width))
-
-
-@click.command("compare")
-@click.argument("a", type=click.Path(dir_okay=False))
-@click.argument("b", type=click.Path(dir_okay=False))
-@click.option("--data", required=True, help="Labelled data: folder of class sub-folders, .npz or .h5.")
-@click.option("--profile", default=None, help="Challenge profile name or JSON file (as for evaluate).")
-@click.option("--runtime", default=None, help="Replay with this TensorFlow, e.g. tensorflow==2.15.1.")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
-              help="Also write the comparison as JSON here.")
-@click.option("--n-boot", default=2000, show_default=True, help="Bootstrap resamples for the interval.")
-@click.option("--seed", default=0, show_default=True, help="Seed of the bootstrap.")
-@click.option("--level", default=0.95, show_default=True, help="Confidence level of the interval.")
-@click.option("--alpha", default=ALPHA, show_default=True, help="Significance level of the verdict.")
-def compare_command(a, b, data, profile, runtime, json_path, n_boot, seed, level, alpha):
-    """Is submission B better than A on DATA, or is the difference noise?
-
-    \b
-    Replays both zips on the same labelled images, then reports the accuracy of each,
-    the difference B - A with a paired bootstrap interval, McNemar's exact test on the
-    images where exactly one of them is right, and the change per class.
-    Exit codes: 0 the comparison ran (whatever it found), 1 a submission produced no
-    predictions, 2 bad usage or unreadable input.
-    """
-    kwargs = {"runtime": runtime} if runtime else {}
-    result = compare(a, b, data, profile=profile, n_boot=n_boot, seed=seed, level=level, alpha=alpha,
-                     json_path=json_path, **kwargs)
-    click.echo(format_text(result.to_dict(), color=_use_color()))
-    if json_path:
-        click.echo("JSON written to %s" % json_path)
-    return result.exit_code

@@ -35,8 +35,6 @@ import sys
 import tempfile
 import time
 
-import click
-
 from ..errors import UsageError
 
 MARKER = "leafsub-runtime.json"
@@ -552,33 +550,3 @@ def remove_runtime(spec):
     with _Lock(os.path.join(root, ".lock-" + name), lambda *_: None, "creating " + name):
         _remove_leftovers(root, name, folder)
     return folder if existed else None
-
-
-@click.command("runtimes")
-@click.option("--remove", "remove", default=None, metavar="tensorflow==X.Y.Z",
-              help="Delete this cached runtime (and any unfinished build of it).")
-def runtimes_command(remove):
-    """List the cached TensorFlow runtimes that 'evaluate --runtime' created, or remove one.
-
-    They live in ~/.cache/leafsub/runtimes (or $LEAFSUB_CACHE/runtimes); each is a
-    virtual environment of about 1.7 GB.
-    """
-    if remove:
-        path = remove_runtime(remove)
-        click.echo("removed %s" % path if path else "no cached runtime for %s" % remove)
-        return
-    found = list_runtimes()
-    if not found:
-        click.echo("No cached runtimes in %s. 'leafsub evaluate --runtime tensorflow==2.15.1' "
-                   "creates one." % runtimes_dir())
-        return
-    click.echo("Cached runtimes in %s:" % runtimes_dir())
-    for r in found:
-        if r["complete"] and r.get("torch"):
-            click.echo("  %-24s torch %s, Python %s, numpy %s" % (
-                r.get("spec", r["name"]), r.get("torch"), r.get("python"), r.get("numpy")))
-        elif r["complete"]:
-            click.echo("  %-24s TensorFlow %s, Python %s, numpy %s" % (
-                r.get("spec", r["name"]), r.get("tensorflow"), r.get("python"), r.get("numpy")))
-        else:
-            click.echo("  %-24s unfinished (rebuilt on next use; --remove deletes it)" % r["name"])

@@ -22,15 +22,16 @@ What ``$method(X)`` does with a batch of images:
 
 $steps
 
-The file has three parts:
+The file has two parts:
 
-  PART 1  leafsub's torch runtime module: preprocessing (torchvision's
+  PART 1  CONFIG: this build's settings (models, preprocessing, TTA, combiner),
+          and the class the platform calls.
+  PART 2  leafsub's torch runtime: preprocessing (torchvision's
           ToTensor/Normalize/Resize/CenterCrop as plain arithmetic),
           test-time augmentation (TTA) and ensembling. A verbatim copy of
-          leafsub/submission_template/runtime_torch.py; leafsub's own checks
-          run the same code, so there is no second implementation to drift.
-  PART 2  CONFIG: this build's settings (models, preprocessing, TTA, combiner).
-  PART 3  the class the platform calls.
+          leafsub/submission_template/spec.py and runtime_torch.py; leafsub's
+          own checks run the same code, so there is no second implementation
+          to drift.
 
 It imports only the standard library, numpy and torch (no torchvision), and
 loads the models with ``torch.jit.load`` (TorchScript: the models' Python
@@ -38,9 +39,11 @@ classes are not needed).
 """
 '''
 
-PART_1 = '''
+PART_2 = '''
+
 # =============================================================================
-# PART 1: leafsub runtime (verbatim copy of leafsub/submission_template/runtime_torch.py)
+# PART 2: leafsub's torch runtime, verbatim (leafsub/submission_template/spec.py,
+# then runtime_torch.py; the names the class above uses are defined here)
 # =============================================================================
 '''
 

@@ -12,6 +12,7 @@ import pytest
 from conftest import run_cli
 from leafsub.errors import CheckFailed, UsageError
 from leafsub.evaluator import compare as C
+from leafsub.evaluator.terminal import use_color
 
 NAMES = ["healthy", "unhealthy"]
 
@@ -103,9 +104,9 @@ def test_no_color_is_respected(monkeypatch):
             return True
     monkeypatch.delenv("NO_COLOR", raising=False)
     monkeypatch.setenv("TERM", "xterm")
-    assert C._use_color(Tty())
+    assert use_color(Tty())
     monkeypatch.setenv("NO_COLOR", "")
-    assert not C._use_color(Tty())
+    assert not use_color(Tty())
 
 
 def test_format_p():
