@@ -63,7 +63,8 @@ print("LEAFSUB-BENCH " + json.dumps({
 '''
 
 # What-if: the zip part of a build (the size estimate's plan, plan, write) with another
-# AUTO_MIN_SAVING, without TensorFlow. Same calls as builder/build.py, steps 3 and 6.
+# AUTO_MIN_SAVING, without TensorFlow. Same calls as the build's steps 3 and 6
+# (builder/sizelimit.py, builder/staging.py).
 WRITER_CHILD = r'''
 import dataclasses, json, resource, sys, time
 t0 = time.perf_counter()

@@ -1,6 +1,105 @@
-"""Commands of the training-side steps (export, build), registered by leafsub.cli."""
+"""Commands of the build step (build), registered by leafsub.cli.
 
-from .export import card_command, export_command
-from .build import build_command
+``leafsub build`` is a thin shell over :func:`leafsub.builder.build.build`, plus the
+terminal summary of what it built.
+"""
 
-COMMANDS = [export_command, card_command, build_command]
+import click
+
+from . import zipwrite
+from .build import build
+from .sizelimit import mb
+
+
+def _print_summary(result):
+    click.echo("built %s for profile %s" % (result.path, result.profile))
+    click.echo("  sha256 %s" % result.sha256)
+    desc = "%d model%s, TTA %s" % (len(result.members), "" if len(result.members) == 1 else "s",
+                                   "+".join(result.tta))
+    if len(result.members) > 1:
+        desc += ", combine %s" % result.combine
+        if result.weights is not None:
+            desc += " (weights %s)" % ", ".join("%g" % w for w in result.weights)
+    click.echo("  %s" % desc)
+    width = max(len(m["dir"]) for m in result.members)
+    for m in result.members:
+        size = ("%dx%d" % tuple(m["input_size"]) if m["input_size"] else
+                "x".join(map(str, m["input_shape"])))
+        click.echo("  %-*s  %-16s %9s %-8s %10s  (in the zip %s)" % (
+            width, m["dir"], m["name"][:16], size, m["preprocess"]["mode"], mb(m["bytes"]),
+            mb(m["zip_bytes"])))
+    other = sum(f["zip_bytes"] for f in result.files)
+    click.echo("  %-*s  %s  %s" % (width, "other", ", ".join(f["name"] for f in result.files),
+                                   mb(other)))
+    click.echo("  total %s of %s allowed (%.1f %%), %d entries, compression %s (%d deflated)" % (
+        mb(result.size_bytes), mb(result.limit_bytes),
+        100.0 * result.size_bytes / result.limit_bytes, result.compression["entries"],
+        result.compression["policy"], result.compression["deflated_entries"]))
+    click.echo("self-check (rendered model.py in a fresh Python process):")
+    for check in result.checks:
+        click.echo("  %-4s %s: %s" % (check["status"], check["name"], check["detail"]))
+    click.echo("  timing: %s" % ", ".join("%s %.1f s" % (k[:-2], v)
+                                          for k, v in result.timing.items()))
+    for note in result.notes:
+        click.echo("note: %s" % note, err=True)
+
+
+@click.command("build")
+@click.option("--models", "-m", "models", required=True, multiple=True,
+              metavar="RUN_DIR[,RUN_DIR...]",
+              help="Run dirs written by 'leafsub export', in ensemble order (comma-separated or "
+                   "repeated).")
+@click.option("--weights", metavar="W1,W2,...",
+              help="One weight per model (normalised); implies --combine weighted.")
+@click.option("--combine", metavar="METHOD",
+              help="mean (default), weighted, geometric, vote, or MODULE:FUNCTION: your own "
+                   "f(probabilities, weights) -> [N, C] scores in MODULE.py (current folder), "
+                   "copied next to model.py.")
+@click.option("--tta", metavar="VIEW[,VIEW...]",
+              help="Test-time augmentation views, averaged per model: identity, hflip, vflip, "
+                   "rot90, rot180, rot270, crop_center, crop_tl, crop_tr, crop_bl, crop_br "
+                   "(default identity).")
+@click.option("--preprocess", metavar="MODE[,MODE...]",
+              help="Override the cards' preprocessing, one per model: caffe, tf, torch, rescale, "
+                   "none, an architecture (resnet50, ...), or 'card' to keep it. The goldens "
+                   "must still be reproduced.")
+@click.option("--profile", metavar="NAME|FILE",
+              help="Challenge profile: an2dl-2021, an2dl-2022 (default), an2dl-2022-ts, "
+                   "an2dl-2023, an2dl-2024, generic, or your own profile.json.")
+@click.option("-o", "--output", default="submission.zip", show_default=True,
+              type=click.Path(dir_okay=False), help="The zip to write.")
+@click.option("--compression", type=click.Choice(list(zipwrite.POLICIES)), default="auto",
+              show_default=True,
+              help="auto: deflate small files, and large ones when a compressed sample saves "
+                   ">= 12 % (weights barely compress); deflate: everything; store: nothing.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False),
+              help="Write the result (or the failure) as JSON.")
+@click.option("--force", is_flag=True, help="Replace an existing output zip.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress messages on stderr.")
+def build_command(models, weights, combine, tta, preprocess, profile, output, compression,
+                  json_path, force, quiet):
+    """Build a CodaLab submission zip from exported run dirs.
+
+    The zip holds model.py (leafsub's runtime + this build's settings + the
+    profile's class), the SavedModels in SubmissionModel[i]/, metadata when the
+    profile wants it, leafsub-manifest.json and leafsub-probe.npz. Before the
+    zip is written, the rendered model.py is imported in a fresh Python process
+    and must reproduce every model's goldens and leafsub's own computation of
+    the ensemble. The same inputs give a byte-identical zip.
+
+    \b
+    Examples:
+      leafsub build -m runs/resnet -o submission.zip
+      leafsub build -m runs/a,runs/b,runs/c --weights 0.5,0.3,0.2 --tta identity,hflip \\
+          --profile an2dl-2022 -o submission.zip --force
+
+    Exit codes: 0 built and checked, 1 a check failed (goldens, size limit),
+    2 bad arguments or run dirs.
+    """
+    result = build(list(models), weights=weights, combine=combine, tta=tta, profile=profile,
+                   output=output, json_path=json_path, force=force, compression=compression,
+                   preprocess=preprocess, progress=not quiet)
+    _print_summary(result)
+
+
+COMMANDS = [build_command]

@@ -88,33 +88,36 @@ def py_literal(value, indent=0, width=88):
     raise TypeError("cannot render %r into CONFIG" % (value,))
 
 
-def _docsafe(text):
+def docsafe(text):
     """Text that cannot end or break the surrounding docstring."""
     return str(text).replace("\\", "/").replace('"""', "'''").replace("\n", " ")
 
 
-def _check_identifier(value, field):
+def check_identifier(value, field):
+    """Raise ValueError unless the profile's ``field`` value can name a Python module or class."""
     if not isinstance(value, str) or not value.isidentifier() or keyword.iskeyword(value):
         raise ValueError("the profile's %s %r is not a Python identifier" % (field, value))
 
 
-def _x_doc(profile):
+def input_doc(profile):
+    """model.py's description of X, the batch the platform feeds predict()."""
     inp = profile["input"]
     container = "tf.Tensor" if inp["container"] == "tensor" else "numpy.ndarray"
     if inp.get("kind", "image") != "image":
         return "%s, %s, [batch, %s], %s" % (
             container, inp["dtype"], ", ".join(map(str, inp["shape"])),
-            "values in %s-%s" % (_num(inp["range"][0]), _num(inp["range"][1]))
+            "values in %s-%s" % (number_text(inp["range"][0]), number_text(inp["range"][1]))
             if inp.get("range") else "any finite values")
     h, w, c = inp["shape"]
     return "%s, %s, [batch, %d, %d, %d], %s %s-%s" % (
         container, inp["dtype"], h, w, c, inp.get("channel_order", "RGB"),
-        _num(inp["range"][0]), _num(inp["range"][1]))
+        number_text(inp["range"][0]), number_text(inp["range"][1]))
 
 
-def _usage(profile):
+def usage_doc(profile):
+    """model.py's usage lines: import the class, construct it, call its method on X."""
     iface, out = profile["interface"], profile["output"]
-    x_doc = _x_doc(profile)
+    x_doc = input_doc(profile)
     what = "labels" if out["kind"] == "labels" else "scores"
     if iface["constructor"] == "path":
         lines = ["    from %s import %s" % (iface["module"], iface["class_name"]),
@@ -127,11 +130,13 @@ def _usage(profile):
     return "\n".join(lines)
 
 
-def _num(x):
+def number_text(x):
+    """``255`` for an integer value, else ``%g``: how model.py's docs write a number."""
     return ("%d" % x) if float(x).is_integer() else ("%g" % x)
 
 
-def _returns(profile):
+def output_doc(profile):
+    """model.py's description of what predict() returns."""
     out = profile["output"]
     container = {"tensor": "a tf.Tensor", "numpy": "a numpy array", "any": "a numpy array"}[
         out.get("container", "any")]
@@ -140,7 +145,8 @@ def _returns(profile):
     return "Scores [batch, classes] (float32), as %s." % container
 
 
-def _steps(profile, members, tta, combine, weights):
+def steps_doc(profile, members, tta, combine, weights):
+    """model.py's numbered steps: what predict() does to X, member by member."""
     if profile["input"].get("kind", "image") != "image":
         return _sample_steps(profile, members, combine, weights)
     h, w = profile["input"]["shape"][:2]
@@ -161,7 +167,7 @@ def _steps(profile, members, tta, combine, weights):
         if (mh, mw) != (h, w):
             size += " (resized from %dx%d, %s)" % (h, w, m["preprocess"]["resize_method"])
         text = "%s (%s): %s, preprocessing %s%s" % (
-            m["dir"], _docsafe(m["name"]), size, MODE_TEXT[m["preprocess"]["mode"]],
+            m["dir"], docsafe(m["name"]), size, MODE_TEXT[m["preprocess"]["mode"]],
             ", logits -> softmax" if m["output"] == "logits" else "")
         lines.append(textwrap.fill(text, 79, initial_indent=" " * 7,
                                    subsequent_indent=" " * 11))
@@ -179,7 +185,7 @@ def _sample_steps(profile, members, combine, weights):
         how = ("none (the model normalises inside)" if spec["mode"] == "none" else
                "affine per feature, x * scale + offset (the scaler fitted in training)")
         text = "%s (%s): samples %s, preprocessing %s%s" % (
-            m["dir"], _docsafe(m["name"]), list(m["input_shape"]), how,
+            m["dir"], docsafe(m["name"]), list(m["input_shape"]), how,
             ", logits -> softmax" if m["output"] == "logits" else "")
         lines.append(textwrap.fill(text, 79, initial_indent=" " * 7, subsequent_indent=" " * 11))
     return "\n".join(lines + _final_steps(profile, members, combine, weights))
@@ -195,8 +201,8 @@ def _final_steps(profile, members, combine, weights):
         else:
             text = COMBINE_TEXT[combine]
         if weights is not None:
-            text += ", weights %s" % ", ".join(_num(x) for x in weights)
-        lines.append(textwrap.fill("%d. Combine the models: %s." % (step, _docsafe(text)), 79,
+            text += ", weights %s" % ", ".join(number_text(x) for x in weights)
+        lines.append(textwrap.fill("%d. Combine the models: %s." % (step, docsafe(text)), 79,
                                    initial_indent="  ", subsequent_indent="     "))
         step += 1
     if profile["output"]["kind"] == "labels":
@@ -240,7 +246,7 @@ def _conversion_doc(conv):
     steps = []
     if (lo, hi) != (0.0, 255.0):
         steps.append("x = (x - %r) * (255.0 / %r)  # the platform's values are in [%s, %s]" % (
-            lo, hi - lo, _num(lo), _num(hi)))
+            lo, hi - lo, number_text(lo), number_text(hi)))
     if conv["channel_order"] == "BGR":
         steps.append("x = x[..., ::-1]  # the platform feeds BGR; the runtime expects RGB")
     return "".join("        %s\n" % line for line in steps)
@@ -267,7 +273,7 @@ def render_model_py(profile, members, tta, combine, weights, chunk_size, version
     a = _adapters()
     iface = profile["interface"]
     for field in ("module", "class_name", "method"):
-        _check_identifier(iface[field], "interface." + field)
+        check_identifier(iface[field], "interface." + field)
     config = {
         "profile": profile["name"],
         "members": [dict({"dir": m["dir"], "name": m["name"],
@@ -285,10 +291,10 @@ def render_model_py(profile, members, tta, combine, weights, chunk_size, version
     dirs = textwrap.fill(", ".join(m["dir"] for m in members), 79, initial_indent=" " * 8,
                          subsequent_indent=" " * 8)
     header = string.Template(a.HEADER).substitute(
-        title=textwrap.fill(_docsafe(profile.get("title", profile["name"])), 79), profile=_docsafe(profile["name"]),
-        version=version, usage=_usage(profile), method=iface["method"],
+        title=textwrap.fill(docsafe(profile.get("title", profile["name"])), 79), profile=docsafe(profile["name"]),
+        version=version, usage=usage_doc(profile), method=iface["method"],
         samples="images" if profile["input"].get("kind", "image") == "image" else "samples",
-        steps=_steps(profile, members, tta, combine, weights))
+        steps=steps_doc(profile, members, tta, combine, weights))
     combine_note = (" (here: your module:function)" if user_combiner else "")
     # Configuration and class first (what a student looks for), the runtime below: the
     # module-level code above the runtime only defines names, so it runs before them.
@@ -305,7 +311,7 @@ def render_model_py(profile, members, tta, combine, weights, chunk_size, version
     template = a.ADAPTER_PATH if iface["constructor"] == "path" else a.ADAPTER_NONE
     parts.append(string.Template(template).substitute(
         class_name=iface["class_name"], method=iface["method"], dirs=dirs,
-        x_doc=_x_doc(profile), returns_doc=_returns(profile), predict_body=_predict_body(profile, bool(conv))))
+        x_doc=input_doc(profile), returns_doc=output_doc(profile), predict_body=_predict_body(profile, bool(conv))))
     parts += [a.PART_2, runtime_source().rstrip("\n") + "\n"]
     text = "".join(parts)
     compile(text, "model.py", "exec")  # a rendering bug must never reach a zip

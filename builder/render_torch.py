@@ -25,7 +25,7 @@ def _x_doc(profile):
     dims = "[batch, %d, %d, %d]" % ((c, h, w) if inp.get("layout") == "NCHW" else (h, w, c))
     return "%s, %s, %s (%s), %s %s-%s" % (
         container, inp["dtype"], dims, inp.get("layout", "NHWC"), inp.get("channel_order", "RGB"),
-        R._num(inp["range"][0]), R._num(inp["range"][1]))
+        R.number_text(inp["range"][0]), R.number_text(inp["range"][1]))
 
 
 def _conversion_body(profile):
@@ -36,7 +36,7 @@ def _conversion_body(profile):
     lo, hi = (float(v) for v in inp["range"])
     if (lo, hi) != (0.0, 255.0):
         body += "    x = (x - %r) * (255.0 / %r)  # the platform's values are in [%s, %s]\n" % (
-            lo, hi - lo, R._num(lo), R._num(hi))
+            lo, hi - lo, R.number_text(lo), R.number_text(hi))
     if inp.get("channel_order", "RGB") == "BGR":
         body += "    x = x.flip(-1)  # the platform feeds BGR; the runtime expects RGB\n"
     return body
@@ -67,7 +67,7 @@ def render_model_py_torch(profile, members, tta, combine, weights, chunk_size,
 
     iface = profile["interface"]
     for field in ("module", "class_name", "method"):
-        R._check_identifier(iface[field], "interface." + field)
+        R.check_identifier(iface[field], "interface." + field)
     config = {
         "profile": profile["name"],
         "members": [{"dir": m["dir"], "name": m["name"], "input_size": list(m["input_size"]),
@@ -81,11 +81,11 @@ def render_model_py_torch(profile, members, tta, combine, weights, chunk_size,
     convert = _conversion_body(profile)
     dirs = textwrap.fill(", ".join(m["dir"] for m in members), 79, initial_indent=" " * 8,
                          subsequent_indent=" " * 8)
-    usage = R._usage(profile).replace(R._x_doc(profile), _x_doc(profile))
+    usage = R.usage_doc(profile).replace(R.input_doc(profile), _x_doc(profile))
     header = string.Template(AT.HEADER).substitute(
-        title=textwrap.fill(R._docsafe(profile.get("title", profile["name"])), 79),
-        profile=R._docsafe(profile["name"]), version=version, usage=usage,
-        method=iface["method"], steps=R._steps(profile, members, tta, combine, weights))
+        title=textwrap.fill(R.docsafe(profile.get("title", profile["name"])), 79),
+        profile=R.docsafe(profile["name"]), version=version, usage=usage,
+        method=iface["method"], steps=R.steps_doc(profile, members, tta, combine, weights))
     combine_note = " (here: your module:function)" if user_combiner else ""
     # The same order as a TensorFlow model.py: configuration and class first, runtime below.
     parts = [header, string.Template(A.PART_1).substitute(config=R.py_literal(config),
@@ -100,7 +100,7 @@ def render_model_py_torch(profile, members, tta, combine, weights, chunk_size,
     template = A.ADAPTER_PATH if iface["constructor"] == "path" else A.ADAPTER_NONE
     parts.append(string.Template(template).substitute(
         class_name=iface["class_name"], method=iface["method"], dirs=dirs,
-        x_doc=_x_doc(profile), returns_doc=R._returns(profile).replace("tf.Tensor",
+        x_doc=_x_doc(profile), returns_doc=R.output_doc(profile).replace("tf.Tensor",
                                                                       "torch.Tensor"),
         predict_body=_predict_body(profile, bool(convert))))
     parts += [AT.PART_2, runtime_torch_source().rstrip("\n") + "\n"]

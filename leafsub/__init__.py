@@ -16,14 +16,14 @@ __all__ = ["export", "build", "evaluate", "compare", "__version__"]
 
 
 def export(*args, **kwargs):
-    """Export a trained model; see :func:`leafsub.builder.export.export` (Keras) and
-    :func:`leafsub.builder.export_torch.export_torch` (a ``torch.nn.Module``)."""
-    from .builder.export_torch import export_torch, is_torch_module
+    """Export a trained model; see :func:`leafsub.exporter.export.export` (Keras) and
+    :func:`leafsub.exporter.export_torch.export_torch` (a ``torch.nn.Module``)."""
+    from .exporter.export_torch import export_torch, is_torch_module
     if args and is_torch_module(args[0]) or is_torch_module(kwargs.get("model")):
         if "model" in kwargs:
             kwargs["module"] = kwargs.pop("model")
         return export_torch(*args, **kwargs)
-    from .builder.export import export as _export
+    from .exporter.export import export as _export
     return _export(*args, **kwargs)
 
 

@@ -1,7 +1,7 @@
 """The ``leafsub`` command line: a thin shell over the Python API.
 
-Each step's folder registers its own commands (``builder/commands.py``,
-``evaluator/commands.py``, ``tools/commands.py``); this module only assembles
+Each step's folder registers its own commands (``exporter/commands.py``,
+``builder/commands.py``, ``evaluator/commands.py``, ``tools/commands.py``); this module only assembles
 them and turns errors into one paragraph and an exit code. Command modules import
 TensorFlow inside the command body, never at import time, so ``--help`` is fast.
 """
@@ -42,12 +42,14 @@ def cli(verbose):
 
 
 def _register():
+    from .exporter.commands import COMMANDS as exporter_commands
     from .builder.commands import COMMANDS as builder_commands
     from .evaluator.commands import COMMANDS as evaluator_commands
     from .tools.commands import COMMANDS as tools_commands
     from .organizer.commands import COMMANDS as organizer_commands
 
-    for command in builder_commands + evaluator_commands + tools_commands + organizer_commands:
+    for command in (exporter_commands + builder_commands + evaluator_commands + tools_commands
+                    + organizer_commands):
         cli.add_command(command)
 
 

@@ -127,7 +127,7 @@ def resize(images, size, method="bilinear"):
     return y.permute(0, 2, 3, 1).contiguous()
 
 
-def _shorter_side(shape, n):
+def shorter_side(shape, n):
     """torchvision's ``Resize(n)``: the shorter side becomes ``n``, the aspect ratio is kept."""
     h, w = int(shape[0]), int(shape[1])
     if h <= w:
@@ -152,7 +152,7 @@ def geometry(images, spec, size):
     method = spec.get("resize_method", "bilinear")
     target = spec.get("resize")
     if target is not None:
-        hw = _shorter_side(x.shape[1:3], target) if isinstance(target, int) else target
+        hw = shorter_side(x.shape[1:3], target) if isinstance(target, int) else target
         x = resize(x, hw, method)
     if spec.get("crop") is not None:
         x = center_crop(x, spec["crop"])

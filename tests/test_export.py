@@ -90,7 +90,7 @@ def test_detection_identifies_keras_applications_preprocessing(tmp_path, app, mo
 
 
 def test_detection_fits_a_custom_affine():
-    from leafsub.builder.detect import detect
+    from leafsub.exporter.detect import detect
 
     spec, _ = detect(lambda x: (x - 100.0) / 50.0, probe_images().astype(np.float32))
     assert spec["mode"] == "affine"

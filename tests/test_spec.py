@@ -21,14 +21,15 @@ from leafsub.submission_template import spec
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The installed source (bench/ scripts are not: bench_predict.py's bare baseline types the
 # caffe mean on purpose, to time a predict() that owes nothing to leafsub).
-SOURCE_DIRS = ("leafsub", "submission_template", "builder", "evaluator", "organizer", "tools")
+SOURCE_DIRS = ("leafsub", "submission_template", "exporter", "builder", "evaluator", "organizer",
+               "tools")
 SPEC = os.path.join("submission_template", "spec.py")
 RUNTIME = os.path.join("submission_template", "runtime.py")
 # A torch submission resizes with torch (runtime_torch.resize): one resize per framework,
 # the one its submissions run.
 RUNTIME_TORCH = os.path.join("submission_template", "runtime_torch.py")
 # What checks a submission (and so must compute what it computes): no resize of its own.
-CHECKERS = ("submission_template", "builder", "evaluator", "organizer")
+CHECKERS = ("submission_template", "exporter", "builder", "evaluator", "organizer")
 CONSTANTS = set(spec.CAFFE_MEAN_BGR) | set(spec.TORCH_MEAN_RGB) | set(spec.TORCH_STD_RGB)
 # tools/demo.py shrinks its synthetic training set with tf.image.resize: training data for the
 # demo's model, not a prediction of what a submission computes.

@@ -21,7 +21,7 @@ import pytest
 torch = pytest.importorskip("torch", reason="torch is the [torch] extra: pip install -e '.[torch]'")
 
 import leafsub  # noqa: E402
-import leafsub.builder.export_torch  # noqa: E402
+import leafsub.exporter.export_torch  # noqa: E402
 from leafsub.card import read_card  # noqa: E402
 from leafsub.errors import CheckFailed, UsageError  # noqa: E402
 from leafsub.profiles import load_profile  # noqa: E402
@@ -100,12 +100,12 @@ def test_export_writes_torchscript_card_and_goldens_through_the_compose(work):
 
 
 def test_compose_identification_and_its_numbers():
-    imagenet = rt.validate_spec(leafsub.builder.export_torch.identify_transforms(
+    imagenet = rt.validate_spec(leafsub.exporter.export_torch.identify_transforms(
         Compose([ToTensor(), Normalize(MEAN, STD)])))
     assert imagenet["mode"] == "torch"
-    assert leafsub.builder.export_torch.identify_transforms(Compose([ToTensor()]))["mode"] == \
+    assert leafsub.exporter.export_torch.identify_transforms(Compose([ToTensor()]))["mode"] == \
         "rescale"
-    spec = leafsub.builder.export_torch.identify_transforms(Compose([
+    spec = leafsub.exporter.export_torch.identify_transforms(Compose([
         Resize(40, interpolation=InterpolationMode("bicubic")), CenterCrop(32), ToTensor(),
         Normalize([0.5, 0.5, 0.5], [0.25, 0.5, 0.125])]))
     assert spec["mode"] == "affine" and spec["resize"] == 40 and spec["crop"] == [32, 32]
@@ -313,7 +313,7 @@ def test_a_torch_model_with_a_keras_profile_is_bad_usage(work, tmp_path):
 
 def test_import_leafsub_and_build_do_not_import_torch():
     code = ("import sys, leafsub, leafsub.builder.build, leafsub.evaluator.evaluate, "
-            "leafsub.builder.export_torch; print('torch' in sys.modules, "
+            "leafsub.exporter.export_torch; print('torch' in sys.modules, "
             "'tensorflow' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=120)

@@ -9,7 +9,6 @@ forgot the training preprocessing. Nothing is downloaded.
 
 import os
 import shutil
-import sys
 import textwrap
 import time
 import zipfile
@@ -247,27 +246,3 @@ def run_demo(out_dir="leafsub-demo", quick=False, seed=0, force=False, say=None)
     click.echo("  leafsub.export(model, 'runs/mine', preprocess_fn=..., class_names=...)  "
                "# in your training script")
     return summary
-
-
-@click.command("demo")
-@click.option("--out", "out_dir", default="leafsub-demo", show_default=True,
-              type=click.Path(file_okay=False), help="Folder for everything the demo writes.")
-@click.option("--quick", is_flag=True, help="A smaller, faster run (fewer images and epochs).")
-@click.option("--seed", default=0, show_default=True, help="Seed of the synthetic data set.")
-@click.option("--force", is_flag=True, help="Replace an existing --out folder.")
-@click.option("--verbose", is_flag=True, help="Show TensorFlow's start-up log lines too.")
-def demo_command(out_dir, quick, seed, force, verbose):
-    """Run the whole flow on a built-in synthetic leaf data set.
-
-    Generates leaf images, trains two small CNNs with different preprocessing
-    conventions, exports them, builds a TTA ensemble for an2dl-2022, evaluates
-    it on a held-out split, and shows the evaluator catching a submission that
-    forgot the training preprocessing. Nothing is downloaded; a few minutes on
-    2 CPU cores.
-    """
-    if verbose:  # before TensorFlow is imported: leafsub.tflog reads it then
-        os.environ["LEAFSUB_VERBOSE"] = "1"
-        os.environ.pop("TF_CPP_MIN_LOG_LEVEL", None)
-    summary = run_demo(out_dir, quick=quick, seed=seed, force=force)
-    if not (summary["ensemble_passed"] and summary["mismatch_caught"]):
-        sys.exit(1)

@@ -34,8 +34,7 @@ from ..errors import CheckFailed, UsageError
 from ..submission_template.spec import TORCH_MEAN_RGB as IMAGENET_MEAN
 from ..submission_template.spec import TORCH_STD_RGB as IMAGENET_STD
 from .export import (DEFAULT_PROBE_COUNT, DEFAULT_TOLERANCE, FIDELITY_TOLERANCE, PROBE_FILE,
-                     ExportResult, _check_class_names, _output_kind, _replace_dir,
-                     synthetic_probe)
+                     ExportResult, check_class_names, output_kind, replace_dir, synthetic_probe)
 
 TORCHSCRIPT_DIR = "torchscript"
 SUPPORTED = ("ToTensor", "Normalize", "Resize", "CenterCrop")
@@ -224,7 +223,7 @@ def _input_size(spec, input_size, probe, rt):
         if x.ndim == 4:
             hw = tuple(x.shape[1:3]) if x.shape[-1] == 3 else tuple(x.shape[2:4])
             if isinstance(spec.get("resize"), int):  # Resize(n): the shorter side becomes n
-                hw = rt._shorter_side(hw, spec["resize"])
+                hw = rt.shorter_side(hw, spec["resize"])
             return hw
     raise UsageError("The model's input size is not known: a torch.nn.Module does not declare "
                      "one. Pass input_size=(height, width), or a Compose ending in CenterCrop or "
@@ -300,8 +299,8 @@ def export_torch(module, run_dir, preprocess=None, class_names=None, probe=None,
         if reference.ndim != 2:
             raise UsageError("%s: the model's output has shape %s; leafsub expects [batch, "
                              "classes]." % (source, list(reference.shape)))
-        class_names = _check_class_names(class_names, reference.shape[1], source)
-        kind = _output_kind(reference, output, None)
+        class_names = check_class_names(class_names, reference.shape[1], source)
+        kind = output_kind(reference, output, None)
         if real is not None:
             diff = float(np.max(np.abs(rt.to_probabilities(ours, kind)
                                        - rt.to_probabilities(reference, kind))))
@@ -366,7 +365,7 @@ def export_torch(module, run_dir, preprocess=None, class_names=None, probe=None,
                           "through": through},
             }
             write_card(staging, card)
-            _replace_dir(staging, run_dir)
+            replace_dir(staging, run_dir)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise

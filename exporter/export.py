@@ -13,16 +13,13 @@ import datetime
 import os
 import platform
 import shutil
-import sys
 import tempfile
 
-import click
 import numpy as np
 
 from .. import __version__
-from ..card import CARD_NAME, hash_tree, write_card
+from ..card import hash_tree, write_card
 from ..errors import CheckFailed, UsageError
-from ..jsonfiles import dumps, write_atomic
 
 SAVED_MODEL_DIR = "saved_model"
 PROBE_FILE = "probe.npz"
@@ -95,7 +92,12 @@ def _resolve_spec(preprocess, arch):
     return runtime.validate_spec({"mode": mode}), "preset:%s" % name
 
 
-def _check_class_names(class_names, n_outputs, source):
+def check_class_names(class_names, n_outputs, source):
+    """The class names as strings, one per output (two for a single sigmoid unit).
+
+    Raises:
+      UsageError naming ``source`` when they are missing, repeated or not one per output.
+    """
     if class_names is None:
         raise UsageError("class_names is required (the model has %d outputs): pass the names in "
                          "label order, e.g. class_names=train_ds.class_names, or "
@@ -305,7 +307,8 @@ class _Model:
 
 # --------------------------------------------------------------------------- export
 
-def _output_kind(outputs, declared, model):
+def output_kind(outputs, declared, model):
+    """``declared`` when given, else "probabilities" or "logits" as the outputs look."""
     if declared is not None:
         if declared not in ("probabilities", "logits"):
             raise UsageError("output %r is not 'probabilities' or 'logits'." % declared)
@@ -421,8 +424,8 @@ def export(model, run_dir, preprocess=None, class_names=None, probe=None, prepro
     if reference.ndim != 2:
         raise UsageError("%s: the model's output has shape %s; leafsub expects [batch, classes]."
                          % (wrapped.source, reference.shape))
-    class_names = _check_class_names(class_names, reference.shape[1], wrapped.source)
-    kind = _output_kind(reference, output, wrapped)
+    class_names = check_class_names(class_names, reference.shape[1], wrapped.source)
+    kind = output_kind(reference, output, wrapped)
 
     if preprocess_fn is not None:
         # The declared (or detected) pipeline must give the model what training gave it.
@@ -492,7 +495,7 @@ def _write_run_dir(wrapped, run_dir, images, model_inputs, reference, kind, clas
                       "tolerance": float(tolerance), "through": through},
         }
         write_card(staging, card)
-        _replace_dir(staging, run_dir)
+        replace_dir(staging, run_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -571,8 +574,8 @@ def _export_samples(wrapped, run_dir, preprocess, arch, preprocess_fn, class_nam
     if reference.ndim != 2:
         raise UsageError("%s: the model's output has shape %s; leafsub expects [batch, classes]."
                          % (wrapped.source, reference.shape))
-    class_names = _check_class_names(class_names, reference.shape[1], wrapped.source)
-    kind = _output_kind(reference, output, wrapped)
+    class_names = check_class_names(class_names, reference.shape[1], wrapped.source)
+    kind = output_kind(reference, output, wrapped)
     return _write_run_dir(wrapped, run_dir, samples, model_inputs, reference, kind, class_names,
                           {"kind": "tensor", "shape": list(shape)}, spec, "declared",
                           probe_source, through, name, tolerance, notes)
@@ -585,7 +588,7 @@ def describe_input(card_input):
     return "%dx%dx%d" % (card_input["height"], card_input["width"], card_input["channels"])
 
 
-def _replace_dir(new, target):
+def replace_dir(new, target):
     """Move ``new`` to ``target``; an old ``target`` is removed only once ``new`` is in place."""
     old = None
     if os.path.exists(target):
@@ -595,144 +598,3 @@ def _replace_dir(new, target):
     os.replace(new, target)
     if old:
         shutil.rmtree(old, ignore_errors=True)
-
-
-# --------------------------------------------------------------------------- CLI
-
-def _load_probe(path, samples=False):
-    from ..datasets import open_pack, open_tensor_pack
-
-    pack = open_tensor_pack(path) if samples else open_pack(path)
-    return np.concatenate(list(pack.iter_batches(DEFAULT_PROBE_COUNT)), axis=0)[:DEFAULT_PROBE_COUNT]
-
-
-def _affine_option(preprocess, scale, offset):
-    """--preprocess affine --scale ... --offset ... as a spec dict."""
-    if preprocess != "affine" or not scale or not offset:
-        raise UsageError("--scale and --offset go together with --preprocess affine, e.g. "
-                         "--preprocess affine --scale 0.5,2,10 --offset -5,10,-5.")
-    try:
-        return {"mode": "affine", "scale": [float(v) for v in scale.split(",")],
-                "offset": [float(v) for v in offset.split(",")]}
-    except ValueError:
-        raise UsageError("--scale %s --offset %s: not comma-separated numbers." % (scale, offset)) \
-            from None
-
-
-def _import_fn(ref):
-    import importlib
-
-    if ":" not in ref:
-        raise UsageError("--preprocess-fn %r: use module:function, e.g. "
-                         "tensorflow.keras.applications.resnet50:preprocess_input." % ref)
-    module_name, attr = ref.split(":", 1)
-    sys.path.insert(0, os.getcwd())
-    try:
-        fn = importlib.import_module(module_name)
-        for part in attr.split("."):
-            fn = getattr(fn, part)
-    except (ImportError, AttributeError) as e:
-        raise UsageError("--preprocess-fn %r: cannot import it (%s)." % (ref, e)) from None
-    finally:
-        sys.path.pop(0)
-    return fn
-
-
-@click.command("export")
-@click.argument("model_path", type=click.Path())
-@click.argument("run_dir", type=click.Path())
-@click.option("--preprocess", "-p", metavar="MODE|ARCH",
-              help="Training preprocessing: caffe, tf, torch, rescale, none, or an architecture "
-                   "name (resnet50, mobilenet_v2, efficientnet, ...).")
-@click.option("--preprocess-fn", metavar="MODULE:FUNCTION",
-              help="The function training applied (e.g. "
-                   "tensorflow.keras.applications.resnet50:preprocess_input): detected, or "
-                   "checked against --preprocess.")
-@click.option("--scale", metavar="S1,S2,...", help="With --preprocess affine: x * scale + "
-              "offset, one number per channel (images) or feature (a time series), e.g. "
-              "1/std of the StandardScaler fitted in training.")
-@click.option("--offset", metavar="O1,O2,...", help="With --preprocess affine: the offsets "
-              "(e.g. -mean/std of the scaler).")
-@click.option("--class-names", metavar="A,B,...", help="Class names in label order.")
-@click.option("--profile", metavar="NAME|FILE",
-              help="Take the class names from a challenge profile (e.g. an2dl-2022).")
-@click.option("--probe", type=click.Path(exists=True), metavar="DATA",
-              help="Validation images for the goldens: a class-folder tree, .npz or .h5 "
-                   "(default: a fixed synthetic batch).")
-@click.option("--output", type=click.Choice(["probabilities", "logits"]),
-              help="What the model outputs (detected when omitted).")
-@click.option("--name", help="Name recorded in the card (default: the run dir's name).")
-@click.option("--force", is_flag=True, help="Replace an existing run dir.")
-@click.option("--json", "json_path", type=click.Path(), help="Write the result as JSON.")
-def export_command(model_path, run_dir, preprocess, preprocess_fn, scale, offset, class_names,
-                   profile, probe, output, name, force, json_path):
-    """Export MODEL_PATH (SavedModel folder, .keras or .h5) to RUN_DIR.
-
-    RUN_DIR receives an inference-only SavedModel, the model card leafsub.json and
-    probe.npz (the goldens every later step checks against).
-
-    \b
-    Example:
-      leafsub export best.h5 runs/resnet --preprocess resnet50 --profile an2dl-2022
-    """
-    names = [s.strip() for s in class_names.split(",")] if class_names else None
-    if preprocess == "affine" or scale or offset:
-        preprocess = _affine_option(preprocess, scale, offset)
-    samples = False
-    if profile:
-        from ..profiles import is_image, load_profile
-
-        prof = load_profile(profile)
-        samples = not is_image(prof)
-    if names is None and profile:
-        names = prof["classes"].get("names") or [str(i) for i in range(prof["classes"]["count"])]
-    result = export(model_path, run_dir, preprocess=preprocess,
-                    preprocess_fn=_import_fn(preprocess_fn) if preprocess_fn else None,
-                    class_names=names, probe=_load_probe(probe, samples) if probe else None,
-                    output=output, name=name, force=force)
-    card = result.card
-    for note in result.notes:
-        click.echo("note: %s" % note, err=True)
-    click.echo("exported %s -> %s" % (card["source_model"], result.run_dir))
-    click.echo("  input %s, %d classes, output %s" % (
-        describe_input(card["input"]), len(card["class_names"]), card["output"]))
-    click.echo("  preprocessing %s (%s)" % (card["preprocess"]["mode"], card["preprocess_source"]))
-    click.echo("  goldens: %d %s probe images, fidelity %.2g" % (
-        card["probe"]["count"], card["probe"]["source"], result.max_fidelity_diff))
-    click.echo("  files: %s, %s, %s/" % (CARD_NAME, PROBE_FILE, SAVED_MODEL_DIR))
-    if json_path:
-        write_atomic(json_path, dumps(result.to_dict()))
-
-
-@click.command("card")
-@click.argument("run_dir", type=click.Path())
-@click.option("--json", "as_json", is_flag=True, help="Print the validated card as JSON.")
-def card_command(run_dir, as_json):
-    """Validate RUN_DIR/leafsub.json and summarise the exported model.
-
-    Checks the card against its schema and the SavedModel files against the
-    SHA-256 sums recorded at export (a file changed since export is reported).
-    """
-    from ..card import read_card, sha256_file
-
-    card = read_card(run_dir)
-    changed = [rel for rel, digest in sorted(card["files"].items())
-               if not os.path.exists(os.path.join(run_dir, rel))
-               or sha256_file(os.path.join(run_dir, rel)) != digest]
-    if as_json:
-        click.echo(dumps(card), nl=False)
-    else:
-        click.echo("%s: %s, %d classes, input %s, %s, preprocessing %s (%s)" % (
-            run_dir, card["name"], len(card["class_names"]), describe_input(card["input"]),
-            card["output"], card["preprocess"]["mode"],
-            card.get("preprocess_source", "declared")))
-        if card.get("framework") == "torch":
-            click.echo("  exported with torch %s (TorchScript), leafsub %s" % (
-                card["versions"]["torch"], card["versions"]["leafsub"]))
-        else:
-            click.echo("  exported with TensorFlow %s, Keras %s, leafsub %s" % (
-                card["versions"]["tensorflow"], card["versions"].get("keras", "?"),
-                card["versions"]["leafsub"]))
-    if changed:
-        raise CheckFailed("%s: %d SavedModel file(s) changed since export (%s). Export the model "
-                          "again." % (run_dir, len(changed), ", ".join(changed[:5])))
