@@ -21,7 +21,7 @@ import struct
 import zipfile
 import zlib
 
-from leafsub.errors import UsageError
+from ..errors import UsageError
 
 from .checks import check
 

@@ -15,7 +15,7 @@ import re
 import sys
 import tokenize
 
-from leafsub.errors import UsageError
+from ..errors import UsageError
 
 from .checks import check
 

@@ -317,7 +317,7 @@ def find_duplicates(data, threshold=DEFAULT_THRESHOLD, max_diff=DEFAULT_MAX_DIFF
     """
     import time
 
-    from leafsub.datasets import Pack, open_pack
+    from ..datasets import Pack, open_pack
 
     pack = data if isinstance(data, Pack) else open_pack(data)
     started = time.perf_counter()
@@ -354,8 +354,8 @@ def quarantine(result, move_to, keep="first"):
     import os
     import shutil
 
-    from leafsub.errors import UsageError
-    from leafsub.jsonfiles import dumps, write_atomic
+    from ..errors import UsageError
+    from ..jsonfiles import dumps, write_atomic
 
     if keep not in ("first", "none"):
         raise UsageError("--keep must be 'first' or 'none' (got %r)." % keep)

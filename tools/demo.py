@@ -135,7 +135,7 @@ def run_demo(out_dir="leafsub-demo", quick=False, seed=0, force=False, say=None)
     import keras
     import tensorflow as tf
 
-    import leafsub
+    import leafsub  # the public API, exactly as a training script calls it
     from . import synthleaf
 
     say = say or (lambda msg: click.echo(msg, err=True))

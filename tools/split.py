@@ -144,7 +144,7 @@ def folder_class_names(pack):
 def _prepare_output(out, force, data_path):
     import os
 
-    from leafsub.errors import UsageError
+    from ..errors import UsageError
 
     out = os.path.abspath(out)
     src = os.path.abspath(data_path)
@@ -198,9 +198,9 @@ def split_data(data, out, val, test=0.0, seed=0, fmt="folders", size=None, force
     import shutil
     import tempfile
 
-    from leafsub.datasets import NpzWriter, Pack, as_size, open_pack
-    from leafsub.errors import UsageError
-    from leafsub.jsonfiles import dumps, write_atomic
+    from ..datasets import NpzWriter, Pack, as_size, open_pack
+    from ..errors import UsageError
+    from ..jsonfiles import dumps, write_atomic
 
     from . import dedupe
 

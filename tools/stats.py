@@ -110,7 +110,7 @@ def data_stats(data, pixels=False, progress=None, max_outliers=None):
     ``size_outliers`` ([{index, file, height, width, reason}]), ``pixels`` (per-channel mean
     and std 0..255 and blank images, when ``pixels``), ``notes``.
     """
-    from leafsub.datasets import Pack, open_pack
+    from ..datasets import Pack, open_pack
 
     pack = data if isinstance(data, Pack) else open_pack(data)
     counts = class_counts(pack.labels, pack.n_classes)
