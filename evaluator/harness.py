@@ -453,16 +453,17 @@ class Harness:
             else:
                 batch = tf.constant(x) if command["container"] == "tensor" else x
             started = time.time()
+            unit = "samples" if self.req.get("kind") == "tensor" else "images"
             try:
                 y = method(batch)
             except BaseException as e:
                 if isinstance(e, SystemExit):
                     raise SubmissionError("predict", "%s() called sys.exit(%r) on a batch of %d "
-                                          "images: the platform's process would end there. "
+                                          "%s: the platform's process would end there. "
                                           "Remove the call (raise an exception to report a "
-                                          "problem)" % (self.req["method"], e.code, len(x)))
-                raise SubmissionError("predict", "%s() raised %s on a batch of %d images: %s" % (
-                    self.req["method"], type(e).__name__, len(x), e))
+                                          "problem)" % (self.req["method"], e.code, len(x), unit))
+                raise SubmissionError("predict", "%s() raised %s on a batch of %d %s: %s" % (
+                    self.req["method"], type(e).__name__, len(x), unit, e))
             predict_s += time.time() - started
             if reference is not None and not np.array_equal(reference, x):
                 mutated += 1
@@ -476,9 +477,10 @@ class Harness:
                                       "(%s: %s)" % (self.req["method"], type(y).__name__,
                                                     type(e).__name__, e))
             if y.ndim == 0 or y.shape[0] != len(x):
-                raise SubmissionError("output", "%s() returned shape %s for a batch of %d images; "
-                                      "one prediction per image is expected" % (
-                                          self.req["method"], list(y.shape), len(x)))
+                raise SubmissionError("output", "%s() returned shape %s for a batch of %d %s; "
+                                      "one prediction per %s is expected" % (
+                                          self.req["method"], list(y.shape), len(x), unit,
+                                          unit[:-1]))
             if y.dtype == object or y.dtype.kind in "USV":
                 y = y.astype(str)
             shapes.add(tuple(y.shape[1:]))
