@@ -1,9 +1,10 @@
 """leafsub runtime: the preprocessing spec, free of TensorFlow.
 
 What a preprocessing *is* (the modes, the Keras-applications constants, the
-presets by architecture, the TTA views and combiners, ``validate_spec``) and how
+presets by architecture, the TTA views and combiners, ``validate_spec``), how
 the platform's input relates to the runtime's RGB 0-255 (``platform_input``,
-``to_platform``, ``from_platform``). ``runtime.py`` (the TensorFlow ops)
+``to_platform``, ``from_platform``), and how outputs become one answer (``merge_views``,
+``to_probabilities``, ``combine``: numpy, the same for every framework). ``runtime.py`` (the TensorFlow ops)
 imports this module; ``leafsub build`` imports it directly, which keeps TensorFlow
 out of the build process; the evaluator's child imports a copy of it; the
 submission's ``model.py`` holds its text verbatim. It imports only the standard
@@ -23,6 +24,7 @@ __all__ = [
     "CAFFE_MEAN_BGR", "TORCH_MEAN_RGB", "TORCH_STD_RGB", "MODES", "RESIZE_METHODS", "PRESETS",
     "TTA_VIEWS", "CROP_FRACTION", "MIN_CALL_BATCH", "COMBINERS",
     "preset", "validate_spec", "platform_input", "is_identity", "to_platform", "from_platform",
+    "merge_views", "to_probabilities", "combine",
 ]
 
 import numpy as np
@@ -187,3 +189,87 @@ def from_platform(x, conv):
     if conv["channel_order"] == "BGR":
         x = x[..., ::-1]
     return x
+
+
+# --------------------------------------------------------------------------- outputs
+# Pure numpy, whatever the framework: how the views' and the models' outputs become one
+# answer. runtime.py and runtime_torch.py both take them from here.
+
+def merge_views(outputs, n_views):
+    """Average per-view outputs ``[k * N, C]`` back to ``[N, C]``."""
+    y = np.asarray(outputs)
+    if n_views <= 1:
+        return y
+    return y.reshape((n_views, -1) + y.shape[1:]).mean(axis=0)
+
+
+def to_probabilities(outputs, kind):
+    """Turn a model's outputs into class probabilities.
+
+    ``kind`` is ``"probabilities"`` (returned as float64 unchanged) or
+    ``"logits"`` (a numerically stable softmax). A single sigmoid column
+    ``[N, 1]`` becomes two columns ``[1 - p, p]``.
+    """
+    y = np.asarray(outputs, dtype=np.float64)
+    if y.ndim == 1:
+        y = y[:, None]
+    if kind == "logits":
+        if y.shape[1] == 1:
+            y = 1.0 / (1.0 + np.exp(-y))
+        else:
+            y = np.exp(y - y.max(axis=1, keepdims=True))
+            return y / y.sum(axis=1, keepdims=True)
+    elif kind != "probabilities":
+        raise ValueError("output kind %r is not 'probabilities' or 'logits'" % (kind,))
+    if y.shape[1] == 1:
+        y = np.concatenate([1.0 - y, y], axis=1)
+    return y
+
+
+def combine(probabilities, method="mean", weights=None):
+    """Combine the members' ``[N, C]`` probabilities into one ``[N, C]`` score.
+
+    Args:
+      probabilities: a list of ``m`` arrays ``[N, C]``.
+      method: ``"mean"``, ``"weighted"`` (needs ``weights``), ``"geometric"``,
+        ``"vote"`` (majority of argmax, ties broken by the mean probability), or
+        a callable ``f(probabilities, weights) -> [N, C]``.
+      weights: ``m`` non-negative numbers (normalised here), or None.
+
+    Returns:
+      ``[N, C]`` float64 scores whose argmax is the ensemble's label.
+    """
+    probs = [np.asarray(p, dtype=np.float64) for p in probabilities]
+    if not probs:
+        raise ValueError("combine() needs at least one member's probabilities")
+    shapes = {p.shape for p in probs}
+    if len(shapes) != 1:
+        raise ValueError("members disagree on the output shape: %s" % sorted(shapes))
+    m = len(probs)
+    if weights is None:
+        w = np.full(m, 1.0 / m)
+    else:
+        w = np.asarray(weights, dtype=np.float64)
+        if w.shape != (m,) or np.any(w < 0) or w.sum() <= 0:
+            raise ValueError("need %d non-negative weights with a positive sum, got %r"
+                             % (m, list(weights)))
+        w = w / w.sum()
+    if callable(method):
+        return np.asarray(method(probs, list(w)), dtype=np.float64)
+    stack = np.stack(probs)  # [m, N, C]
+    if method in ("mean", "weighted"):
+        if method == "weighted" and weights is None:
+            raise ValueError("combine method 'weighted' needs weights")
+        return np.tensordot(w, stack, axes=1)
+    if method == "geometric":
+        log = np.tensordot(w, np.log(np.clip(stack, 1e-12, 1.0)), axes=1)
+        g = np.exp(log - log.max(axis=1, keepdims=True))
+        return g / g.sum(axis=1, keepdims=True)
+    if method == "vote":
+        n_classes = stack.shape[2]
+        votes = np.tensordot(w, np.eye(n_classes)[stack.argmax(axis=2)], axes=1)
+        # Ties go to the higher mean probability; the tie-break term is < one vote.
+        tie_break = np.tensordot(w, stack, axes=1) * (w.min() * 0.5)
+        return votes + tie_break
+    raise ValueError("combine method %r is not one of %s or a callable"
+                     % (method, ", ".join(COMBINERS)))
