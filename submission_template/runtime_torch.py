@@ -57,38 +57,24 @@ def _size_pair(value, field):
     return [int(value[0]), int(value[1])]
 
 
+_validate_common_spec = validate_spec  # spec.py's: mode, resize method, affine numbers
+
+
 def validate_spec(spec):
-    """Check a preprocessing spec and return a normalised copy.
+    """Check a torch preprocessing spec and return a normalised copy: spec.py's
+    ``validate_spec`` plus the torch fields (``layout``, ``resize``, ``crop``).
 
     Raises:
       ValueError naming the bad field and the allowed values.
     """
-    if not isinstance(spec, dict):
-        raise ValueError("preprocessing spec must be a dict, got %r" % (spec,))
-    mode = spec.get("mode")
-    if mode not in MODES:
-        raise ValueError("preprocessing mode %r is not one of %s" % (mode, ", ".join(MODES)))
-    method = spec.get("resize_method", "bilinear")
-    if method not in RESIZE_METHODS:
-        raise ValueError("resize_method %r is not one of %s" % (method, ", ".join(RESIZE_METHODS)))
+    out = _validate_common_spec(spec)
     layout = spec.get("layout", "NCHW")
     if layout not in LAYOUTS:
         raise ValueError("layout %r is not one of %s" % (layout, ", ".join(LAYOUTS)))
-    out = {"mode": mode, "resize_method": method, "scale": None, "offset": None,
-           "layout": layout}
-    if mode == "affine":
-        for key in ("scale", "offset"):
-            value = spec.get(key)
-            if not isinstance(value, (list, tuple)) or not value or not all(
-                    isinstance(v, (int, float)) for v in value):
-                raise ValueError(
-                    "affine preprocessing needs %r as a list of 1 or 3 numbers, got %r" % (key, value))
-            out[key] = [float(v) for v in value]
+    out["layout"] = layout
     for key in ("resize", "crop"):
         if spec.get(key) is not None:
             out[key] = _size_pair(spec[key], key)
-    if isinstance(out.get("crop"), int):
-        out["crop"] = [out["crop"], out["crop"]]
     return out
 
 
