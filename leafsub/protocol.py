@@ -1,0 +1,158 @@
+"""The platform's protocol as one immutable object, built once from a validated profile.
+
+Every path that runs a submission (``leafsub evaluate``, the build's self-check, the
+organizer's ingestion program, ``leafsub compare``) asks this object for the child's
+request; the organizer's bundle writes ``Protocol.to_json()`` as its ``protocol.json``.
+Every default is resolved here, at the boundary, so callers never re-default a field
+(the way scikit-learn's ``check_array`` hands back something the caller can trust).
+
+Example::
+
+    proto = Protocol.from_profile(load_profile("an2dl-2023"))
+    proto.input.describe()   # 'tf.Tensor float32 0-255 RGB, [batch, 96, 96, 3]'
+    proto.child_request(folder="/tmp/x/submission")
+
+Later fields (the platform's environment, forecasting outputs and predict arguments)
+are added to the dataclasses below and to ``from_profile``; nothing else builds a request.
+"""
+
+from dataclasses import asdict, dataclass, field
+
+PROTOCOL_VERSION = 1
+
+FRAMEWORKS = ("tensorflow", "torch")
+
+
+def _default_kind(shape):
+    """image for [h, w, 1|3], tensor for anything else (a time series [steps, features], ...)."""
+    return "image" if len(shape) == 3 and shape[-1] in (1, 3) else "tensor"
+
+
+def _number(value):
+    return ("%d" % value) if float(value).is_integer() else ("%g" % value)
+
+
+@dataclass(frozen=True)
+class Interface:
+    """How the platform reaches the submission: ``module.class_name(...).method(X)``."""
+    module: str
+    class_name: str
+    constructor: str          # "path": Class(path_to_submission); "none": Class()
+    method: str
+    working_dir: str          # "submission" or "scratch"
+
+    def call_text(self):
+        """``model(path)`` or ``Model()``: the constructor call, as messages quote it."""
+        return "%s(path)" % self.class_name if self.constructor == "path" \
+            else "%s()" % self.class_name
+
+
+@dataclass(frozen=True)
+class Input:
+    """What the platform feeds ``predict``: every field resolved (no defaults left)."""
+    kind: str                 # "image" or "tensor"
+    shape: tuple              # one sample, no batch axis
+    container: str            # "numpy" or "tensor" (the framework's tensor)
+    dtype: str
+    range: tuple | None       # (lo, hi); None: any finite value (tensors only)
+    channel_order: str | None  # "RGB"/"BGR" for images, None otherwise
+    layout: str               # "NHWC" or "NCHW" (images); "NHWC" means as stored otherwise
+    batch_size: int
+
+    @property
+    def is_image(self):
+        return self.kind == "image"
+
+    def describe(self, framework="tensorflow"):
+        """One line for messages and model.py: container, dtype, range, shape."""
+        container = {"tensor": "torch.Tensor" if framework == "torch" else "tf.Tensor",
+                     "numpy": "numpy.ndarray"}[self.container]
+        shape = list(self.shape)
+        if self.is_image and self.layout == "NCHW":
+            shape = [shape[2], shape[0], shape[1]]
+        dims = "[batch, %s]" % ", ".join(map(str, shape))
+        if self.range is None:
+            values = "any finite values"
+        else:
+            values = "%s-%s" % (_number(self.range[0]), _number(self.range[1]))
+            if self.is_image:
+                values += " " + self.channel_order
+        return "%s %s %s, %s" % (container, self.dtype, values, dims)
+
+
+@dataclass(frozen=True)
+class Output:
+    """What the platform expects back."""
+    kind: str                 # "labels" (one class index per sample) or "probabilities"
+    container: str            # "numpy", "tensor" or "any"
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """One challenge's protocol: the single source every runner of a submission reads."""
+    name: str
+    framework: str
+    interface: Interface
+    input: Input
+    output: Output
+    classes: dict = field(default_factory=dict)
+    required_files: tuple = ()
+    time_s: float = 1200.0
+    memory_mb: float = 12000.0
+    zip_mb: float | None = None
+    assumptions: tuple = ()
+
+    @classmethod
+    def from_profile(cls, profile):
+        """The protocol of a profile dict as ``leafsub.profiles.load_profile`` returns it."""
+        if isinstance(profile, Protocol):
+            return profile
+        inp, iface, out = profile["input"], profile["interface"], profile["output"]
+        shape = tuple(int(d) for d in inp["shape"])
+        kind = inp.get("kind") or _default_kind(shape)
+        image = kind == "image"
+        rng = inp.get("range")
+        if rng is None and image:
+            rng = (0, 255)
+        limits = profile.get("limits") or {}
+        return cls(
+            name=profile["name"],
+            framework=profile.get("framework", "tensorflow"),
+            interface=Interface(module=iface["module"], class_name=iface["class_name"],
+                                constructor=iface["constructor"], method=iface["method"],
+                                working_dir=iface.get("working_dir", "submission")),
+            input=Input(kind=kind, shape=shape, container=inp["container"], dtype=inp["dtype"],
+                        range=tuple(rng) if rng is not None else None,
+                        channel_order=inp.get("channel_order", "RGB") if image else None,
+                        layout=inp.get("layout", "NHWC"),
+                        batch_size=int(inp.get("batch_size", 32))),
+            output=Output(kind=out["kind"], container=out.get("container", "any")),
+            classes=dict(profile.get("classes") or {}),
+            required_files=tuple(profile["layout"]["required_files"]),
+            time_s=float(limits.get("time_s", 1200)),
+            memory_mb=float(limits.get("memory_mb", 12000)),
+            zip_mb=limits.get("zip_mb"),
+            assumptions=tuple(profile.get("assumptions") or ()),
+        )
+
+    def child_request(self, **extra):
+        """The request the child harness (the platform's stand-in) reads, plus ``extra``
+        (the folder, cwd, readable paths: where this run happens, not what the platform does)."""
+        inp, iface = self.input, self.interface
+        request = {
+            "module": iface.module, "class_name": iface.class_name,
+            "constructor": iface.constructor, "method": iface.method,
+            "container": inp.container, "dtype": inp.dtype, "batch_size": inp.batch_size,
+            "kind": inp.kind, "shape": list(inp.shape),
+            "range": list(inp.range) if inp.range is not None else None,
+            "channel_order": inp.channel_order, "layout": inp.layout,
+            "framework": self.framework,
+        }
+        request.update(extra)
+        return request
+
+    def to_json(self):
+        """A JSON-ready dict of the whole protocol (the bundle's ``protocol.json`` holds it)."""
+        data = asdict(self)
+        data["leafsub_protocol"] = PROTOCOL_VERSION
+        return data
