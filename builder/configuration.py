@@ -15,6 +15,7 @@ import sys
 import numpy as np
 
 from ..errors import UsageError
+from ..evaluator.checks import Check
 from ..profiles import model_dir
 from ..submission_template import spec as runtime_spec
 
@@ -228,9 +229,9 @@ def check_inputs(cards, runs, specs, profile, views, checks):
     for card, run, (spec, _) in zip(cards, runs, specs):
         if tensor_input(card, run, profile, views, spec):
             if not any(c["name"] == "tta" for c in checks):
-                checks.append({"name": "tta", "status": "pass", "detail": "skipped: not an "
-                               "image profile (%s feeds samples of shape %s)" % (
-                                   profile["name"], list(profile["input"]["shape"]))})
+                checks.append(Check("tta", "pass", "skipped: not an image profile (%s feeds "
+                                    "samples of shape %s)" % (
+                                        profile["name"], list(profile["input"]["shape"]))))
             continue
         if card["input"]["channels"] != profile["input"]["shape"][2]:
             raise UsageError("%s: the model takes %d-channel images, profile %s feeds %d."

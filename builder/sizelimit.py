@@ -12,6 +12,7 @@ import os
 import numpy as np
 
 from ..errors import CheckFailed
+from ..evaluator.checks import Check
 from . import zipwrite
 
 MB = 1_000_000
@@ -68,8 +69,8 @@ def expected_size(members, profile, combine_path, compression, limit, notes, che
         saving = 0
         if effective != "deflate":
             saving = max(0, estimate - estimate_with("deflate")[2])
-        checks.append({"name": "size", "status": "fail", "detail": "about %s expected, limit %s"
-                       % (mb(estimate), mb(limit))})
+        checks.append(Check("size", "fail", "about %s expected, limit %s"
+                            % (mb(estimate), mb(limit))))
         raise size_error(profile, estimate, limit, contributors, members, effective, saving,
                          actual=False)
     raw_total = sum(m["bytes"] for m in members)

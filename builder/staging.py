@@ -21,6 +21,7 @@ import numpy as np
 from .. import __version__
 from ..card import sha256_file
 from ..errors import CheckFailed, UsageError
+from ..evaluator.checks import Check
 from ..jsonfiles import dumps
 from . import zipwrite
 from .sizelimit import MB, mb, size_error
@@ -232,8 +233,7 @@ def stage_check_write(profile, members, views, combine_name, combine_path, weigh
                      for m in members]
             sizes.append(("model.py + manifest + probe",
                           sum(e.compressed for e in entries if "/" not in e.name)))
-            checks.append({"name": "size", "status": "fail",
-                           "detail": "%s, limit %s" % (mb(stats.size), mb(limit))})
+            checks.append(Check("size", "fail", "%s, limit %s" % (mb(stats.size), mb(limit))))
             raise size_error(profile, stats.size, limit, sizes, members, effective, 0,
                              actual=True)
 
@@ -241,8 +241,7 @@ def stage_check_write(profile, members, views, combine_name, combine_path, weigh
                                               planned=True, verify=verify)
     timing["zip_s"] = round(time.time() - t, 3)
     timing["total_s"] = round(time.time() - started, 3)
-    checks.append({"name": "size", "status": "pass",
-                   "detail": "%s of %s allowed" % (mb(stats.size), mb(limit))})
+    checks.append(Check("size", "pass", "%s of %s allowed" % (mb(stats.size), mb(limit))))
     return entries, stats, digest, result
 
 

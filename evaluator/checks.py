@@ -1,16 +1,44 @@
 """Judging what ``predict`` returned, as pure functions of arrays (no processes, no TF).
 
-Every function returns check records ``{"name", "status": pass|warn|fail, "detail"}``
-whose detail says what the profile expects and what was received.
+Every function returns :class:`Check` records ``{"name", "status": pass|warn|fail,
+"detail"}`` whose detail says what the profile expects and what was received. This
+module is also the ``Check`` type of the build, the bundle's programs (a copy beside
+them) and ``bundle --check``: standard library and numpy only.
 """
 
 import os
 
 import numpy as np
 
+STATUSES = ("pass", "warn", "fail")
 
-def check(name, status, detail):
-    return {"name": name, "status": status, "detail": detail}
+
+class Check(dict):
+    """One check record, the tool's unit of verdict: ``name``, ``status``, ``detail``.
+
+    A dict (its own JSON, the keys every report and ``--json`` reads), built only here so
+    that every record has the three keys and a known status; ``extra`` keys are for the
+    few records that carry more (the mismatch detective's ``culprit``).
+
+    Example::
+
+        Check("loads", "pass", "Model loaded in 1.2 s")
+        # {'name': 'loads', 'status': 'pass', 'detail': 'Model loaded in 1.2 s'}
+    """
+
+    def __init__(self, name, status, detail, **extra):
+        if status not in STATUSES:
+            raise ValueError("check %r: status %r, expected one of %s"
+                             % (name, status, ", ".join(STATUSES)))
+        dict.__init__(self, name=name, status=status, detail=detail, **extra)
+
+    @classmethod
+    def judged(cls, name, ok, detail, failing="fail"):
+        """``pass`` when ``ok``, else ``failing`` (``"fail"`` or ``"warn"``)."""
+        return cls(name, "pass" if ok else failing, detail)
+
+
+check = Check  # the name the evaluator's modules call it by
 
 
 def _expected(profile):

@@ -44,6 +44,7 @@ import math
 
 import numpy as np
 
+from . import checks as C
 from . import metrics as M
 
 # The usual culprits, as data. ``transform`` is the harness's name for the transform
@@ -458,14 +459,12 @@ def finding_check(results, evidence=None, expected=None, expected_from=None, vou
     name = "mismatch detective"
     said = evidence_sentence(evidence) if evidence is not None else ""
     if vouch:
-        return {"name": name, "status": "pass", "detail": ("%s %s" % (vouch, said)).strip(),
-                "culprit": None}
+        return C.Check(name, "pass", ("%s %s" % (vouch, said)).strip(), culprit=None)
     if isinstance(results, list):
         results = _rank_plain(results)
     cands = results.get("candidates") or []
     if not cands:
-        return {"name": name, "status": "pass",
-                "detail": "not run (no predictions to compare)", "culprit": None}
+        return C.Check(name, "pass", "not run (no predictions to compare)", culprit=None)
     stated = ""
     if expected:
         stated = " You stated that training used '%s'%s." % (
@@ -476,9 +475,8 @@ def finding_check(results, evidence=None, expected=None, expected_from=None, vou
                   "(closest: %s, %+.1f points on %d images)." % (
                       ", ".join(r["candidate"] for r in cands), best["candidate"],
                       100 * best["gain"], best["n"]))
-        return {"name": name, "status": "pass",
-                "detail": " ".join(x for x in (detail, stated.strip(), said) if x),
-                "culprit": None}
+        return C.Check(name, "pass", " ".join(x for x in (detail, stated.strip(), said) if x),
+                       culprit=None)
     by = {r["candidate"]: r for r in cands}
     specs = results.get("specs") or BY_NAME
     tied = results["tied"]
@@ -545,7 +543,7 @@ def finding_check(results, evidence=None, expected=None, expected_from=None, vou
     elif len(tied) > 1:
         decide = " To decide, %s." % HOW_TO_DECIDE
     detail = " ".join(x for x in (head + decide, said, stated.strip(), fix) if x)
-    return {"name": name, "status": status, "detail": detail, "culprit": culprit}
+    return C.Check(name, status, detail, culprit=culprit)
 
 
 def _or(names):
