@@ -1,9 +1,10 @@
 """The build's self-check: the rendered model.py, imported in a fresh process, must
 reproduce every member's goldens and leafsub's own computation of the ensemble.
 
-The child is ``selfcheck_child.py`` (stdlib + numpy + tensorflow + the rendered
-submission, nothing of leafsub), run with the staging folder (exactly the
-zip's files) as its working directory.
+The child is ``selfcheck_child.py`` driving a copy of ``evaluator/harness.py`` (the
+platform's stand-in ``leafsub evaluate`` runs) with the request ``Protocol.child_request``
+builds: stdlib + numpy + the profile's framework + the rendered submission, nothing of
+leafsub, run with the staging folder (exactly the zip's files) as its working directory.
 """
 
 import dataclasses
@@ -18,16 +19,20 @@ import numpy as np
 
 from .. import tflog
 from ..errors import CheckFailed
+from ..evaluator.checks import Check
+from ..protocol import Protocol
 from ..submission_template.spec import MODES
 
-CHILD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "selfcheck_child.py")
+HERE = os.path.dirname(os.path.abspath(__file__))
+CHILD = os.path.join(HERE, "selfcheck_child.py")
+HARNESS = os.path.join(HERE, os.pardir, "evaluator", "harness.py")
 # The standard preprocessings the child tries on a member whose goldens fail (the hint).
 HINT_MODES = tuple(mode for mode in MODES if mode != "affine")
 
 
 @dataclasses.dataclass
 class SelfCheckResult:
-    checks: list                 # [{"name", "status": pass|fail, "detail"}]
+    checks: list                 # [Check]: pass or fail
     member_diffs: list           # max abs difference to the goldens, per member
     ensemble_diff: float         # max abs difference to leafsub's in-process scores
     tolerance: float             # for the ensemble comparison
@@ -58,40 +63,34 @@ def run_child(staging, profile, member_probes, probe_path, reference, timeout=No
     Raises:
       CheckFailed when the child cannot import, construct or call the submission.
     """
-    iface, inp = profile["interface"], profile["input"]
+    protocol = Protocol.from_profile(profile)
+    iface = protocol.interface
     work = tempfile.mkdtemp(prefix="leafsub-selfcheck-")
     try:
         script = os.path.join(work, "selfcheck_child.py")
         shutil.copyfile(CHILD, script)
+        shutil.copyfile(HARNESS, os.path.join(work, "leafsub_harness.py"))
         from importlib import resources
-        framework = profile.get("framework", "tensorflow")
-        runtime_file = "runtime_torch.py" if framework == "torch" else "runtime.py"
+        runtime_file = "runtime_torch.py" if protocol.framework == "torch" else "runtime.py"
         # leafsub_runtime (the framework's ops) imports leafsub_spec (TF-free constants,
-        # the platform-input conversion).
+        # the platform-input conversion), which the harness imports too.
         for name, target in ((runtime_file, "leafsub_runtime.py"), ("spec.py", "leafsub_spec.py")):
             with resources.as_file(resources.files("leafsub.submission_template").joinpath(
                     name)) as source:
                 shutil.copyfile(source, os.path.join(work, target))
         result = os.path.join(work, "result")
-        request = {
-            "folder": os.path.abspath(staging), "module": iface["module"],
-            "class_name": iface["class_name"], "constructor": iface["constructor"],
-            "method": iface["method"], "container": inp["container"], "dtype": inp["dtype"],
-            "batch_size": int(inp.get("batch_size", 32)),
-            "range": list(inp.get("range") or (0, 255)),
-            "channel_order": inp.get("channel_order", "RGB"), "kind": inp.get("kind", "image"),
-            "members": [{"probe": os.path.abspath(p)} for p in member_probes],
-            "probe": os.path.abspath(probe_path), "result": result, "reference": reference,
+        request = protocol.child_request(
+            folder=os.path.abspath(staging),
+            members=[{"probe": os.path.abspath(p)} for p in member_probes],
+            probe=os.path.abspath(probe_path), result=result, reference=reference,
             # The image pipelines mean nothing to a time series: no hint to look for.
-            "hint_modes": list(HINT_MODES) if inp.get("kind", "image") == "image" else [],
-            "framework": framework, "layout": inp.get("layout", "NHWC"),
-        }
+            hint_modes=list(HINT_MODES) if protocol.input.is_image else [])
         with open(os.path.join(work, "request.json"), "w", encoding="utf-8") as f:
             json.dump(request, f)
         # CPU only: the calling process (often the training notebook) may hold the whole GPU.
         env = tflog.quiet_env(dict(os.environ, PYTHONDONTWRITEBYTECODE="1",
                                    CUDA_VISIBLE_DEVICES="-1"))
-        timeout = timeout or max(600.0, float(profile["limits"].get("time_s", 600)))
+        timeout = timeout or max(600.0, protocol.time_s)
         try:
             proc = subprocess.run([sys.executable, "-B", script, os.path.join(work, "request.json")],
                                   cwd=staging, env=env, capture_output=True, text=True,
@@ -109,10 +108,10 @@ def run_child(staging, profile, member_probes, probe_path, reference, timeout=No
         with open(info_path, "r", encoding="utf-8") as f:
             info = json.load(f)
         if not info.get("ok"):
-            where = {"import": "importing model.py", "construct": "constructing %s" % (
-                iface["class_name"] + ("(path)" if iface["constructor"] == "path" else "()")),
-                "goldens": "running the members on their probe images",
-                "predict": "calling %s() on the probe batch" % iface["method"],
+            where = {"import": "importing model.py",
+                     "construct": "constructing %s" % iface.call_text(),
+                     "goldens": "running the members on their probe images",
+                     "predict": "calling %s() on the probe batch" % iface.method,
                 "reference": "running leafsub's runtime on the same batch"}.get(
                     info.get("stage"), info.get("stage"))
             tail = "\n".join(info.get("traceback", "").strip().splitlines()[-6:])
@@ -136,7 +135,7 @@ def compare(info, arrays, profile, members, expected_scores, hint=None):
       expected_scores: leafsub's in-process ensemble scores on the probe batch.
       hint: ``hint(i, diff) -> str`` explaining a member's mismatch (or None).
     """
-    checks, failures, diffs = [], [], []
+    checks, failures, diffs = [], [], []  # Check records
     for i, m in enumerate(members):
         got = arrays["member%d" % i]
         want = np.asarray(m["goldens"], dtype=np.float64)
@@ -149,8 +148,7 @@ def compare(info, arrays, profile, members, expected_scores, hint=None):
                 diff, want.shape[0], m["tolerance"])
         diffs.append(diff)
         ok = diff <= m["tolerance"]
-        checks.append({"name": "goldens %s" % m["label"], "status": "pass" if ok else "fail",
-                       "detail": detail})
+        checks.append(Check.judged("goldens %s" % m["label"], ok, detail))
         if not ok:
             extra = hint(i, diff) if hint else ""
             failures.append("%s: the rendered model.py does not reproduce its goldens: %s.%s"
@@ -164,10 +162,9 @@ def compare(info, arrays, profile, members, expected_scores, hint=None):
     else:
         ens_diff = float(np.max(np.abs(scores - expected_scores))) if scores.size else 0.0
     ok = ens_diff <= tolerance
-    checks.append({"name": "ensemble scores", "status": "pass" if ok else "fail",
-                   "detail": "model.py vs leafsub's runtime.Ensemble on %d probe images: max abs "
-                             "difference %.3g (tolerance %.3g)" % (len(expected_scores), ens_diff,
-                                                                   tolerance)})
+    checks.append(Check.judged("ensemble scores", ok, "model.py vs leafsub's runtime.Ensemble on "
+                               "%d probe images: max abs difference %.3g (tolerance %.3g)"
+                               % (len(expected_scores), ens_diff, tolerance)))
     if not ok and not failures:
         failures.append("the ensemble's scores from model.py differ from leafsub's own "
                         "computation by up to %.3g (tolerance %.3g)" % (ens_diff, tolerance))
@@ -193,16 +190,19 @@ def compare(info, arrays, profile, members, expected_scores, hint=None):
         labels_equal = n if shape_ok and pdiff <= tolerance else 0
         ok = shape_ok and pdiff <= tolerance
         detail = "scores shape %s, max abs difference %.3g" % (predictions.shape, pdiff)
-    container = out.get("container", "any")
+    protocol = Protocol.from_profile(profile)
+    container = protocol.output.container
     types = info.get("output_types", [])
-    if container == "tensor" and not all("tensorflow" in t for t in types):
+    torch = protocol.framework == "torch"
+    if container == "tensor" and not all(("torch" if torch else "tensorflow") in t
+                                         for t in types):
         ok = False
-        detail += "; the profile expects a tf.Tensor, got %s" % ", ".join(types)
+        detail += "; the profile expects a %s, got %s" % (
+            "torch.Tensor" if torch else "tf.Tensor", ", ".join(types))
     if container == "numpy" and types != ["numpy.ndarray"]:
         ok = False
         detail += "; the profile expects a numpy array, got %s" % ", ".join(types)
-    checks.append({"name": "predict() output", "status": "pass" if ok else "fail",
-                   "detail": detail})
+    checks.append(Check.judged("predict() output", ok, detail))
     if not ok and not failures:
         failures.append("predict() on the probe batch: %s" % detail)
     return SelfCheckResult(checks=checks, member_diffs=diffs, ensemble_diff=ens_diff,

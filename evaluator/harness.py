@@ -248,7 +248,7 @@ def send(stream, message):
     stream.flush()
 
 
-def _short_traceback(limit=12):
+def short_traceback(limit=12):
     lines = traceback.format_exc().rstrip().splitlines()
     return "\n".join(lines[-limit:])
 
@@ -514,7 +514,7 @@ def read_evidence(request):
         sys.path.pop(0)
 
 
-def _network_note(attempts):
+def network_note(attempts):
     """A sentence naming the network attempts of one command, for a failing reply."""
     if not attempts:
         return ""
@@ -565,7 +565,7 @@ def main(request_path, reply_fd, command_fd):
             refused = _refused_paths(e.__context__) if reads else []
         except BaseException as e:  # the harness itself: reported, then the parent decides
             reply = {"ok": False, "kind": "harness", "error": "%s: %s" % (type(e).__name__, e),
-                     "traceback": _short_traceback()}
+                     "traceback": short_traceback()}
         if reads:
             refused = reads.denied(also=refused)
         if refused:
@@ -577,7 +577,7 @@ def main(request_path, reply_fd, command_fd):
         if attempts:
             reply["network"] = attempts
             if not reply["ok"] and "blocked by the replay" not in reply["error"]:
-                reply["error"] = reply["error"].rstrip(". ") + "." + _network_note(attempts)
+                reply["error"] = reply["error"].rstrip(". ") + "." + network_note(attempts)
         send(proto, reply)
     proto.close()
     # The submission may have started threads that never end: leave at once.

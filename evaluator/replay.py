@@ -25,6 +25,7 @@ import time
 import numpy as np
 
 from ..profiles import is_image
+from ..protocol import Protocol
 from . import checks as C
 from . import metrics as M
 
@@ -100,6 +101,7 @@ class Replay:
                  isolate):
         self.prof, self.packs, self.runtime, self.say = prof, packs, runtime, say
         self.iface, self.inp = prof["interface"], prof["input"]
+        self.protocol = Protocol.from_profile(prof)
         self.n_classes = int(prof["classes"]["count"])
         self.batch_size, self.time_limit = batch_size, time_limit
         self.memory_limit, self.isolate = memory_limit, isolate
@@ -114,7 +116,7 @@ class Replay:
             else os.path.abspath(packs[0].path),
             "n_images": int(sum(p.n for p in packs)),
             "class_names": prof["classes"].get("names"), "runtime": runtime.label,
-            "input": {"kind": prof["input"].get("kind", "image"),
+            "input": {"kind": self.protocol.input.kind,
                       "shape": list(prof["input"]["shape"]), "dtype": prof["input"]["dtype"]},
             "metrics": None, "checks": [],
             "timing": {"load_s": None, "predict_s": None, "images_per_s": None},
@@ -184,14 +186,8 @@ class Replay:
     def start_child(self):
         from .runner import Child
 
-        request = {"module": self.iface["module"], "class_name": self.iface["class_name"],
-                   "constructor": self.iface["constructor"], "method": self.iface["method"],
-                   "range": list(self.inp.get("range") or (0, 255)),
-                   "channel_order": self.inp.get("channel_order", "RGB"),
-                   "kind": self.inp.get("kind", "image"),
-                   "framework": self.prof.get("framework", "tensorflow"),
-                   "layout": self.inp.get("layout", "NHWC")}
-        if self.iface.get("working_dir") == "scratch":
+        request = self.protocol.child_request()
+        if self.protocol.interface.working_dir == "scratch":
             request["cwd"] = os.path.join(self.workdir, "scratch")
             os.makedirs(request["cwd"])
         self.child = Child(self.runtime.python, self.workdir, self.root, request,

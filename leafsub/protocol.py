@@ -14,11 +14,19 @@ Example::
 
 Later fields (the platform's environment, forecasting outputs and predict arguments)
 are added to the dataclasses below and to ``from_profile``; nothing else builds a request.
+
+Standard library only, and Python 3.8 syntax: the bundle's ingestion program runs a copy
+of this file (``leafsub_protocol.py``) on the platform, and builds its request from
+``protocol.json`` with :func:`request_from_json`, the function ``child_request`` uses.
 """
+
+from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-PROTOCOL_VERSION = 1
+# protocol.json's format: 2 is ``to_json()`` (1, the bundle's own dict, had no framework
+# and no layout). A reader refuses a version it does not know.
+PROTOCOL_VERSION = 2
 
 FRAMEWORKS = ("tensorflow", "torch")
 
@@ -63,6 +71,11 @@ class Input:
     def is_image(self):
         return self.kind == "image"
 
+    @property
+    def unit(self):
+        """What one sample is called in messages: ``"images"`` or ``"samples"``."""
+        return "images" if self.is_image else "samples"
+
     def describe(self, framework="tensorflow"):
         """One line for messages and model.py: container, dtype, range, shape."""
         container = {"tensor": "torch.Tensor" if framework == "torch" else "tf.Tensor",
@@ -101,6 +114,7 @@ class Protocol:
     memory_mb: float = 12000.0
     zip_mb: float | None = None
     assumptions: tuple = ()
+    framework_version: str | None = None   # the profile's pinned "tensorflow" or "torch"
 
     @classmethod
     def from_profile(cls, profile):
@@ -115,9 +129,10 @@ class Protocol:
         if rng is None and image:
             rng = (0, 255)
         limits = profile.get("limits") or {}
+        framework = profile.get("framework", "tensorflow")
         return cls(
             name=profile["name"],
-            framework=profile.get("framework", "tensorflow"),
+            framework=framework,
             interface=Interface(module=iface["module"], class_name=iface["class_name"],
                                 constructor=iface["constructor"], method=iface["method"],
                                 working_dir=iface.get("working_dir", "submission")),
@@ -133,26 +148,40 @@ class Protocol:
             memory_mb=float(limits.get("memory_mb", 12000)),
             zip_mb=limits.get("zip_mb"),
             assumptions=tuple(profile.get("assumptions") or ()),
+            framework_version=profile.get(framework),
         )
 
     def child_request(self, **extra):
         """The request the child harness (the platform's stand-in) reads, plus ``extra``
         (the folder, cwd, readable paths: where this run happens, not what the platform does)."""
-        inp, iface = self.input, self.interface
-        request = {
-            "module": iface.module, "class_name": iface.class_name,
-            "constructor": iface.constructor, "method": iface.method,
-            "container": inp.container, "dtype": inp.dtype, "batch_size": inp.batch_size,
-            "kind": inp.kind, "shape": list(inp.shape),
-            "range": list(inp.range) if inp.range is not None else None,
-            "channel_order": inp.channel_order, "layout": inp.layout,
-            "framework": self.framework,
-        }
-        request.update(extra)
-        return request
+        return request_from_json(self.to_json(), **extra)
 
     def to_json(self):
         """A JSON-ready dict of the whole protocol (the bundle's ``protocol.json`` holds it)."""
         data = asdict(self)
         data["leafsub_protocol"] = PROTOCOL_VERSION
         return data
+
+
+def request_from_json(data, **extra):
+    """The child harness's request from a protocol as ``Protocol.to_json`` wrote it.
+
+    The one place a request is built: ``Protocol.child_request`` calls it, and so does
+    the bundle's ingestion program, which has only ``protocol.json`` (and this file).
+
+    Raises:
+      ValueError when ``data`` is not a protocol of ``PROTOCOL_VERSION``.
+    """
+    version = data.get("leafsub_protocol")
+    if version != PROTOCOL_VERSION:
+        raise ValueError("protocol version %r, expected %d: write the bundle again with "
+                         "leafsub bundle" % (version, PROTOCOL_VERSION))
+    iface, inp = data["interface"], data["input"]
+    request = {key: iface[key] for key in ("module", "class_name", "constructor", "method")}
+    request.update({key: inp[key] for key in ("container", "dtype", "batch_size", "kind",
+                                              "channel_order", "layout")})
+    request.update(shape=list(inp["shape"]),
+                   range=list(inp["range"]) if inp["range"] is not None else None,
+                   framework=data["framework"])
+    request.update(extra)
+    return request
