@@ -14,7 +14,8 @@ bundle's README). This process never imports TensorFlow.
 Layout of the zip::
 
     competition.yaml  logo.png  README.md  pages/{overview,evaluation,terms}.md
-    ingestion_program/  metadata.yaml ingestion.py harness.py protocol.json profile.json
+    ingestion_program/  metadata.yaml ingestion.py harness.py leafsub_spec.py leafsub_protocol.py
+                        leafsub_checks.py protocol.json profile.json
     scoring_program/    metadata.yaml score.py leafsub_checks.py leafsub_metrics.py protocol.json
     phases/<slug>/input_data/images.npy          uint8 [n, H, W, 3] RGB at the profile's size
                                                  (an image profile), or
@@ -36,6 +37,8 @@ import zlib
 import numpy as np
 
 from ..errors import UsageError
+from .. import protocol as protocol_module
+from ..protocol import Protocol
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 EVALUATOR = os.path.join(HERE, os.pardir, "evaluator")
@@ -51,6 +54,14 @@ DEFAULT_QUEUE_LIMIT_S = 1200
 # printed before the worker's alarm kills the container with no log.
 WATCHDOG_MARGIN_S = 30
 DEFAULT_DOCKER_TF = "2.15.0"
+DEFAULT_DOCKER_TORCH = "2.5.1"
+# pytorch/pytorch publishes no tag of the version alone: each names its CUDA build
+# ("2.5.1-cuda12.4-cudnn9-runtime"); the runtime flavour is the smallest, and runs on a CPU.
+TORCH_DOCKER_TAG = "%s-cuda12.4-cudnn9-runtime"
+# What the scoring program can score (classification metrics of labels): a profile whose
+# output or framework is outside these is refused, not written into a bundle that fails.
+SERVED_OUTPUTS = ("labels", "probabilities")
+SERVED_FRAMEWORKS = ("tensorflow", "torch")
 PHASE_DAYS = 28
 FORMATS = ("codabench", "codalab")
 INGESTION_COMMAND = ("python3 $ingestion_program/ingestion.py $input $output "
@@ -77,8 +88,13 @@ ASSUMPTIONS = [
     "The worker reads scores.json from the scoring output, else scores.txt (YAML); the keys must "
     "be the leaderboard columns' keys, or the leaderboard shows n/a.",
     "docker_image defaults to codalab/codalab-legacy:py3 (the documentation; the unpacker's code "
-    "says py37), which has no TensorFlow: the bundle names tensorflow/tensorflow:<the profile's "
-    "TensorFlow> (Docker Hub's official images have python3 and numpy; not pulled here).",
+    "says py37), which has no TensorFlow nor torch: the bundle names tensorflow/tensorflow:<the "
+    "profile's TensorFlow> for a TensorFlow profile (Docker Hub's official images have python3 "
+    "and numpy; not pulled here).",
+    "For a torch profile the bundle names pytorch/pytorch:<the profile's torch>-cuda12.4-cudnn9-"
+    "runtime: the PyTorch images have python3, numpy and torch, but no tag of the torch version "
+    "alone (each tag names its CUDA build, and the builds differ between torch releases); the "
+    "tag is not pulled here, so check that it exists, or pass --docker-image.",
     QUEUE_ASSUMPTION,
     "The worker enforces no memory limit of its own on the default queue (none is documented); "
     "the profile's memory limit is checked by leafsub evaluate only.",
@@ -120,7 +136,7 @@ def _parse_phase(text):
 
 
 def _is_image(profile):
-    return profile["input"].get("kind", "image") == "image"
+    return Protocol.from_profile(profile).input.is_image
 
 
 def _words(profile):
@@ -148,8 +164,26 @@ def _phases(data, phases, many="images"):
 
 
 def docker_image_for(profile):
-    """The docker image the workers run both programs in: the profile's TensorFlow."""
-    return "tensorflow/tensorflow:%s" % (profile.get("tensorflow") or DEFAULT_DOCKER_TF)
+    """The docker image the workers run both programs in: the profile's framework, at the
+    profile's version (``tensorflow/tensorflow:2.10.0``, ``pytorch/pytorch:2.13.0-cuda...``)."""
+    proto = Protocol.from_profile(profile)
+    if proto.framework == "torch":
+        return "pytorch/pytorch:" + TORCH_DOCKER_TAG % (proto.framework_version
+                                                        or DEFAULT_DOCKER_TORCH)
+    return "tensorflow/tensorflow:%s" % (proto.framework_version or DEFAULT_DOCKER_TF)
+
+
+def refuse_unserved(profile):
+    """A UsageError for a profile this bundle's programs cannot run or score."""
+    proto = Protocol.from_profile(profile)
+    if proto.framework not in SERVED_FRAMEWORKS:
+        raise UsageError("Profile %s: framework %r; leafsub bundle writes programs for %s only."
+                         % (proto.name, proto.framework, ", ".join(SERVED_FRAMEWORKS)))
+    if proto.output.kind not in SERVED_OUTPUTS:
+        raise UsageError("Profile %s: output kind %r; the bundle's scoring program scores "
+                         "class labels (output kind %s) only, so no bundle is written. Score "
+                         "this challenge with a scoring program of your own."
+                         % (proto.name, proto.output.kind, " or ".join(SERVED_OUTPUTS)))
 
 
 def time_limit_for(profile):
@@ -159,35 +193,24 @@ def time_limit_for(profile):
 
 
 def protocol_for(profile, time_limit):
-    """What both programs read: the profile's protocol, in the harness's words."""
-    inp, iface = profile["input"], profile["interface"]
-    assumptions = list(profile.get("assumptions") or []) + [QUEUE_ASSUMPTION]
-    kind = inp.get("kind", "image")
-    fed = {"kind": kind, "shape": list(inp["shape"]), "container": inp["container"],
-           "dtype": inp["dtype"], "batch_size": int(inp.get("batch_size", 32))}
-    if kind == "image":
-        fed.update(range=list(inp.get("range") or (0, 255)),
-                   channel_order=inp.get("channel_order", "RGB"))
-    elif inp.get("range"):
-        fed["range"] = list(inp["range"])  # for the pages only: the harness feeds as stored
-    return {
-        "leafsub_protocol": 1,
-        "profile": profile["name"],
-        "interface": {k: iface[k] for k in ("module", "class_name", "constructor", "method")}
-        | {"working_dir": iface.get("working_dir", "submission")},
-        "input": fed,
-        "required_files": list(profile["layout"]["required_files"]),
+    """What both programs read: ``Protocol.to_json()`` (the ingestion's request comes from it,
+    framework and layout included) and what only the bundle needs."""
+    proto = Protocol.from_profile(profile)
+    data = proto.to_json()
+    data.update({
+        "profile": proto.name,
         # The input data's file name (the key keeps its name: older bundles' programs read it).
-        "images": "images.npy" if kind == "image" else "samples.npy",
+        "images": "images.npy" if proto.input.is_image else "samples.npy",
         "time_limit_s": max(60, time_limit - WATCHDOG_MARGIN_S),
         "score_keys": list(SCORE_KEYS),
         # The fields of the profile that leafsub's output checks read.
-        "profile_contract": {"name": profile["name"], "classes": profile["classes"],
+        "profile_contract": {"name": proto.name, "classes": profile["classes"],
                              "output": profile["output"],
-                             "input": {"kind": kind, "shape": list(inp["shape"]),
-                                       "dtype": inp["dtype"]}},
-        "assumptions": assumptions,
-    }
+                             "input": {"kind": proto.input.kind, "shape": list(proto.input.shape),
+                                       "dtype": proto.input.dtype}},
+        "assumptions": list(proto.assumptions) + [QUEUE_ASSUMPTION],
+    })
+    return data
 
 
 def competition_yaml(profile, phase_slugs, title, docker_image, time_limit, start):
@@ -244,7 +267,9 @@ def _pages(profile, protocol, time_limit, wanted):
     inp, iface = protocol["input"], protocol["interface"]
     ctor = "%s(path)" % iface["class_name"] if iface["constructor"] == "path" else \
         iface["class_name"] + "()"
-    container = "a tf.Tensor" if inp["container"] == "tensor" else "a numpy array"
+    torch = protocol["framework"] == "torch"
+    container = "a numpy array" if inp["container"] == "numpy" else \
+        "a torch.Tensor" if torch else "a tf.Tensor"
     one, many = _words(profile)
     overview = ("# %s\n\nClassify each %s into one of %d classes. Submit a zip with %s at its "
                 "top level (not inside a folder).\n\nCheck it before you upload, with the same "
@@ -252,10 +277,11 @@ def _pages(profile, protocol, time_limit, wanted):
                 "evaluate submission.zip --data your_validation.npz --profile %s\n"
                 % (profile.get("title") or profile["name"], one, profile["classes"]["count"],
                    ", ".join(protocol["required_files"]), profile["name"]))
-    if inp.get("kind", "image") == "image":
-        fed = "%s of %s %s values in %s..%s, shape [batch, %d, %d, 3]" % (
-            container, inp["dtype"], inp.get("channel_order", "RGB"), inp["range"][0],
-            inp["range"][1], inp["shape"][0], inp["shape"][1])
+    if inp["kind"] == "image":
+        h, w, c = inp["shape"]
+        fed = "%s of %s %s values in %s..%s, shape [batch, %s]" % (
+            container, inp["dtype"], inp["channel_order"], inp["range"][0], inp["range"][1],
+            "%d, %d, %d" % ((c, h, w) if inp["layout"] == "NCHW" else (h, w, c)))
     else:
         fed = "%s of %s values, shape [batch, %s], exactly as stored in the hidden data (no " \
               "scaling: a scaler fitted on the training set belongs in your `%s.py`)" % (
@@ -280,6 +306,7 @@ def _pages(profile, protocol, time_limit, wanted):
 
 def _readme(profile, docker_image, time_limit, wanted):
     inp = profile["input"]
+    framework = "torch" if Protocol.from_profile(profile).framework == "torch" else "TensorFlow"
     if _is_image(profile):
         data = ("each phase's `input_data/images.npy` holds the hidden images, uint8 [n, %d, %d, "
                 "3] RGB at the profile's size; the ingestion converts them to the profile's "
@@ -305,8 +332,8 @@ def _readme(profile, docker_image, time_limit, wanted):
         "3. Edit the dates, the pages and the number of submissions in the competition editor "
         "(or in competition.yaml before uploading: phases must not overlap).", "",
         "## What the workers do", "",
-        "- docker image: `%s` (the profile's TensorFlow). Change `docker_image` if your "
-        "workers need another one with Python 3, numpy and TensorFlow." % docker_image,
+        "- docker image: `%s` (the profile's %s). Change `docker_image` if your workers need "
+        "another one with Python 3, numpy and %s." % (docker_image, framework, framework),
         "- time: `execution_time_limit: %d` s per phase%s. The ingestion stops itself %d s "
         "earlier, so that the participant's log says what was running." % (
             time_limit, "" if wanted <= time_limit else
@@ -350,7 +377,8 @@ def make_bundle(profile=None, data=None, phases=None, output="competition.zip", 
       phases: more phases, as ``"name=data"`` strings or ``(name, data)`` pairs.
       output: the bundle zip to write (atomically).
       title: the competition's title (default: the profile's).
-      docker_image: the image of the workers (default ``tensorflow/tensorflow:<profile TF>``).
+      docker_image: the image of the workers (default ``docker_image_for(profile)``: the
+        profile's TensorFlow or torch).
       start: ``datetime.date`` of the first phase's start (default today, UTC).
       format: ``"codabench"`` (competition.yaml version 2) or ``"codalab"`` (the classic
         CodaLab format: the same programs and data, as zips, with a v1.5 competition.yaml).
@@ -361,7 +389,8 @@ def make_bundle(profile=None, data=None, phases=None, output="competition.zip", 
       ``execution_time_limit``, ``competition`` (the competition.yaml as a dict).
 
     Raises:
-      UsageError for an unknown profile, unreadable data, data of another shape than a
+      UsageError for an unknown profile, a profile whose output the scoring cannot score,
+        unreadable data, data of another shape than a
       tensor profile's, series-like arrays for an image profile, or labels beyond the classes.
 
     Example:
@@ -374,6 +403,7 @@ def make_bundle(profile=None, data=None, phases=None, output="competition.zip", 
     if format not in FORMATS:
         raise UsageError("--format %r: expected one of %s." % (format, ", ".join(FORMATS)))
     prof = load_profile(profile)
+    refuse_unserved(prof)
     output = os.fspath(output)
     if not os.path.isdir(os.path.dirname(os.path.abspath(output))):
         raise UsageError("-o %s: the folder %s does not exist; create it or give another path."
@@ -425,6 +455,10 @@ def make_bundle(profile=None, data=None, phases=None, output="competition.zip", 
                         os.path.join(stage, "ingestion_program", "harness.py"))
         shutil.copyfile(os.path.join(HERE, os.pardir, "submission_template", "spec.py"),
                         os.path.join(stage, "ingestion_program", "leafsub_spec.py"))
+        shutil.copyfile(protocol_module.__file__,
+                        os.path.join(stage, "ingestion_program", "leafsub_protocol.py"))
+        shutil.copyfile(os.path.join(EVALUATOR, "checks.py"),
+                        os.path.join(stage, "ingestion_program", "leafsub_checks.py"))
         put("scoring_program/metadata.yaml", _dump_yaml({"command": SCORING_COMMAND}))
         put("scoring_program/protocol.json", proto_text)
         shutil.copyfile(os.path.join(HERE, "scoring.py"),

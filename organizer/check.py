@@ -37,6 +37,8 @@ import zipfile
 import numpy as np
 
 from ..errors import UsageError
+from ..evaluator.checks import check
+from ..protocol import PROTOCOL_VERSION
 from .bundle import DEFAULT_QUEUE_LIMIT_S, SCORE_KEYS
 
 # Checks both sides make, with the same names and the same harness messages.
@@ -45,10 +47,6 @@ SHARED_CHECKS = ("loads", "predicts", "output: shape", "output: type", "output: 
                  "output: container")
 DEFAULT_IMAGE = "codalab/codalab-legacy"
 LOG_TAIL = 40
-
-
-def check(name, status, detail):
-    return {"name": name, "status": status, "detail": detail}
 
 
 # --------------------------------------------------------------------------- the worker
@@ -370,11 +368,25 @@ def validate_bundle(root, zip_path):
         checks.append(check("bundle: phases", "fail", "; ".join(order) + " (the unpacker "
                             "refuses overlapping phases)"))
     image = doc.get("docker_image") or "codalab/codalab-legacy:py3"
-    if image.startswith(DEFAULT_IMAGE):
+    protocols = _protocols(root, doc, "protocol.json")
+    # The profile's framework (a protocol of version 1 did not say it).
+    framework = next((p.get("framework", "tensorflow") for p in _protocols(root, doc,
+                                                                        "profile.json")), None)
+    stale = [p.get("leafsub_protocol") for p in protocols
+             if p.get("leafsub_protocol") != PROTOCOL_VERSION]
+    if stale:
+        checks.append(check("bundle: protocol", "fail",
+                            "the ingestion program's protocol.json has version %r, and this "
+                            "leafsub reads version %d (with the framework and the layout): write "
+                            "the bundle again with leafsub bundle" % (stale[0], PROTOCOL_VERSION)))
+    wrong = {"torch": "tensorflow/", "tensorflow": "pytorch/"}.get(framework)
+    if image.startswith(DEFAULT_IMAGE) or (wrong and image.startswith(wrong)):
         checks.append(check("bundle: docker image", "fail",
-                            "docker_image %s has no TensorFlow: submissions fail at 'import "
-                            "tensorflow'. Name an image with the profile's framework (leafsub "
-                            "bundle writes tensorflow/tensorflow:<version>)." % image))
+                            "docker_image %s has no %s: submissions fail at 'import %s'. Name an "
+                            "image with the profile's framework (leafsub bundle writes %s)."
+                            % (image, "torch" if framework == "torch" else "TensorFlow",
+                               framework or "tensorflow", "pytorch/pytorch:<version>-..."
+                               if framework == "torch" else "tensorflow/tensorflow:<version>")))
     else:
         checks.append(check("bundle: docker image", "pass", "%s (not pulled: docker does not run "
                             "here)" % image))
@@ -387,6 +399,20 @@ def validate_bundle(root, zip_path):
                             % (limits[0]["name"], limits[0]["execution_time_limit"],
                                DEFAULT_QUEUE_LIMIT_S)))
     return doc, checks
+
+
+def _protocols(root, doc, name):
+    """The ``name`` (protocol.json, profile.json) of every task's ingestion program that
+    holds one, as dicts."""
+    out = []
+    for rel in sorted({t["ingestion_program"] for t in doc["tasks"]
+                       if t.get("ingestion_program")}):
+        try:
+            with open(os.path.join(root, rel, name), encoding="utf-8") as f:
+                out.append(json.load(f))
+        except (OSError, ValueError):
+            continue
+    return out
 
 
 def _columns_check(root, doc):

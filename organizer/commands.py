@@ -29,7 +29,8 @@ def _date(text):
               type=click.Path(dir_okay=False), help="The bundle zip to write.")
 @click.option("--title", default=None, help="The competition's title (default: the profile's).")
 @click.option("--docker-image", default=None, help="The workers' image (default "
-              "tensorflow/tensorflow:<the profile's TensorFlow>).")
+              "tensorflow/tensorflow:<the profile's TensorFlow>, or pytorch/pytorch:<the "
+              "profile's torch>-cuda12.4-cudnn9-runtime for a torch profile).")
 @click.option("--start", default=None, metavar="YYYY-MM-DD", help="First phase's start (default "
               "today); each phase lasts 28 days.")
 @click.option("--format", "bundle_format", type=click.Choice(["codabench", "codalab"]),

@@ -6,7 +6,9 @@ so the same import of the module, the same constructor, the same input container
 dtype, value range, channel order and batch size, read from ``protocol.json``
 (written from the challenge profile). For a profile whose input is not an image
 (``input.kind`` tensor: a time series, features) the samples are fed as stored, cast
-to the profile's dtype only, exactly as the harness does for ``leafsub evaluate``. Only the standard library, numpy and the
+to the profile's dtype only, exactly as the harness does for ``leafsub evaluate``. The
+harness's request is built by ``leafsub_protocol.py`` (leafsub's ``protocol.py``, copied
+unchanged), as ``leafsub evaluate`` builds it. Only the standard library, numpy and the
 profile's framework are imported, so it runs in the bundle's docker image.
 
 The compute worker starts it as (``metadata.yaml``)::
@@ -28,6 +30,14 @@ import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+# leafsub's own modules, copied unchanged beside this file: the evaluator's child (the
+# platform's stand-in), the protocol (the one builder of its request), the check record.
+sys.path.insert(0, HERE)
+import harness  # noqa: E402
+import leafsub_checks  # noqa: E402
+import leafsub_protocol  # noqa: E402
+sys.path.remove(HERE)
+check = leafsub_checks.Check
 # The worker's output folder must not hold a file named "metadata": the worker writes it.
 RESULT = "leafsub-ingestion.json"
 PREDICTIONS = "predictions.npy"
@@ -37,10 +47,6 @@ MACOS_JUNK = ("__MACOSX", ".DS_Store")
 def say(text):
     sys.stdout.write("[leafsub ingestion] %s\n" % text)
     sys.stdout.flush()
-
-
-def check(name, status, detail):
-    return {"name": name, "status": status, "detail": detail}
 
 
 def submission_root(folder, module):
@@ -104,6 +110,8 @@ def failure(reply):
 def run(input_dir, output_dir, program_dir, submission_dir):
     with open(os.path.join(program_dir, "protocol.json"), encoding="utf-8") as f:
         protocol = json.load(f)
+    # A protocol.json of another format is refused here (ValueError), before any submission runs.
+    leafsub_protocol.request_from_json(protocol)
     os.makedirs(output_dir, exist_ok=True)
     result = {"leafsub_ingestion": 1, "profile": protocol["profile"], "passed": False,
               "checks": [], "timing": {}}
@@ -123,19 +131,11 @@ def run(input_dir, output_dir, program_dir, submission_dir):
         finish(result, output_dir)
         return 1
 
-    sys.path.insert(0, HERE)
-    import harness  # the evaluator's child, copied unchanged
-
-    request = {"folder": root, "module": iface["module"], "class_name": iface["class_name"],
-               "constructor": iface["constructor"], "method": iface["method"],
-               "range": list(inp.get("range") or (0, 255)),
-               "channel_order": inp.get("channel_order", "RGB"),
-               "kind": inp.get("kind", "image"), "block_network": True}
+    request = leafsub_protocol.request_from_json(protocol, folder=root, block_network=True)
     cwd = root
-    if iface.get("working_dir") == "scratch":
+    if iface["working_dir"] == "scratch":
         cwd = tempfile.mkdtemp(prefix="scratch-")
     os.chdir(cwd)
-    sys.path.remove(HERE)
     sys.path.insert(0, root)
     guard = harness.NetworkGuard(True)
     guard.install()
@@ -149,9 +149,9 @@ def run(input_dir, output_dir, program_dir, submission_dir):
             reply = {"ok": False, "kind": e.kind, "error": str(e), "traceback": e.trace}
         except Exception as e:  # the harness itself
             reply = {"ok": False, "kind": "harness", "error": "%s: %s" % (type(e).__name__, e),
-                     "traceback": harness._short_traceback()}
+                     "traceback": harness.short_traceback()}
         if guard.attempts and not reply["ok"] and "blocked by the replay" not in reply["error"]:
-            reply["error"] = reply["error"].rstrip(". ") + "." + harness._network_note(
+            reply["error"] = reply["error"].rstrip(". ") + "." + harness.network_note(
                 guard.attempts)
         return reply
 
@@ -166,9 +166,10 @@ def run(input_dir, output_dir, program_dir, submission_dir):
     versions = reply.get("versions") or {}
     result["child"] = versions
     result["timing"]["load_s"] = round(float(reply["load_s"]), 3)
-    result["checks"].append(check("loads", "pass", "%s loaded in %.1f s (Python %s, TensorFlow %s)"
-                                  % (iface["class_name"], reply["load_s"], versions.get("python"),
-                                     versions.get("tensorflow"))))
+    framework = ("torch %s" % versions["torch"]) if versions.get("torch") else (
+        "TensorFlow %s" % versions.get("tensorflow"))
+    result["checks"].append(check("loads", "pass", "%s loaded in %.1f s (Python %s, %s)" % (
+        iface["class_name"], reply["load_s"], versions.get("python"), framework)))
     watchdog.stage = "predicting"
     out = os.path.join(output_dir, PREDICTIONS)
     command = {"op": "predict", "images": os.path.join(input_dir, protocol["images"]),
@@ -191,8 +192,8 @@ def run(input_dir, output_dir, program_dir, submission_dir):
     result["n_images"] = int(reply["n"])
     result["types"] = reply["types"]
     result["checks"].append(check("predicts", "pass", "%d %s in batches of up to %d, %.1f s "
-                                  "in %s()" % (reply["n"], "images" if inp.get("kind", "image")
-                                               == "image" else "samples", inp["batch_size"],
+                                  "in %s()" % (reply["n"], "images" if inp["kind"] == "image"
+                                               else "samples", inp["batch_size"],
                                                reply["predict_s"], iface["method"])))
     if guard.attempts:
         result["network"] = list(guard.attempts)

@@ -487,7 +487,9 @@ def test_a_series_bundle_stores_the_samples_as_the_pack_holds_them(series):
     assert series["x"].min() < 0 and series["x"].max() > 100
     # The protocol feeds series, not images: no range, no channel order; the harness is told.
     assert protocol["input"] == {"kind": "tensor", "shape": [36, 6], "container": "tensor",
-                                 "dtype": "float32", "batch_size": 32}
+                                 "dtype": "float32", "batch_size": 32, "range": None,
+                                 "channel_order": None, "layout": "NHWC"}
+    assert protocol["framework"] == "tensorflow"
     assert protocol["images"] == "samples.npy"
     assert protocol["profile_contract"]["input"]["kind"] == "tensor"
     assert "shape [batch, 36, 6]" in evaluation and "RGB" not in evaluation
@@ -583,3 +585,16 @@ def test_check_runs_a_series_submission_with_evaluates_scores(series, tmp_path):
                               progress=False, detective=False, variants=False)
     assert tasks[0]["scores"] == {k: result.metrics[k] for k in (
         "accuracy", "balanced_accuracy", "macro_f1")}
+
+
+def test_a_profile_the_bundle_cannot_score_is_refused_not_written():
+    # A forecasting profile (output values, not class labels): the scoring program computes
+    # classification metrics, so the bundle refuses it before writing anything.
+    from leafsub.errors import UsageError
+    from leafsub.organizer.bundle import refuse_unserved
+
+    prof = load_profile("an2dl-2022-ts")
+    refuse_unserved(prof)  # labels: served
+    prof["output"] = dict(prof["output"], kind="values")
+    with pytest.raises(UsageError, match="output kind 'values'.*no bundle is written"):
+        refuse_unserved(prof)

@@ -386,3 +386,57 @@ def test_an_in_place_op_on_the_torch_tensor_input_is_a_warning(work, tmp_path):
     check = checks_of(result)["input not mutated"]
     assert check["status"] == "warn" and "X.div_(255)" in check["detail"], check
     assert result["metrics"]["accuracy"] >= 0.95  # right answers: the harness's batch changed
+
+
+# --------------------------------------------------------------------------- the bundle
+
+def test_a_torch_bundle_gives_evaluates_verdict_and_scores(work, tmp_path):
+    # The organizers write a bundle from the torch profile: its protocol says torch and NCHW,
+    # and its workers' image has torch (the old bundle said neither, named a TensorFlow
+    # image, and its ingestion failed the submission evaluate passed).
+    zip_path = str(tmp_path / "one.zip")
+    proc = run_cli("build", "-m", work["runs"][0], "--profile", work["nchw"], "-o", zip_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    bundle = str(tmp_path / "competition.zip")
+    proc = run_cli("bundle", "--profile", work["nchw"], "--data", work["data"], "-o", bundle)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    with zipfile.ZipFile(bundle) as z:
+        protocol = json.loads(z.read("ingestion_program/protocol.json"))
+        competition = z.read("competition.yaml").decode()
+        evaluation = z.read("pages/evaluation.md").decode()
+    assert protocol["framework"] == "torch" and protocol["input"]["layout"] == "NCHW"
+    assert "docker_image: pytorch/pytorch:2.13.0-cuda12.4-cudnn9-runtime" in competition
+    assert "a torch.Tensor of float32 RGB values in 0..255, shape [batch, 3, 32, 32]" in evaluation
+
+    report = str(tmp_path / "check.json")
+    proc = run_cli("bundle", "--check", bundle, "--submission", zip_path, "--json", report)
+    with open(report) as f:
+        checked = json.load(f)
+    assert proc.returncode == 0 and checked["passed"], [
+        c for c in checked["checks"] if c["status"] != "pass"]
+    (task,) = checked["tasks"]
+    assert task["ingestion"]["exit_code"] == 0 and task["evaluate"]["passed"]
+    assert task["scores"] == pytest.approx(task["evaluate"]["metrics"])
+    assert task["scores"]["accuracy"] >= 0.95
+
+    # The old bundle (a protocol without framework and layout, a TensorFlow image) is refused.
+    old = str(tmp_path / "old.zip")
+    with zipfile.ZipFile(bundle) as zin, zipfile.ZipFile(old, "w") as zout:
+        for info in zin.infolist():
+            data = zin.read(info.filename)
+            if info.filename.endswith("protocol.json"):
+                stale = json.loads(data)
+                del stale["framework"], stale["input"]["layout"]
+                data = json.dumps(dict(stale, leafsub_protocol=1)).encode()
+            elif info.filename == "competition.yaml":
+                data = data.replace(b"pytorch/pytorch:2.13.0-cuda12.4-cudnn9-runtime",
+                                    b"tensorflow/tensorflow:2.15.0")
+            zout.writestr(info, data)
+    proc = run_cli("bundle", "--check", old, "--submission", zip_path, "--json", report)
+    with open(report) as f:
+        failed = {c["name"]: c["detail"] for c in json.load(f)["checks"]
+                  if c["status"] == "fail"}
+    assert proc.returncode == 1
+    assert "version 1" in failed["bundle: protocol"]
+    assert "has no torch" in failed["bundle: docker image"]
+
