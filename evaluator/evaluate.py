@@ -34,6 +34,7 @@ import numpy as np
 from ..errors import EXIT_CHECK_FAILED, EXIT_OK, UsageError
 from ..jsonfiles import dumps, write_atomic
 from ..profiles import is_image
+from ..protocol import Protocol
 from . import checks as C
 from . import detective as D
 from .checklist import run_checks
@@ -153,9 +154,10 @@ def evaluate(submission, data, profile=None, runtime=None, python=None, batch_si
         raise UsageError("No data to evaluate on: give --data with a folder of class "
                          "sub-folders, an .npz or an .h5 (labelled images).")
     prof = load_profile(profile)
+    protocol = Protocol.from_profile(prof)
     n_classes = int(prof["classes"]["count"])
     # "is None", not "or": an explicit 0 is a mistake to report, not a request for the default.
-    batch_size = int(prof["input"].get("batch_size", 32) if batch_size is None else batch_size)
+    batch_size = int(protocol.input.batch_size if batch_size is None else batch_size)
     if batch_size < 1:
         raise UsageError("--batch-size must be at least 1, got %d." % batch_size)
     limits = prof.get("limits") or {}
@@ -175,7 +177,7 @@ def evaluate(submission, data, profile=None, runtime=None, python=None, batch_si
                              % (pack.path, top, prof["name"], n_classes))
     stated = _stated_preprocess(expect_preprocess, card)
     chosen = resolve_runtime(runtime=runtime, python=python, say=say.say,
-                             framework=prof.get("framework", "tensorflow"))
+                             framework=protocol.framework)
 
     replay = Replay(prof, packs, chosen, say, batch_size=batch_size, time_limit=time_limit,
                     memory_limit=memory_limit, isolate=isolate)
@@ -244,7 +246,7 @@ def _open_data(path, prof):
 
     if is_image(prof):
         pack = open_pack(path)
-        raw = getattr(getattr(pack, "_source", None), "shape", ())
+        raw = pack.raw_shape
         if len(raw) == 3 and min(raw[1:]) < SERIES_HINT_PX:
             # [N, 36, 6] read as 6-pixel-wide grayscale images: surely not what was meant.
             raise UsageError("%s: holds arrays of shape %s, which an image profile (%s) would "

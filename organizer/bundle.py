@@ -512,7 +512,7 @@ def open_hidden(path, profile):
     if not _is_image(profile):
         return open_tensor_pack(path, tuple(int(d) for d in profile["input"]["shape"]))
     pack = open_pack(path)
-    raw = tuple(getattr(getattr(pack, "_source", None), "shape", ()) or ())
+    raw = pack.raw_shape
     if len(raw) == 3 and min(raw[1:]) < SERIES_HINT_PX:
         raise UsageError("%s: holds arrays of shape %s, which the image profile %s would read "
                          "as grayscale images %d pixels wide. If these are time series or other "

@@ -214,7 +214,7 @@ def split_data(data, out, val, test=0.0, seed=0, fmt="folders", size=None, force
     out = _prepare_output(out, force, pack.path)
     size = as_size(size)
     if fmt == "npz" and size is None:
-        size = pack._default_size()
+        size = pack.default_size()
 
     groups = []
     if keep_duplicates_together:

@@ -52,7 +52,7 @@ class FolderPack(Pack):
 
     def _stack(self, names, size):
         if size is None:
-            size = self._default_size()
+            size = self.default_size()
         out = np.empty((len(names), size[0], size[1], 3), dtype=np.uint8)
         for j, name in enumerate(names):
             out[j] = self._load(name, size)
@@ -60,7 +60,7 @@ class FolderPack(Pack):
 
     def _iter_raw(self, batch_size, size):
         if size is None:
-            size = self._default_size()
+            size = self.default_size()
         for start in range(0, self.n, batch_size):
             yield self._stack(self.files[start:start + batch_size], size)
 

@@ -97,7 +97,7 @@ def open_tensor_pack(path, sample_shape=None):
         raise UsageError("%s: the samples have shape %s each; the profile feeds predict() "
                          "samples of shape %s. Use the data of this challenge, or the profile "
                          "that matches the data (--profile)." % (
-                             pack._where, list(pack.sample_shape), list(sample_shape)))
+                             pack.where, list(pack.sample_shape), list(sample_shape)))
     return pack
 
 

@@ -31,6 +31,7 @@ class Pack:
     """
 
     kind = None
+    raw_shape = ()   # an array pack: the stored array's shape, [n, ...] as the file holds it
 
     def __init__(self, path, labels, class_names, notes, n_classes=None):
         self.path = os.fspath(path)
@@ -63,7 +64,8 @@ class Pack:
         """(H, W) when every image has the same size, else None."""
         raise NotImplementedError
 
-    def _default_size(self):
+    def default_size(self):
+        """The pack's one image size (H, W); a UsageError when the images differ in size."""
         size = self.image_size()
         if size is None:
             raise UsageError("%s: the images do not all have the same size (%s); give a size "
@@ -107,7 +109,7 @@ class ArrayPack(Pack):
         super().__init__(path, labels, class_names, notes, n_classes)
         self.kind = kind
         self._source = source
-        self._where = where or self.path
+        self.where = where or self.path
         self._scale = None  # for float images: 255.0 (0..1) or 1.0 (0..255), decided once
 
     def image_size(self):
@@ -121,6 +123,10 @@ class ArrayPack(Pack):
     def dtype(self):
         return self._source.dtype
 
+    @property
+    def raw_shape(self):
+        return tuple(int(s) for s in self._source.shape)
+
     def _decide_scale(self):
         if self._scale is not None or self._source.dtype.kind != "f":
             return
@@ -133,12 +139,12 @@ class ArrayPack(Pack):
         sample = np.asarray(sample)
         if not np.all(np.isfinite(sample)):
             raise UsageError("%s: the images contain NaN or infinite values. Save the raw images "
-                             "(uint8 0..255, or float 0..1) in the pack." % self._where)
+                             "(uint8 0..255, or float 0..1) in the pack." % self.where)
         lo, hi = float(sample.min()), float(sample.max())
         if lo < -0.01:
             raise UsageError("%s: the images have values from %.3g to %.3g: they look already "
                              "preprocessed (normalised). A pack must hold raw images, uint8 0..255 "
-                             "or float 0..1; save the images before preprocessing." % (self._where, lo, hi))
+                             "or float 0..1; save the images before preprocessing." % (self.where, lo, hi))
         if hi <= limits.UNIT_RANGE_MAX:
             self._scale = 255.0
             self._note("images are %s in 0..1: scaled to 0..255 (x * 255, rounded)" % self._source.dtype)
@@ -158,11 +164,11 @@ class ArrayPack(Pack):
             x *= np.float32(self._scale)
             if not np.all(np.isfinite(x)):
                 raise UsageError("%s: NaN or infinite pixel values in images %d..%d."
-                                 % (self._where, first_row, first_row + len(raw) - 1))
+                                 % (self.where, first_row, first_row + len(raw) - 1))
             if self._scale != 1.0 and x.max() > 255.0 * limits.UNIT_RANGE_MAX:
                 raise UsageError("%s: the images mix ranges: the first ones are in 0..1 but images "
                                  "%d..%d go up to %.4g. Save every image in one range (0..255 or 0..1)."
-                                 % (self._where, first_row, first_row + len(raw) - 1,
+                                 % (self.where, first_row, first_row + len(raw) - 1,
                                     float(x.max()) / self._scale))
             if x.min() < -0.5 or x.max() > 255.5:
                 self._note("some pixel values were outside 0..255 and were clipped")
@@ -173,11 +179,11 @@ class ArrayPack(Pack):
             lo, hi = (int(raw.min()), int(raw.max())) if raw.size else (0, 0)
             if lo < 0 or hi > 255:
                 raise UsageError("%s: images are %s with values %d..%d, outside 0..255. Save them as "
-                                 "uint8 0..255 (or float 0..1)." % (self._where, dtype, lo, hi))
+                                 "uint8 0..255 (or float 0..1)." % (self.where, dtype, lo, hi))
             out = raw.astype(np.uint8)
         else:
             raise UsageError("%s: images have dtype %s; expected uint8 (or float 0..1 / 0..255)."
-                             % (self._where, dtype))
+                             % (self.where, dtype))
         if out.shape[-1] == 1:
             out = np.repeat(out, 3, axis=-1)
         return np.ascontiguousarray(out)

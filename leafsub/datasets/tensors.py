@@ -32,7 +32,7 @@ class TensorPack(ArrayPack):
                 rows.reshape(len(rows), -1)), axis=1))[0])
             raise UsageError("%s: sample %d holds NaN or infinite values. A data pack holds the "
                              "samples exactly as the platform feeds them: fill or drop the "
-                             "missing values first." % (self._where, bad))
+                             "missing values first." % (self.where, bad))
         return np.ascontiguousarray(rows)
 
     def iter_batches(self, batch_size, size=None):
@@ -46,7 +46,7 @@ class TensorPack(ArrayPack):
             start += len(chunk)
 
     def iter_images(self, batch_size):
-        raise UsageError("%s: holds samples of shape %s, not images." % (self._where,
+        raise UsageError("%s: holds samples of shape %s, not images." % (self.where,
                                                                         list(self.sample_shape)))
 
     def read(self, indices, size=None):

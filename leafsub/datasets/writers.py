@@ -21,10 +21,9 @@ def chunk_rows(pack, size):
     """Images per chunk so that neither the raw rows read nor the uint8 rows written pass
     ``limits.CHUNK_BYTES``."""
     row = size[0] * size[1] * 3
-    source = getattr(pack, "_source", None)
-    if source is not None:
-        raw = int(np.prod(source.shape[1:], dtype=np.int64)) * source.dtype.itemsize
-        row = max(row, raw * (2 if source.dtype.kind == "f" else 1))  # + the float32 working copy
+    if pack.raw_shape:
+        raw = int(np.prod(pack.raw_shape[1:], dtype=np.int64)) * pack.dtype.itemsize
+        row = max(row, raw * (2 if pack.dtype.kind == "f" else 1))  # + the float32 working copy
     return max(1, min(1024, limits.CHUNK_BYTES // row))
 
 
@@ -51,7 +50,7 @@ def write_npy(pack, path, size=None, batch_size=None, progress=None):
 
     if not isinstance(pack, Pack):
         pack = open_pack(pack)
-    size = as_size(size) or pack._default_size()
+    size = as_size(size) or pack.default_size()
     h, w = size
     shape = (pack.n, h, w, 3)
     if batch_size is None:
@@ -171,7 +170,7 @@ def write_npz(pack, path, size=None, compress=False, batch_size=None, progress=N
     """
     if not isinstance(pack, Pack):
         pack = open_pack(pack)
-    size = as_size(size) or pack._default_size()
+    size = as_size(size) or pack.default_size()
     if batch_size is None:
         batch_size = chunk_rows(pack, size)
     with NpzWriter(path, pack.n, size, compress=compress, labels=pack.labels,
