@@ -17,6 +17,7 @@ import numpy as np
 from ..errors import UsageError
 from ..evaluator.checks import Check
 from ..profiles import model_dir
+from ..protocol import Protocol
 from ..submission_template import spec as runtime_spec
 
 # Spec fields only a torch card has (runtime_torch.py): kept through the build.
@@ -308,7 +309,7 @@ def tensor_input(card, run, profile, views, spec):
 
 def check_framework(cards, runs, profile):
     """Every member runs with the profile's framework (a TorchScript file is no SavedModel)."""
-    want = profile.get("framework", "tensorflow")
+    want = Protocol.from_profile(profile).framework
     for card, run in zip(cards, runs):
         have = card.get("framework", "tensorflow")
         if have != want:

@@ -50,8 +50,9 @@ def run_checks(replay, submission, detective=True, variants=True, stated=(None, 
     try:
         if variants:
             variant_checks(replay.predict, replay.phase_files[0], raw_first, replay.packs[0].n,
-                           replay.batch_size, dict(replay.inp, framework=replay.prof.get(
-                               "framework", "tensorflow")), replay.workdir, replay.checks,
+                           replay.batch_size, dict(replay.inp,
+                                                   framework=replay.protocol.framework),
+                           replay.workdir, replay.checks,
                            replay.iface["method"])
         manifest, probe = read_manifest(replay.root)
         if manifest is not None:

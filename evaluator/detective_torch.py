@@ -12,6 +12,7 @@ the wrong ``reshape`` turns them back into the right images). ``candidates(profi
 gives the table of candidate specs for a profile (``detective.CANDIDATES``' format).
 """
 
+from ..protocol import Protocol
 from ..submission_template.spec import TORCH_MEAN_RGB as MEAN, TORCH_STD_RGB as STD
 
 
@@ -29,7 +30,7 @@ def _spec(name, transform, family, mode, aspects, consistent, finding):
 def candidates(profile):
     """The candidate specs (``detective.CANDIDATES``' format) for a torch profile, in the
     order they are tried."""
-    layout = profile["input"].get("layout", "NHWC")
+    layout = Protocol.from_profile(profile).input.layout
     other = "NHWC" if layout == "NCHW" else "NCHW"
     scrambled = (
         "the channel layout is wrong: model.py feeds the channels-last (NHWC) batch to the "

@@ -203,9 +203,8 @@ class Replay:
         from .runner import ChildStopped
 
         iface = self.iface
-        self.say.say("  loading the submission in the child (%s)..." % (
-            "%s(path)" % iface["class_name"] if iface["constructor"] == "path"
-            else iface["class_name"] + "()"))
+        self.say.say("  loading the submission in the child (%s)..."
+                     % self.protocol.interface.call_text())
         try:
             reply = self.child.call({"op": "load"})
         except ChildStopped as err:
@@ -286,7 +285,7 @@ class Replay:
                 "%s() modified the input array in place in %d batches; copy it first (keras' "
                 "preprocess_input mutates numpy arrays)." % (method, mutated) if mutated else
                 "%s() left every input batch unchanged" % method))
-        elif self.prof.get("framework") == "torch":  # a torch.Tensor: in-place ops are idiomatic
+        elif self.protocol.framework == "torch":  # a torch.Tensor: in-place ops are idiomatic
             self.checks.append(C.check(
                 "input not mutated", "warn" if mutated else "pass",
                 "%s() modified the input tensor in place in %d batches (an in-place op such as "

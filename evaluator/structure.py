@@ -16,6 +16,7 @@ import sys
 import tokenize
 
 from ..errors import UsageError
+from ..protocol import Protocol
 
 from .checks import check
 
@@ -510,6 +511,7 @@ def check_structure(root, profile):
     if not os.path.isdir(root):
         raise UsageError("Submission folder %s does not exist or is not a folder: pass the "
                          "folder the zip was extracted to." % root)
+    protocol = Protocol.from_profile(profile)
     files = _files_below(root)
     module_file = _module_file(profile)
     checks = [_required_files_check(root, profile, files)]
@@ -523,9 +525,8 @@ def check_structure(root, profile):
             if cls is not None:
                 checks.append(_constructor_check(cls, profile, module_file))
                 checks.append(_method_check(cls, profile, module_file))
-            checks.append(_imports_check(tree, root, module_file,
-                                         profile.get("framework", "tensorflow")))
-    models_check = _models_check_torch if profile.get("framework") == "torch" else _models_check
+            checks.append(_imports_check(tree, root, module_file, protocol.framework))
+    models_check = _models_check_torch if protocol.framework == "torch" else _models_check
     checks.append(models_check(root, profile, files))
     return checks
 
