@@ -5,7 +5,7 @@ orchestration of one evaluation; the parts live in their own modules:
 ``replay.py`` (the session with the child), ``checklist.py`` (what is checked in which
 order), ``terminal.py`` (what a terminal shows), ``commands.py`` (the click command).
 
-The flow (DESIGN.md, "evaluate"):
+The flow (docs/ARCHITECTURE.md, step 4 "Evaluate"):
 
   1. read the arguments, the profile and the labelled data (exit 2 on bad input);
   2. (``replay.py``) extract the zip safely into a fresh temporary folder

@@ -1,4 +1,4 @@
-"""leafsub: from trained Keras models to a verified CodaLab submission zip.
+"""leafsub: from trained Keras or PyTorch models to a verified CodaLab submission zip.
 
 The Python API mirrors the CLI and returns result objects:
 

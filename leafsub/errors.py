@@ -1,9 +1,10 @@
 """Errors that reach the user as one clear paragraph and an exit code.
 
-Exit codes (DESIGN.md, "Outputs and contracts"):
+Exit codes (README.md, "Exit codes"):
   0  every check passed
   1  a check failed: the submission (or the model) is at fault
   2  bad usage or unreadable input: the caller is at fault
+  3  a bug in leafsub (``cli.EXIT_INTERNAL``)
 """
 
 EXIT_OK = 0
