@@ -44,6 +44,7 @@ import math
 
 import numpy as np
 
+from ..protocol import Protocol
 from . import checks as C
 from . import metrics as M
 
@@ -578,7 +579,7 @@ def candidates_for(profile):
     """The candidate table ``run`` tries for ``profile``: ``CANDIDATES`` for a TensorFlow
     platform; a torch platform's own (``detective_torch``: torchvision Normalize, the
     channel layout, as transforms the harness applies)."""
-    if profile.get("framework") == "torch":
+    if Protocol.from_profile(profile).framework == "torch":
         from . import detective_torch
 
         return detective_torch.candidates(profile)
