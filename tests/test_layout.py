@@ -215,3 +215,18 @@ def test_the_import_style_check_can_fail():
                                     "def f():\n    import leafsub.card\n") == {
         "leafsub.errors", "leafsub.card"}
     assert absolute_leafsub_imports("from ..errors import UsageError\nimport os\n") == set()
+
+
+def test_the_builds_self_check_runs_the_submission_through_the_evaluators_harness():
+    # One stand-in for the platform (issue 21): the self-check child neither imports a
+    # framework nor imports, constructs or feeds the submission itself; harness.py does, as
+    # for leafsub evaluate and the bundle's ingestion.
+    with open(os.path.join(ROOT, "builder", "selfcheck_child.py"), encoding="utf-8") as f:
+        tree = ast.parse(f.read())
+    imported = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import)
+                for a in n.names}
+    assert not imported & {"tensorflow", "torch"}
+    calls = {ast.unparse(n.func) for n in ast.walk(tree) if isinstance(n, ast.Call)}
+    assert {"harness.Harness", "platform.load", "platform.predict"} <= calls
+    assert not {"importlib.import_module(req['module'])", "cls", "tf.constant"} & calls
+    assert not any("import_module" in c and "req" in c for c in calls)
