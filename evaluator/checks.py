@@ -271,12 +271,13 @@ def missing_custom_code(text):
                     "export' (the saved graph then needs no Python code of yours)."
                     % (name, name.split(".")[0]))
         if kind.startswith(_TRAINING_ONLY):
-            return ("The model was saved with the custom %s %r (your training code defined "
-                    "it) and cannot be loaded without it. Prediction needs no %s: load it "
-                    "with compile=False (tf.keras.models.load_model(path, compile=False)) and "
-                    "it loads without %s. Or export it inference-only with 'leafsub export'."
-                    % ("metric" if kind.startswith("metric") else "loss", name,
-                       "metric" if kind.startswith("metric") else "loss", name))
+            what = "metric" if kind.startswith("metric") else "loss"
+            return ("The model was saved with the custom object %r (its %s: your training code "
+                    "defined it) and cannot be loaded without it. Prediction needs no %s: load "
+                    "it with compile=False (tf.keras.models.load_model(path, compile=False)) "
+                    "and it loads without %s. Or export it inference-only with 'leafsub "
+                    "export', or pass custom_objects={%r: ...}." % (name, what, what, name,
+                                                                   name))
         return ("The model was saved with the custom object %r (a custom loss, metric, layer "
                 "or Lambda function your training code defined) and cannot be loaded without "
                 "it. Fix it in one of three ways: export it inference-only with 'leafsub "

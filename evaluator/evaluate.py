@@ -224,6 +224,8 @@ def _environment(proto, chosen, child):
     differs = differences(platform, replay)
     known = {k: v for k, v in platform.items() if v}
     same = bool(known) and not differs
+    if proto.framework != "torch":
+        replay.pop("torch", None)      # this Python may have it; a TensorFlow replay does not use it
     replay_text = "%s (%s)" % (_KIND.get(chosen.kind, chosen.kind), _fmt(replay) or chosen.label)
     if not known:
         platform_text = "not published"

@@ -70,7 +70,9 @@ def environment_lines(env, width=80):
     known = {k: v for k, v in ((env.get("platform") or {}).get("packages") or {}).items() if v}
     shown = lambda versions, names: ", ".join(  # noqa: E731
         "%s %s" % (n, versions[n]) for n in names if versions.get(n))
-    names = ("python", "tensorflow", "keras", "numpy", "scikit-learn", "torch")
+    names = ("python", "tensorflow", "keras", "numpy", "scikit-learn") + (
+        () if (rep.get("packages") or {}).get("tensorflow") and "torch" not in known
+        else ("torch",))
     where = {"platform": "the platform's environment", "runtime": "--runtime",
              "local": "your Python", "python": "--python"}.get(rep.get("kind"), rep.get("kind"))
     out = ["replayed in %s: %s" % (where, shown(rep.get("packages") or {}, names))]
