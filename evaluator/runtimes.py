@@ -719,8 +719,8 @@ def _build(pins, root, folder, say):
     started = time.monotonic()
     say("Creating the environment %s in %s (once: about %s and %s of disk; later runs "
         "reuse it)..." % (" ".join(reqs), _short(folder),
-                          "1-3 minutes" if module == "tensorflow" else "a minute",
-                          "1.7 GB" if module == "tensorflow" else "1 GB"))
+                          "2-4 minutes" if module == "tensorflow" else "a minute",
+                          "~2 GB" if module == "tensorflow" else "1 GB"))
     tmp = tempfile.mkdtemp(prefix=".tmp-%s-" % name, dir=root)
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONNOUSERSITE="1")
     for var in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "PIP_USER", "PIP_TARGET",
