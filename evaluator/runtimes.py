@@ -419,6 +419,16 @@ def resolve_runtime(runtime=None, python=None, say=print, framework="tensorflow"
                          "--runtime %s==X.Y.Z, or the profile of a %s platform." % (
                              runtime, framework, framework_of(pins[0][0]), framework,
                              framework_of(pins[0][0])))
+    pkg, version = pins[0]
+    if has_wheel(pkg, version) is False:
+        lo, hi = TF_PYTHONS[_minor(version)]
+        nearest = nearest_tensorflow(version)
+        raise UsageError("--runtime %s: %s %s has no wheel for this Python %d.%d (it supports "
+                         "Python %d.%d-%d.%d). %sOr pass --python with a Python %d.%d that has it."
+                         % (runtime, pkg, version, sys.version_info[0], sys.version_info[1],
+                            lo[0], lo[1], hi[0], hi[1],
+                            "The nearest release that installs here is %s: --runtime %s==%s. " % (
+                                nearest, pkg, nearest) if nearest else "", hi[0], hi[1]))
     return _cached_runtime(pins, say)
 
 

@@ -271,17 +271,17 @@ def test_folder_without_marker_is_absent_and_rebuilt(cache, monkeypatch):
 def test_pip_failure_leaves_nothing_behind(cache, monkeypatch):
     fake_runtime(cache, marker=False)                      # an interrupted earlier build
     output = ("ERROR: Could not find a version that satisfies the requirement "
-              "tensorflow==2.9.9 (from versions: 2.16.1, 2.17.0, 2.18.0)\n"
-              "ERROR: No matching distribution found for tensorflow==2.9.9\n")
+              "tensorflow==2.15.9 (from versions: 2.16.1, 2.17.0, 2.18.0)\n"
+              "ERROR: No matching distribution found for tensorflow==2.15.9\n")
     FakeRun(pip_rc=1, pip_output=output).install(monkeypatch)
     with pytest.raises(UsageError) as err:
-        resolve_runtime(runtime="tensorflow==2.9.9", say=None)
+        resolve_runtime(runtime="tensorflow==2.15.9", say=None)
     message = str(err.value)
-    assert "No matching distribution found for tensorflow==2.9.9" in message
+    assert "No matching distribution found for tensorflow==2.15.9" in message
     assert "2.16.1, 2.17.0, 2.18.0" in message
     assert ("pick a TensorFlow that supports Python %s, or pass --python with an interpreter "
             "that has it" % PY) in message
-    assert sorted(os.listdir(cache)) == [".lock-tensorflow-2.9.9", "tensorflow-2.15.1"]
+    assert sorted(os.listdir(cache)) == [".lock-tensorflow-2.15.9", "tensorflow-2.15.1"]
 
 
 def test_wrong_version_after_install_is_refused(cache, monkeypatch):
@@ -436,6 +436,17 @@ def test_platform_environment_that_cannot_be_created_falls_back_with_a_note(cach
     # an explicit --runtime that cannot be created stays an error (exit 2)
     with pytest.raises(UsageError, match="pip could not install"):
         resolve_runtime(runtime="tensorflow==2.14.0", say=None)
+
+
+def test_a_tensorflow_without_a_wheel_for_this_python_is_named_before_pip_runs(monkeypatch):
+    no_subprocess(monkeypatch)
+    monkeypatch.setattr(sys, "version_info", (3, 11, 7, "final", 0))
+    with pytest.raises(UsageError) as err:
+        resolve_runtime(runtime="tensorflow==2.10.0", say=None)
+    message = str(err.value)
+    assert "tensorflow 2.10.0 has no wheel for this Python 3.11 (it supports Python 3.7-3.10)"\
+        in message
+    assert "--runtime tensorflow==2.12.0" in message and "--python with a Python 3.10" in message
 
 
 def test_leafsub_runtime_variable_is_the_default(monkeypatch):
