@@ -320,12 +320,13 @@ def platform_pins(environment, python=None):
         if nearest is None:
             return None, ["%s %s has no wheel for Python %d.%d, nor does any TensorFlow "
                           "leafsub knows" % (head[0], head[1], python[0], python[1])]
-        dropped = ", ".join("%s %s" % p for p in pins[1:])
+        dropped = pins[1:]
         notes.append("the platform's %s %s has no wheel for Python %d.%d: the nearest release "
                      "that installs, %s %s, stands in for it%s" % (
                          head[0], head[1], python[0], python[1], head[0], nearest,
-                         " (and %s: what it takes instead of %s)" % (
-                             "its own versions", dropped) if dropped else ""))
+                         ", with the %s pip resolves beside it instead of the platform's %s" % (
+                             " and ".join(p for p, _ in dropped),
+                             " and ".join(v for _, v in dropped)) if dropped else ""))
         pins = [(head[0], nearest)]
     return tuple(pins), notes
 

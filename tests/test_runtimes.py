@@ -438,9 +438,9 @@ def test_platform_environment_that_cannot_be_created_falls_back_with_a_note(cach
         resolve_runtime(runtime="tensorflow==2.14.0", say=None)
 
 
+@pytest.mark.skipif(sys.version_info[:2] != (3, 11), reason="the message is Python 3.11's")
 def test_a_tensorflow_without_a_wheel_for_this_python_is_named_before_pip_runs(monkeypatch):
     no_subprocess(monkeypatch)
-    monkeypatch.setattr(sys, "version_info", (3, 11, 7, "final", 0))
     with pytest.raises(UsageError) as err:
         resolve_runtime(runtime="tensorflow==2.10.0", say=None)
     message = str(err.value)
@@ -475,3 +475,18 @@ def test_runtimes_command_lists_the_cache(tmp_path):
     assert gone.returncode == 0 and "no cached runtime for tensorflow==2.15.1" in gone.stdout
     bad = run_cli("runtimes", "--remove", "tensorflow>=2", env={"LEAFSUB_CACHE": str(tmp_path)})
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
+
+
+def test_the_protocol_carries_the_platforms_environment_with_its_evidence():
+    from leafsub.profiles import load_profile
+    from leafsub.protocol import Protocol
+
+    proto = Protocol.from_profile(load_profile("an2dl-2024"))
+    assert proto.platform_packages() == {"tensorflow": "2.17.0", "keras": "3.4.1",
+                                         "numpy": None, "scikit-learn": None}
+    assert all(p["evidence"] for p in proto.environment["packages"])
+    assert proto.to_json()["environment"] == proto.environment
+    # a user's profile written before 'environment' existed: its 'tensorflow' field
+    legacy = dict(load_profile("generic"), tensorflow="2.15.1")
+    assert Protocol.from_profile(legacy).platform_packages() == {"tensorflow": "2.15.1"}
+    assert Protocol.from_profile(load_profile("generic")).environment == {}

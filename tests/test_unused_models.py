@@ -8,8 +8,10 @@
 """
 
 import json
+import sys
 
 import numpy as np
+import pytest
 
 from conftest import run_cli, tiny_keras_model
 from leafsub.evaluator.checks import missing_custom_code
@@ -97,3 +99,43 @@ def test_custom_prefix_is_not_the_objects_name():
                                 "classes are decorated")
     assert "custom object 'Scale'" in layer and "Prediction needs no" not in layer
     assert "register_keras_serializable" in layer
+
+
+@pytest.mark.skipif(sys.version_info[:2] != (3, 11), reason="the story is Python 3.11's")
+def test_the_nearest_tensorflow_standing_in_for_the_platforms_is_said_in_the_verdict(
+        tmp_path, monkeypatch):
+    """AN2DL 2022 ran TensorFlow 2.10.0, which has no wheel for Python 3.11: the replay uses
+    the nearest that installs (2.12.0), and the verdict says so. The environment itself is
+    stood in for by this Python here (creating it is test_platform_env.py's business)."""
+    from leafsub.evaluator import runtimes
+
+    asked = []
+    monkeypatch.setattr(runtimes, "_cached_runtime", lambda pins, say: asked.append(pins) or
+                        runtimes.Runtime(sys.executable, "tensorflow==2.12.0 (cached venv)",
+                                         False, kind="runtime"))
+    monkeypatch.delenv("LEAFSUB_RUNTIME")
+    model = tiny_keras_model((96, 96, 3), n_classes=8)
+    folder = export_saved_model(model, str(tmp_path / "sm"))
+    body = ("import os\nimport tensorflow as tf\n\n\nclass model:\n"
+            "    def __init__(self, path):\n"
+            "        self.m = tf.saved_model.load(os.path.join(path, 'SubmissionModel'))\n\n"
+            "    def predict(self, X):\n"
+            "        return tf.argmax(self.m.serve(X), axis=-1)\n")
+    zip_path = write_zip(str(tmp_path / "s.zip"), {"model.py": body, "metadata": ""},
+                         {"SubmissionModel": folder})
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "test.npz", images=rng.integers(0, 256, (8, 96, 96, 3), np.uint8),
+             labels=np.arange(8) % 8)
+    import leafsub
+
+    result = leafsub.evaluate(zip_path, str(tmp_path / "test.npz"), profile="an2dl-2022",
+                              progress=False, detective=False, variants=False).to_dict()
+
+    assert asked == [(("tensorflow", "2.12.0"),)]
+    env = result["environment"]
+    assert env["replay"]["kind"] == "platform" and env["platform"]["packages"]["tensorflow"] \
+        == "2.10.0"
+    check, = [c for c in result["checks"] if c["name"] == "environment"]
+    assert check["status"] == "warn"
+    assert "2.10.0 has no wheel for Python 3.11" in check["detail"]
+    assert "tensorflow 2.12.0, stands in for it" in check["detail"]
