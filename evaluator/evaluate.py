@@ -276,6 +276,12 @@ def _environment_checks(result):
                      shown, "Evaluate without --runtime local (in the platform's environment) "
                      "for its verdict." if env["replay"]["kind"] != "platform" else
                      "No closer environment installs on this Python."))
+        keras = {d["package"]: d for d in relevant}.get("keras")
+        if keras and str(keras["platform"]).startswith("2.") \
+                and str(keras["replay"] or "").startswith("3."):
+            hinge += (" The platform's Keras %s is Keras 2: there tf.keras.models.load_model "
+                      "reads a SavedModel folder, so advice that holds only for Keras 3 (load "
+                      "it with tf.saved_model.load) need not apply." % keras["platform"])
         for c in failed:
             c["detail"] = c["detail"].rstrip() + "\n" + hinge
         sentences.append(hinge)

@@ -547,8 +547,11 @@ def _ready(folder, pins):
     A marker written from other requirements (an older leafsub's, without numpy<2 or the
     lab library) does not count: the runtime is rebuilt."""
     marker = _read_marker(folder)
+    wanted = requirements(pins)
+    legacy = marker is not None and "requirements" not in marker and \
+        pins[0][0] in TORCH_PACKAGES and len(pins) == 1    # an older leafsub's: the same
     if marker is None or marker.get("spec") != _spec_text(pins) \
-            or marker.get("requirements") != requirements(pins):
+            or (marker.get("requirements") != wanted and not legacy):
         return None
     if not os.path.exists(_venv_python(folder)):     # e.g. its base Python was uninstalled
         return None

@@ -233,6 +233,21 @@ def test_fast_path_reuses_existing_runtime(cache, monkeypatch):
     assert not (cache / ".lock-tensorflow-2.15.1").exists()     # no lock taken either
 
 
+def test_an_older_marker_is_rebuilt_unless_its_requirements_were_the_same(cache, monkeypatch):
+    """An older leafsub's tensorflow runtime lacks numpy<2 and scikit-learn: rebuilt. Its torch
+    runtime installed what this one does (torch and numpy): reused."""
+    old = fake_runtime(cache, "torch==2.13.0")
+    marker = json.loads((old / runtimes.MARKER).read_text())
+    del marker["requirements"]
+    (old / runtimes.MARKER).write_text(json.dumps(marker))
+    assert runtimes._ready(str(old), parse_pins("torch==2.13.0"))
+    tf_old = fake_runtime(cache, "tensorflow==2.15.1")
+    marker = json.loads((tf_old / runtimes.MARKER).read_text())
+    del marker["requirements"]
+    (tf_old / runtimes.MARKER).write_text(json.dumps(marker))
+    assert runtimes._ready(str(tf_old), parse_pins("tensorflow==2.15.1")) is None
+
+
 def test_bare_version_uses_the_same_runtime(cache, monkeypatch):
     folder = fake_runtime(cache)
     no_subprocess(monkeypatch)
