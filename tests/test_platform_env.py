@@ -261,3 +261,19 @@ def test_the_html_report_says_where_it_ran_at_the_top(blood, platform_default, t
     assert "replayed in your Python" in header
     assert "platform: tensorflow 2.17.0, keras 3.4.1" in header
     assert "differs: " in header and "keras " in header
+
+
+def test_explicit_pins_are_the_platforms_environment_and_runtimes_lists_it(blood, tmp_path):
+    zip_path = write_zip(str(tmp_path / "blood.zip"), {"model.py": MODEL_2024,
+                                                        "weights.keras": blood["weights"]})
+    proc = run_cli("evaluate", zip_path, "--data", blood["data"], "--profile", "an2dl-2024",
+                   "--runtime", "keras==3.4.1,tensorflow==2.17.0", "--no-detective", "--json",
+                   tmp_path / "r.json")
+    result = json.loads((tmp_path / "r.json").read_text())
+    assert proc.returncode == 0, proc.stdout
+    assert result["environment"]["replay"]["kind"] == "runtime" and result["environment"]["same"]
+    assert "replayed in --runtime: python " in proc.stdout
+    listed = run_cli("runtimes")
+    assert listed.returncode == 0
+    line, = [x for x in listed.stdout.splitlines() if "keras-3.4.1+tensorflow-2.17.0" in x]
+    assert "TensorFlow 2.17.0, Keras 3.4.1" in line and " MB)" in line
