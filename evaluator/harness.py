@@ -253,12 +253,10 @@ class LoadTracker:
                              "load_model"))
             else:
                 mods.append(("torch.jit.load", getattr(module, "jit", None), "load"))
-        done = set()
-        for how, owner, attr in mods:
+        for how, owner, attr in mods:   # the same function may sit in several modules
             original = getattr(owner, attr, None) if owner is not None else None
-            if original is None or id(original) in done or getattr(original, "_leafsub", 0):
+            if original is None or getattr(original, "_leafsub", 0):
                 continue
-            done.add(id(original))
             try:
                 setattr(owner, attr, self._wrap_loader(how, original))
             except Exception:
@@ -296,6 +294,8 @@ class LoadTracker:
         return round(total / 2**20, 1)
 
     def watch(self, how, path, obj):
+        if id(obj) in self.watched:      # one loader calling another: one model
+            return
         try:
             path = os.fsdecode(os.fspath(path))
         except TypeError:

@@ -277,3 +277,22 @@ def test_explicit_pins_are_the_platforms_environment_and_runtimes_lists_it(blood
     assert listed.returncode == 0
     line, = [x for x in listed.stdout.splitlines() if "keras-3.4.1+tensorflow-2.17.0" in x]
     assert "TensorFlow 2.17.0, Keras 3.4.1" in line and " MB)" in line
+
+
+def test_2023_ensemble_member_never_called_is_named_on_the_platform(plant, platform_default):
+    """Keras 2's tf.keras.models.load_model, as the real 2022/2023 ensembles used it."""
+    body = MODEL_2023.replace(
+        'self.model = tf.keras.models.load_model(os.path.join(path, "SubmissionModel"))',
+        'self.models = [tf.keras.models.load_model(os.path.join(path, "SubmissionModel%d" % i))'
+        ' for i in (1, 2)]').replace("PREDICT", "return tf.argmax(self.models[0](X), axis=-1)")
+    zip_path = write_zip(str(plant["root"] / "ensemble.zip"), {"model.py": body, "metadata": ""},
+                         {"SubmissionModel1": plant["saved"], "SubmissionModel2": plant["saved"]})
+
+    result = leafsub.evaluate(zip_path, plant["data"], profile="an2dl-2023", progress=False,
+                              detective=False, variants=False).to_dict()
+
+    assert result["child"]["keras"].startswith("2.14")
+    unused = _checks(result)["unused models"]
+    assert unused["status"] == "warn" and result["passed"]
+    assert "never calls it (directly): SubmissionModel2 (" in unused["detail"]
+    assert "SubmissionModel1" not in unused["detail"]
