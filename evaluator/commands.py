@@ -27,8 +27,8 @@ from .terminal import format_evaluation, use_color
 @click.option("--runtime", default=None, metavar="platform|local|PINS",
               help="Where the submission runs. 'platform' (the default; $LEAFSUB_RUNTIME "
                    "changes it): the profile's environment, the platform's TensorFlow, Keras "
-                   "and numpy in a cached virtual environment created on first use (~1-3 min, "
-                   "~1.7 GB; 'leafsub runtimes' lists and removes them). 'local': your own "
+                   "and numpy in a cached virtual environment created on first use (~2-5 min, "
+                   "~2 GB; 'leafsub runtimes' lists and removes them). 'local': your own "
                    "Python (the report names what differs from the platform). Exact pins, "
                    "e.g. tensorflow==2.17.0,keras==3.4.1 (numpy<2 is added before TF 2.16); "
                    "torch==X.Y.Z for a torch profile.")
@@ -130,7 +130,7 @@ def runtimes_command(remove):
     remove one.
 
     They live in ~/.cache/leafsub/runtimes (or $LEAFSUB_CACHE/runtimes); each is a
-    virtual environment of about 1.7 GB, created on first use and reused afterwards.
+    virtual environment of about 2 GB, created on first use and reused afterwards.
     """
     if remove:
         path = remove_runtime(remove)

@@ -505,3 +505,14 @@ def test_the_protocol_carries_the_platforms_environment_with_its_evidence():
     legacy = dict(load_profile("generic"), tensorflow="2.15.1")
     assert Protocol.from_profile(legacy).platform_packages() == {"tensorflow": "2.15.1"}
     assert Protocol.from_profile(load_profile("generic")).environment == {}
+
+
+def test_remove_by_the_listed_name_or_by_pins_in_any_order(cache):
+    one = fake_runtime(cache, "tensorflow==2.17.0,keras==3.4.1")
+    assert [r["name"] for r in list_runtimes()] == ["keras-3.4.1+tensorflow-2.17.0"]
+    assert remove_runtime("keras==3.4.1,tensorflow==2.17.0") == str(one)
+    two = fake_runtime(cache, "tensorflow==2.17.0,keras==3.4.1")
+    assert remove_runtime("keras-3.4.1+tensorflow-2.17.0") == str(two)
+    assert list_runtimes() == []
+    with pytest.raises(UsageError):
+        remove_runtime("../etc")
