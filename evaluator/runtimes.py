@@ -7,8 +7,11 @@ TensorFlow 2.14.0 with Keras 2 for AN2DL 2023, TensorFlow 2.17.0 with Keras 3.4.
 * no option (or ``--runtime platform``): the child runs in the profile's environment
   (its ``environment`` field: the platform's packages, each with its evidence), a
   cached virtual environment created on first use. Where the platform's exact
-  TensorFlow has no wheel for this Python (TF 2.10.0 and Python 3.11), the nearest
-  release that installs is used instead, and every verdict says so. A profile without
+  TensorFlow has no wheel for this Python (TF 2.10.0 and Python 3.11), an interpreter
+  of a version that has one, if this machine already has it (``python3.10`` on PATH, or
+  one uv already manages: never a download), builds the environment with the exact
+  pins; failing that, the nearest TensorFlow release that installs stands in. Either
+  way every verdict says so. A profile without
   a known environment, or an environment that cannot be created (offline, no wheel),
   falls back to this Python, with a warning in the verdict: never silently.
 * ``--runtime local``: the child runs with this interpreter (``sys.executable``); the
@@ -20,11 +23,12 @@ TensorFlow 2.14.0 with Keras 2 for AN2DL 2023, TensorFlow 2.17.0 with Keras 3.4.
   Created once, with pip, and reused afterwards.
 * ``LEAFSUB_RUNTIME`` (``local``, ``platform`` or a spec) is the default of ``--runtime``.
 
-The virtual environment is made with ``python -m venv`` from *this* interpreter, so its
-Python version is this one's. Managing other Python versions (``uv python install``)
-would need GitHub, where uv downloads its interpreters, which is not reachable
-everywhere leafsub runs (it is not on the project's machines): ``--python`` with an
-interpreter you have is the way to replay under another Python.
+The virtual environment is made with ``python -m venv`` from *this* interpreter (or the
+one found above), so its Python version is that one's. Installing other Python versions
+(``uv python install``) would need GitHub, where uv downloads its interpreters, which is
+not reachable everywhere leafsub runs (it is not on the project's machines): leafsub only
+uses interpreters already there, and ``--python`` with one you have is the way to replay
+under any other.
 
 A runtime folder counts only when it holds the marker ``leafsub-runtime.json``, written
 after pip succeeded and a verification run imported the packages and printed the
@@ -293,6 +297,55 @@ def platform_packages(environment):
     return out
 
 
+def exact_pins(environment):
+    """The platform's exact pins (framework first), or None when it names no framework
+    version. Packages that come with another one (``"via"``) are not pinned again."""
+    pins = []
+    for entry in (environment or {}).get("packages") or ():
+        if entry.get("version") and not entry.get("via"):
+            pins.append((_canonical(entry["name"]), entry["version"]))
+    frameworks = [p for p in pins if p[0] in FRAMEWORK_PACKAGES]
+    if len(frameworks) != 1:
+        return None
+    head = frameworks[0]
+    return (head,) + tuple(sorted(p for p in pins if p != head))
+
+
+def find_python(lo, hi):
+    """An interpreter of a Python version in ``lo``..``hi`` (``(3, 7)``, ``(3, 10)``) that
+    this machine already has, newest first: ``pythonX.Y`` on PATH, or one uv already
+    manages (``uv python find``, never a download). ``(path, (X, Y))`` or None."""
+    here = tuple(sys.version_info[:2])
+    env = dict(os.environ, UV_PYTHON_DOWNLOADS="never", UV_OFFLINE="1")
+    for minor in range(hi[1], lo[1] - 1, -1):
+        version = (hi[0], minor)
+        if version == here:
+            continue
+        candidates = [shutil.which("python%d.%d" % version)]
+        uv = shutil.which("uv")
+        if uv:
+            try:
+                found = subprocess.run([uv, "python", "find", "%d.%d" % version],
+                                       capture_output=True, text=True, timeout=20, env=env,
+                                       stdin=subprocess.DEVNULL)
+                if found.returncode == 0 and found.stdout.strip():
+                    candidates.append(found.stdout.strip().splitlines()[-1])
+            except (OSError, subprocess.SubprocessError):
+                pass
+        for path in candidates:
+            if not path:
+                continue
+            try:
+                said = subprocess.run([path, "-c", "import sys, venv; print('%d.%d' % "
+                                       "sys.version_info[:2])"], capture_output=True,
+                                      text=True, timeout=20, stdin=subprocess.DEVNULL)
+            except (OSError, subprocess.SubprocessError):
+                continue
+            if said.returncode == 0 and said.stdout.strip() == "%d.%d" % version:
+                return path, version
+    return None
+
+
 def platform_pins(environment, python=None):
     """``(pins, notes)``: what leafsub installs to stand in for a profile's environment.
 
@@ -303,17 +356,12 @@ def platform_pins(environment, python=None):
     takes), and ``notes`` says so. ``pins`` is None when the environment names no
     framework version (the platform's environment is not known).
     """
-    environment = environment or {}
     python = tuple(python or sys.version_info[:2])
-    pins = []
-    for entry in environment.get("packages") or ():
-        if entry.get("version") and not entry.get("via"):
-            pins.append((_canonical(entry["name"]), entry["version"]))
-    frameworks = [p for p in pins if p[0] in FRAMEWORK_PACKAGES]
-    if len(frameworks) != 1:
+    pins = exact_pins(environment)
+    if pins is None:
         return None, []
-    head = frameworks[0]
-    pins = [head] + sorted(p for p in pins if p != head)
+    pins = list(pins)
+    head = pins[0]
     notes = []
     if has_wheel(head[0], head[1], python) is False:
         nearest = nearest_tensorflow(head[1], python)
@@ -453,6 +501,25 @@ def _platform(environment, framework, say):
         return _local(framework, notes=["the profile's environment pins %s, but its "
                                         "submissions run with %s: replayed with this Python"
                                         % (pins[0][0], framework)], fallback=True)
+    exact = exact_pins(environment)
+    if exact != pins and has_wheel(*exact[0]) is False:
+        # The platform's own TensorFlow under a Python this machine has, rather than a
+        # nearer TensorFlow: an interpreter of a version it has wheels for.
+        found = find_python(*TF_PYTHONS[_minor(exact[0][1])])
+        if found:
+            try:
+                chosen = _cached_runtime(exact, say, base=found)
+            except UsageError as err:
+                notes = notes + ["the platform's %s with Python %d.%d (%s) could not be "
+                                 "created (%s)" % (_spec_text(exact), found[1][0], found[1][1],
+                                                   found[0], " ".join(str(err).split())[:300])]
+            else:
+                chosen.kind = "platform"
+                chosen.notes = ["the platform's %s %s has no wheel for this Python %d.%d: "
+                                "replayed with Python %d.%d (%s), which has it" % (
+                                    exact[0][0], exact[0][1], sys.version_info[0],
+                                    sys.version_info[1], found[1][0], found[1][1], found[0])]
+                return chosen
     try:
         chosen = _cached_runtime(pins, say)
     except UsageError as err:
@@ -597,9 +664,11 @@ class _Lock:
         return False
 
 
-def _cached_runtime(pins, say):
+def _cached_runtime(pins, say, base=None):
+    """The cached venv for ``pins``; ``base``: ``(interpreter, (X, Y))`` to build it from
+    (default: this Python), named ``pyX.Y-<pins>``."""
     spec = _spec_text(pins)
-    name = _name(pins)
+    name = _name(pins) if base is None else "py%d.%d-%s" % (base[1][0], base[1][1], _name(pins))
     root = runtimes_dir()
     folder = os.path.join(root, name)
     marker = _ready(folder, pins)
@@ -616,7 +685,8 @@ def _cached_runtime(pins, say):
         if marker:                                    # built while we waited
             return Runtime(_venv_python(folder), _label(spec, folder), False, kind="runtime",
                            versions=_marker_versions(marker))
-        marker = _build(pins, root, folder, say)
+        marker = _build(pins, root, folder, say, name=name,
+                        base=base[0] if base else None)
     return Runtime(_venv_python(folder), _label(spec, folder), True, kind="runtime",
                    versions=_marker_versions(marker))
 
@@ -721,11 +791,12 @@ def _pip_install(python, reqs, env, say):
     return proc.returncode, "".join(lines)
 
 
-def _build(pins, root, folder, say):
+def _build(pins, root, folder, say, name=None, base=None):
     """Create the venv in a temporary sibling, install, verify, mark, rename (lock held).
-    Returns the marker."""
+    ``base``: the interpreter to make it from (default: this one). Returns the marker."""
     spec = _spec_text(pins)
-    name = _name(pins)
+    name = name or _name(pins)
+    base = base or sys.executable
     pkg, version = pins[0]
     module = framework_of(pkg)
     reqs = requirements(pins)
@@ -744,7 +815,7 @@ def _build(pins, root, folder, say):
     try:
         os.rmdir(tmp)        # venv wants to create it (mkdtemp only reserved a unique name)
         try:
-            proc = subprocess.run([sys.executable, "-m", "venv", tmp], capture_output=True,
+            proc = subprocess.run([base, "-m", "venv", tmp], capture_output=True,
                                   text=True, timeout=VENV_TIMEOUT_S, env=env,
                                   stdin=subprocess.DEVNULL)
         except subprocess.TimeoutExpired:
@@ -754,7 +825,7 @@ def _build(pins, root, folder, say):
             raise UsageError(
                 "could not create a virtual environment with %s -m venv:\n%s\nInstall Python's "
                 "venv support (e.g. the python3-venv package), or pass --python with an "
-                "interpreter that has %s." % (sys.executable, _tail(proc.stdout + proc.stderr),
+                "interpreter that has %s." % (base, _tail(proc.stdout + proc.stderr),
                                               spec))
         python = _venv_python(tmp)
         say("  pip install %s (downloads ~%s)..." % (
@@ -802,7 +873,7 @@ def _build(pins, root, folder, say):
             "torch": info.get("torch"),
             "keras": info.get("keras") or installed.get("keras"),
             "packages": installed,
-            "base_python": sys.executable,
+            "base_python": base,
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "build_seconds": round(time.monotonic() - started, 1),
             "size_mb": _size_mb(tmp),

@@ -516,3 +516,36 @@ def test_remove_by_the_listed_name_or_by_pins_in_any_order(cache):
     assert list_runtimes() == []
     with pytest.raises(UsageError):
         remove_runtime("../etc")
+
+
+def test_an_interpreter_the_machine_has_is_preferred_to_a_nearer_tensorflow(tmp_path,
+                                                                           monkeypatch):
+    """AN2DL 2022's TensorFlow 2.10.0 has wheels for Python 3.7-3.10: a python3.10 on PATH
+    replays with the platform's exact packages instead of TensorFlow 2.12.0."""
+    if runtimes.has_wheel("tensorflow", "2.10.0") is not False:
+        pytest.skip("this Python has TensorFlow 2.10.0 wheels: no fallback to avoid")
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    fake = bindir / "python3.10"
+    fake.write_text("#!/bin/sh\necho 3.10\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", str(bindir))
+    assert runtimes.find_python((3, 7), (3, 10)) == (str(fake), (3, 10))
+
+    asked = []
+    monkeypatch.setattr(runtimes, "_cached_runtime", lambda pins, say, base=None: asked.append(
+        (pins, base)) or Runtime("/venv/bin/python", "label", False, kind="runtime"))
+    from leafsub.profiles import load_profile
+    r = resolve_runtime(runtime="platform", environment=load_profile("an2dl-2022")[
+        "environment"], say=None)
+    assert asked == [((("tensorflow", "2.10.0"), ("numpy", "1.21.6"),
+                       ("scikit-learn", "1.0.2")), (str(fake), (3, 10)))]
+    assert r.kind == "platform" and not r.fallback
+    assert "replayed with Python 3.10 (%s), which has it" % fake in r.notes[0]
+    # and without one: the nearest TensorFlow, said in the notes
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    asked.clear()
+    r = resolve_runtime(runtime="platform", environment=load_profile("an2dl-2022")[
+        "environment"], say=None)
+    assert asked == [((("tensorflow", "2.12.0"),), None)]
+    assert "stands in for it" in r.notes[0]

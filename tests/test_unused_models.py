@@ -110,9 +110,10 @@ def test_the_nearest_tensorflow_standing_in_for_the_platforms_is_said_in_the_ver
     from leafsub.evaluator import runtimes
 
     asked = []
-    monkeypatch.setattr(runtimes, "_cached_runtime", lambda pins, say: asked.append(pins) or
-                        runtimes.Runtime(sys.executable, "tensorflow==2.12.0 (cached venv)",
-                                         False, kind="runtime"))
+    monkeypatch.setattr(runtimes, "find_python", lambda lo, hi: None)   # no Python 3.10 here
+    monkeypatch.setattr(runtimes, "_cached_runtime", lambda pins, say, base=None: (
+        asked.append(pins) or runtimes.Runtime(sys.executable, "tensorflow==2.12.0 (cached "
+                                               "venv)", False, kind="runtime")))
     monkeypatch.delenv("LEAFSUB_RUNTIME")
     model = tiny_keras_model((96, 96, 3), n_classes=8)
     folder = export_saved_model(model, str(tmp_path / "sm"))
