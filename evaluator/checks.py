@@ -270,6 +270,10 @@ def missing_custom_code(text):
                     "to model.py in the zip, or export the model inference-only with 'leafsub "
                     "export' (the saved graph then needs no Python code of yours)."
                     % (name, name.split(".")[0]))
+        config = (text or "")[found.end():found.end() + 2000]
+        if kind in ("class", "function") and "Full object config" in config \
+                and "'reduction'" in config.split("registered_name")[0]:
+            kind = "loss"          # Keras 3 names the class only; its config is a loss's
         if kind.startswith(_TRAINING_ONLY):
             what = "metric" if kind.startswith("metric") else "loss"
             return ("The model was saved with the custom object %r (its %s: your training code "

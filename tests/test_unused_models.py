@@ -95,6 +95,14 @@ def test_custom_prefix_is_not_the_objects_name():
     assert "compile=False" in loss and "Prediction needs no loss" in loss
     metric = missing_custom_code("Unknown metric function: 'Custom>F1Score'")
     assert "'F1Score'" in metric and "Prediction needs no metric" in metric
+    keras3 = missing_custom_code(  # Keras 3's message, verbatim (keras 3.15)
+        "TypeError: Could not locate class 'SparseCategoricalFocalLoss'. Make sure custom "
+        "classes and functions are decorated with `@keras.saving.register_keras_serializable()"
+        "`. Full object config: {'module': None, 'class_name': 'SparseCategoricalFocalLoss', "
+        "'config': {'name': 'sparse_categorical_focal_loss', 'reduction': "
+        "'sum_over_batch_size'}, 'registered_name': 'Custom>SparseCategoricalFocalLoss'}")
+    assert "custom object 'SparseCategoricalFocalLoss' (its loss" in keras3
+    assert "compile=False" in keras3
     layer = missing_custom_code("Could not locate class 'Custom>Scale'. Make sure custom "
                                 "classes are decorated")
     assert "custom object 'Scale'" in layer and "Prediction needs no" not in layer
