@@ -261,20 +261,29 @@ def tensor_data_checks(packs, profile):
 
 
 _MISSING_PATTERNS = (
-    # (regex, what it is); the first group is the name
-    (r"[Uu]nknown (?:loss function|metric function|activation function|optimizer|"
-     r"regularizer|initializer|constraint|layer|function)[:\s]+'?([\w.]+)'?", "custom object"),
-    (r"Could not locate (?:function|class) '?([\w.]+)'?", "custom object"),
-    (r"Unable to restore custom object of (?:type|class) '?([\w.]+)'?", "custom object"),
-    (r"No module named '([\w.]+)'", "module"),
+    # (regex, what it is); group 1 the kind, group 2 the name. Keras saves a custom object
+    # registered by its class as "Custom>Name" (register_keras_serializable's default
+    # package): the name is what follows the ">".
+    (r"[Uu]nknown (loss function|metric function|metric|loss|activation function|optimizer|"
+     r"regularizer|initializer|constraint|layer|function)[:\s]+'?(?:[\w.]+>)?([\w.]+)'?",
+     "custom object"),
+    (r"Could not locate (function|class) '?(?:[\w.]+>)?([\w.]+)'?", "custom object"),
+    (r"Unable to restore custom object of (type|class) '?(?:[\w.]+>)?([\w.]+)'?",
+     "custom object"),
+    (r"No module named '()([\w.]+)'", "module"),
 )
+
+# A custom object of these kinds is needed only for training.
+_TRAINING_ONLY = ("loss", "metric")
 
 
 def missing_custom_code(text):
     """The precise reason for a load failure caused by custom code, or "".
 
     Names the missing custom object (a loss, metric, layer or Lambda function saved by
-    name with ``model.save``) or module, and the three fixes. The same for any input.
+    name with ``model.save``; ``Custom>FocalLoss`` is ``FocalLoss``) or module, and the
+    fixes; where only a loss or a metric is custom, ``compile=False`` (prediction needs
+    neither). The same for any input.
     """
     import re
 
@@ -282,13 +291,25 @@ def missing_custom_code(text):
         found = re.search(pattern, text or "")
         if not found:
             continue
-        name = found.group(1).strip(".")
+        kind, name = found.group(1).lower(), found.group(2).strip(".")
         if what == "module":
             return ("The model or model.py needs the module %r, which the platform does not "
                     "have (only the standard library, numpy and tensorflow): put %s.py next "
                     "to model.py in the zip, or export the model inference-only with 'leafsub "
                     "export' (the saved graph then needs no Python code of yours)."
                     % (name, name.split(".")[0]))
+        config = (text or "")[found.end():found.end() + 2000]
+        if kind in ("class", "function") and "Full object config" in config \
+                and "'reduction'" in config.split("registered_name")[0]:
+            kind = "loss"          # Keras 3 names the class only; its config is a loss's
+        if kind.startswith(_TRAINING_ONLY):
+            what = "metric" if kind.startswith("metric") else "loss"
+            return ("The model was saved with the custom object %r (its %s: your training code "
+                    "defined it) and cannot be loaded without it. Prediction needs no %s: load "
+                    "it with compile=False (tf.keras.models.load_model(path, compile=False)) "
+                    "and it loads without %s. Or export it inference-only with 'leafsub "
+                    "export', or pass custom_objects={%r: ...}." % (name, what, what, name,
+                                                                   name))
         return ("The model was saved with the custom object %r (a custom loss, metric, layer "
                 "or Lambda function your training code defined) and cannot be loaded without "
                 "it. Fix it in one of three ways: export it inference-only with 'leafsub "
@@ -297,6 +318,8 @@ def missing_custom_code(text):
                 "@keras.saving.register_keras_serializable() in a module shipped in the zip."
                 % (name, name))
     return ""
+
+
 OUTSIDE_READ = ("The platform will not have this file: put what the submission needs in the "
                 "zip and open it relative to model.py (os.path.join(os.path.dirname(__file__), "
                 "NAME)).")
@@ -334,3 +357,38 @@ def denied_reads(paths, data_paths):
                   "went on without it: submissions cannot read files outside the zip. %s"
                   % (paths[0], more, PROC_READ if paths[0].startswith("/proc/")
                      else OUTSIDE_READ))]
+
+
+def unused_models(loaded, zip_mb=None, method="predict"):
+    """The ``unused models`` warning: models model.py loads that ``predict`` never calls.
+
+    ``loaded``: the child's report (``[{"how", "path", "mb", "used"}]``, hostile: only
+    read). An ensemble that loads 8 members and averages 5 uploads (and loads) 3 for
+    nothing. [] when every loaded model was called, or nothing was tracked.
+    """
+    rows = [r for r in (loaded or []) if isinstance(r, dict)][:100]
+    if len(rows) < 1:
+        return []
+    unused = [r for r in rows if not r.get("used")]
+    if not unused and len(rows) < 2:
+        return []      # one model, called: nothing to say
+    if not unused:
+        return [check("unused models", "pass", "%s() calls every model model.py loads (%d)"
+                      % (method, len(rows)))]
+
+    def mb(r):
+        try:
+            return float(r.get("mb") or 0)
+        except (TypeError, ValueError):
+            return 0.0
+    total = sum(mb(r) for r in unused)
+    names = ", ".join("%s (%.1f MB)" % (str(r.get("path") or "?")[:80], mb(r))
+                      for r in unused[:8])
+    more = " and %d more" % (len(unused) - 8) if len(unused) > 8 else ""
+    limit = " of the %g MB upload limit" % zip_mb if zip_mb else ""
+    return [check("unused models", "warn", "model.py loads %d model%s, but %s() never calls %s (directly): "
+                  "%s%s. They add %.1f MB to the zip%s and to the load time without changing a "
+                  "prediction: remove them from the zip and from model.py (or use them)." % (
+                      len(rows), "s" * (len(rows) != 1), method,
+                      "it" if len(unused) == 1 else "%d of them" % len(unused), names, more,
+                      total, limit))]

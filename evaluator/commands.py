@@ -24,9 +24,14 @@ from .terminal import format_evaluation, use_color
                    "for several phases.")
 @click.option("--profile", default=None, help="Challenge profile: a built-in name (an2dl-2022 "
               "by default) or a JSON file.")
-@click.option("--runtime", default=None, metavar="tensorflow==X.Y.Z",
-              help="Run the submission under this TensorFlow (a cached virtual environment, "
-                   "created on first use); torch==X.Y.Z for a torch profile.")
+@click.option("--runtime", default=None, metavar="platform|local|PINS",
+              help="Where the submission runs. 'platform' (the default; $LEAFSUB_RUNTIME "
+                   "changes it): the profile's environment, the platform's TensorFlow, Keras "
+                   "and numpy in a cached virtual environment created on first use (~2-5 min, "
+                   "~2 GB; 'leafsub runtimes' lists and removes them). 'local': your own "
+                   "Python (the report names what differs from the platform). Exact pins, "
+                   "e.g. tensorflow==2.17.0,keras==3.4.1 (numpy<2 is added before TF 2.16); "
+                   "torch==X.Y.Z for a torch profile.")
 @click.option("--python", "python", default=None, type=click.Path(),
               help="Run the submission with this Python interpreter (it needs numpy and "
                    "tensorflow, or torch for a torch profile).")
@@ -67,7 +72,8 @@ def evaluate_command(submission, data, profile, runtime, python, batch_size, tim
     Examples:
       leafsub evaluate submission.zip --data test.npz --html report.html
       leafsub evaluate submission.zip --data val/ --profile an2dl-2024 --json r.json
-      leafsub evaluate submission.zip --data test.npz --runtime tensorflow==2.15.1
+      leafsub evaluate submission.zip --data test.npz --runtime local
+      leafsub evaluate submission.zip --data test.npz --runtime tensorflow==2.17.0,keras==3.4.1
     """
     result = evaluate(submission, list(data), profile=profile, runtime=runtime, python=python,
                       batch_size=batch_size, time_limit=time_limit, memory_limit=memory_limit,
@@ -116,13 +122,15 @@ def compare_command(a, b, data, profile, runtime, json_path, n_boot, seed, level
 
 
 @click.command("runtimes")
-@click.option("--remove", "remove", default=None, metavar="tensorflow==X.Y.Z",
-              help="Delete this cached runtime (and any unfinished build of it).")
+@click.option("--remove", "remove", default=None, metavar="PINS|NAME",
+              help="Delete this cached runtime (its pins, e.g. tensorflow==2.14.0, or the "
+                   "name listed) and any unfinished build of it.")
 def runtimes_command(remove):
-    """List the cached TensorFlow runtimes that 'evaluate --runtime' created, or remove one.
+    """List the cached environments 'evaluate' created (the platforms' and --runtime's), or
+    remove one.
 
     They live in ~/.cache/leafsub/runtimes (or $LEAFSUB_CACHE/runtimes); each is a
-    virtual environment of about 1.7 GB.
+    virtual environment of about 2 GB, created on first use and reused afterwards.
     """
     if remove:
         path = remove_runtime(remove)
@@ -130,19 +138,22 @@ def runtimes_command(remove):
         return
     found = list_runtimes()
     if not found:
-        click.echo("No cached runtimes in %s. 'leafsub evaluate --runtime tensorflow==2.15.1' "
-                   "creates one." % runtimes_dir())
+        click.echo("No cached runtimes in %s. 'leafsub evaluate' creates the profile's "
+                   "environment on first use; --runtime tensorflow==X.Y.Z another one."
+                   % runtimes_dir())
         return
     click.echo("Cached runtimes in %s:" % runtimes_dir())
     for r in found:
+        size = " (%s MB)" % r["size_mb"] if r.get("size_mb") else ""
         if r["complete"] and r.get("torch"):
-            click.echo("  %-24s torch %s, Python %s, numpy %s" % (
-                r.get("spec", r["name"]), r.get("torch"), r.get("python"), r.get("numpy")))
+            click.echo("  %-32s torch %s, Python %s, numpy %s%s" % (
+                r["name"], r.get("torch"), r.get("python"), r.get("numpy"), size))
         elif r["complete"]:
-            click.echo("  %-24s TensorFlow %s, Python %s, numpy %s" % (
-                r.get("spec", r["name"]), r.get("tensorflow"), r.get("python"), r.get("numpy")))
+            click.echo("  %-32s TensorFlow %s, Keras %s, Python %s, numpy %s%s" % (
+                r["name"], r.get("tensorflow"), r.get("keras"), r.get("python"),
+                r.get("numpy"), size))
         else:
-            click.echo("  %-24s unfinished (rebuilt on next use; --remove deletes it)" % r["name"])
+            click.echo("  %-32s unfinished (rebuilt on next use; --remove deletes it)" % r["name"])
 
 
 COMMANDS = [evaluate_command, compare_command, runtimes_command]

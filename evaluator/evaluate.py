@@ -109,8 +109,12 @@ def evaluate(submission, data, profile=None, runtime=None, python=None, batch_si
       submission: the submission zip.
       data: a data pack (class folders, .npz or .h5) or a list of them (one phase each).
       profile: a built-in profile name or a profile JSON path (default an2dl-2022).
-      runtime: e.g. ``"tensorflow==2.15.1"``: run the child under that TensorFlow (a
-        cached virtual environment, created on first use).
+      runtime: where the child runs. None: ``$LEAFSUB_RUNTIME``, else ``"platform"``: the
+        profile's environment (the platform's TensorFlow, Keras, numpy, ... in a cached
+        virtual environment, created on first use; this Python, with a warning, when it
+        cannot be created). ``"local"``: this Python (the result names what differs from
+        the platform). ``"tensorflow==2.17.0,keras==3.4.1"``: a cached virtual
+        environment with those pins.
       python: run the child with this interpreter instead (exclusive with ``runtime``).
       batch_size: images per ``predict`` call (default: the profile's).
       time_limit: seconds for the whole replay (default: the profile's).
@@ -177,14 +181,16 @@ def evaluate(submission, data, profile=None, runtime=None, python=None, batch_si
                              % (pack.path, top, prof["name"], n_classes))
     stated = _stated_preprocess(expect_preprocess, card)
     chosen = resolve_runtime(runtime=runtime, python=python, say=say.say,
-                             framework=protocol.framework)
+                             framework=protocol.framework, environment=protocol.environment)
 
     replay = Replay(prof, packs, chosen, say, batch_size=batch_size, time_limit=time_limit,
                     memory_limit=memory_limit, isolate=isolate)
     replay.result["submission"] = os.path.abspath(submission)
+    replay.result["environment"] = _environment(protocol, chosen, None)
     try:
         say.say("Evaluating %s with the %s profile (%s)" % (submission, prof["name"],
                                                             chosen.label))
+        say.say("  replay: %s" % replay.result["environment"]["summary"])
         run_checks(replay, submission, detective=detective, variants=variants, stated=stated)
     except EndReplay:
         pass  # the checks so far say why
@@ -194,7 +200,94 @@ def evaluate(submission, data, profile=None, runtime=None, python=None, batch_si
             shutil.rmtree(replay.workdir, ignore_errors=True)
         raise
     replay.close()
+    replay.result["environment"] = _environment(protocol, chosen, replay.result.get("child"))
+    _environment_checks(replay.result)
     return _finish(replay, started, json_path, html_path, keep_workdir)
+
+
+_KIND = {"platform": "the platform's environment", "runtime": "--runtime",
+         "local": "your Python", "python": "--python"}
+
+
+def _fmt(versions, names=("python", "tensorflow", "keras", "numpy", "scikit-learn", "torch")):
+    return ", ".join("%s %s" % (n, versions[n]) for n in names if versions.get(n))
+
+
+def _environment(protocol, chosen, child):
+    """The result's ``environment``: where the replay ran, the platform's environment, and
+    what differs (the child's own versions once it loaded; before, the runtime's)."""
+    from .runtimes import differences
+
+    platform = proto.platform_packages()
+    replay = dict(chosen.versions or {})
+    replay.update({k: v for k, v in (child or {}).items() if v})
+    differs = differences(platform, replay)
+    known = {k: v for k, v in platform.items() if v}
+    same = bool(known) and not differs
+    if proto.framework != "torch":
+        replay.pop("torch", None)      # this Python may have it; a TensorFlow replay does not use it
+    replay_text = "%s (%s)" % (_KIND.get(chosen.kind, chosen.kind), _fmt(replay) or chosen.label)
+    if not known:
+        platform_text = "not published"
+    else:
+        platform_text = _fmt(known, tuple(known))
+    if same:
+        summary = "%s, as the platform's: %s" % (_KIND.get(chosen.kind, chosen.kind),
+                                                 _fmt(replay))
+    else:
+        summary = "%s; platform: %s" % (replay_text, platform_text)
+    if differs:
+        summary += "; differs: " + ", ".join("%s %s here vs %s" % (n, found or "absent", want)
+                                             for n, want, found in differs)
+    return {
+        "replay": {"kind": chosen.kind, "label": chosen.label, "python_path": chosen.python,
+                   "packages": replay},
+        "platform": {"packages": platform,
+                     "evidence": [dict(p) for p in proto.environment.get("packages") or ()],
+                     "python": dict(proto.environment.get("python") or {})},
+        "differs": [{"package": n, "platform": want, "replay": found}
+                    for n, want, found in differs],
+        "same": same,
+        "fallback": bool(chosen.fallback),
+        "notes": list(chosen.notes),
+        "summary": summary,
+    }
+
+
+# The checks whose failure can come from the packages rather than from the submission.
+_HINGES = ("loads", "predicts", "output", "goldens", "deterministic")
+
+
+def _environment_checks(result):
+    """A warning when the replay is not the platform's environment and that matters: it
+    fell back to this Python, a nearer TensorFlow stood in, or a check failed that could
+    pass (or a pass that could fail) with the platform's versions."""
+    env = result["environment"]
+    checks = result["checks"]
+    failed = [c for c in checks if c["status"] == "fail" and c["name"].split(":")[0] in _HINGES]
+    relevant = [d for d in env["differs"] if d["package"] in (
+        "tensorflow", "keras", "numpy", "torch", "tf-keras", "scikit-learn")]
+    sentences = list(env["notes"])
+    if relevant and failed:
+        shown = ", ".join("%s %s here, %s on the platform" % (
+            d["package"], d["replay"] or "absent", d["platform"]) for d in relevant)
+        hinge = ("This replay's packages differ from the platform's (%s): the failure may not "
+                 "happen on the platform, or it may fail there differently. %s" % (
+                     shown, "Evaluate without --runtime local (in the platform's environment) "
+                     "for its verdict." if env["replay"]["kind"] != "platform" else
+                     "No closer environment installs on this Python."))
+        keras = {d["package"]: d for d in relevant}.get("keras")
+        if keras and str(keras["platform"]).startswith("2.") \
+                and str(keras["replay"] or "").startswith("3."):
+            hinge += (" The platform's Keras %s is Keras 2: there tf.keras.models.load_model "
+                      "reads a SavedModel folder, so advice that holds only for Keras 3 (load "
+                      "it with tf.saved_model.load) need not apply." % keras["platform"])
+        for c in failed:
+            c["detail"] = c["detail"].rstrip() + "\n" + hinge
+        sentences.append(hinge)
+    if env["fallback"] or sentences:
+        checks.insert(0, C.check("environment", "warn", " ".join(
+            s[0].upper() + s[1:] for s in sentences if s)))
 
 
 def _finish(replay, started, json_path, html_path, keep_workdir):

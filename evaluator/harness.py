@@ -210,6 +210,164 @@ def _read_note(module, paths):
     return " %s.py tried to read %s%s: %s." % (module, " and ".join(shown), more, OUTSIDE_ZIP)
 
 
+class LoadTracker:
+    """Which models the submission loads, and which of them ``predict`` then calls.
+
+    Wraps ``tf.keras.models.load_model``, ``keras.models.load_model`` (and
+    ``keras.saving.load_model``), ``tf.saved_model.load`` and ``torch.jit.load`` before
+    model.py is imported, so the submission's own calls go through them. A loaded model
+    counts as used when it is called (``model(x)``, ``model.predict``: Keras and torch
+    reach ``__call__``, watched on its class for that instance only), or, for a
+    ``tf.saved_model.load`` object, when one of its signatures or functions is called.
+    Anything it cannot wrap it leaves alone: the tracking never changes what runs.
+    """
+
+    def __init__(self, folder):
+        self.folder = folder
+        self.loaded = []           # {"how", "path", "mb", "used"}
+        self.watched = {}          # id(object) -> record
+        self.keep = []             # the watched objects, so that their ids stay theirs
+        self.patched_classes = set()
+
+    def install(self, tf=None):
+        mods = []
+        if tf is not None:
+            mods.append(("tf.saved_model.load", getattr(tf, "saved_model", None), "load"))
+            try:
+                mods.append(("tf.keras.models.load_model", tf.keras.models, "load_model"))
+            except Exception:
+                pass
+        for name in ("keras", "torch"):
+            module = sys.modules.get(name)
+            if module is None and name == "keras" and tf is not None:
+                try:
+                    module = importlib.import_module("keras")
+                except Exception:
+                    module = None
+            if module is None:
+                continue
+            if name == "keras":
+                mods.append(("keras.models.load_model", getattr(module, "models", None),
+                             "load_model"))
+                mods.append(("keras.saving.load_model", getattr(module, "saving", None),
+                             "load_model"))
+            else:
+                mods.append(("torch.jit.load", getattr(module, "jit", None), "load"))
+        for how, owner, attr in mods:   # the same function may sit in several modules
+            original = getattr(owner, attr, None) if owner is not None else None
+            if original is None or getattr(original, "_leafsub", 0):
+                continue
+            try:
+                setattr(owner, attr, self._wrap_loader(how, original))
+            except Exception:
+                continue
+
+    def _wrap_loader(self, how, original):
+        tracker = self
+
+        def load(*args, **kwargs):
+            obj = original(*args, **kwargs)
+            try:
+                path = args[0] if args else kwargs.get("filepath", kwargs.get("export_dir",
+                                                                             kwargs.get("f")))
+                tracker.watch(how, path, obj)
+            except Exception:
+                pass
+            return obj
+        load._leafsub = 1
+        load.__wrapped__ = original
+        load.__name__ = getattr(original, "__name__", "load")
+        load.__doc__ = getattr(original, "__doc__", None)
+        return load
+
+    def _size_mb(self, path):
+        total = 0
+        if os.path.isdir(path):
+            for base, _dirs, files in os.walk(path):
+                for entry in files:
+                    try:
+                        total += os.path.getsize(os.path.join(base, entry))
+                    except OSError:
+                        pass
+        elif os.path.isfile(path):
+            total = os.path.getsize(path)
+        return round(total / 2**20, 1)
+
+    def watch(self, how, path, obj):
+        if id(obj) in self.watched:      # one loader calling another: one model
+            return
+        try:
+            path = os.fsdecode(os.fspath(path))
+        except TypeError:
+            path = None
+        shown, mb = None, None
+        if path:
+            full = os.path.abspath(path)
+            mb = self._size_mb(full)
+            root = os.path.join(os.path.abspath(self.folder), "")
+            shown = full[len(root):] if full.startswith(root) else path
+        record = {"how": how, "path": shown, "mb": mb, "used": False}
+        self.loaded.append(record)
+        self.watched[id(obj)] = record
+        self.keep.append(obj)
+        self._watch_class(type(obj))
+        signatures = getattr(obj, "signatures", None)
+        inner = getattr(signatures, "_signatures", None)
+        if isinstance(inner, dict):
+            for key, fn in list(inner.items()):
+                inner[key] = _Called(fn, record)
+        if how == "tf.saved_model.load":
+            for name in dir(obj):
+                if name.startswith("_") or name in ("signatures", "variables",
+                                                    "trainable_variables"):
+                    continue
+                try:
+                    value = getattr(obj, name)
+                except Exception:
+                    continue
+                if callable(value) and type(value).__name__ in (
+                        "RestoredFunction", "Function", "ConcreteFunction", "PolymorphicFunction",
+                        "_WrapperFunction", "AtomicFunction"):
+                    try:
+                        object.__setattr__(obj, name, _Called(value, record))
+                    except Exception:
+                        pass
+
+    def _watch_class(self, cls):
+        if cls in self.patched_classes or "__call__" not in dir(cls):
+            return
+        original = cls.__call__
+        watched = self.watched
+
+        def __call__(instance, *args, **kwargs):
+            record = watched.get(id(instance))
+            if record is not None:
+                record["used"] = True
+            return original(instance, *args, **kwargs)
+        try:
+            cls.__call__ = __call__
+            self.patched_classes.add(cls)
+        except (TypeError, AttributeError):
+            pass
+
+    def report(self):
+        return [dict(r) for r in self.loaded]
+
+
+class _Called:
+    """A function that marks its model used when called; anything else goes to it."""
+
+    def __init__(self, fn, record):
+        self.__dict__["_fn"], self.__dict__["_record"] = fn, record
+
+    def __call__(self, *args, **kwargs):
+        self._record["used"] = True
+        return self._fn(*args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self._fn, name)
+
+
 class SubmissionError(Exception):
     """What the submission did wrong, with the stage it happened in.
 
@@ -296,6 +454,7 @@ class Harness:
         self.np = None
         self.tf = None
         self.torch = None
+        self.tracker = LoadTracker(request["folder"])
 
     def _load_torch(self):
         """A torch platform: torch instead of TensorFlow (which it need not have)."""
@@ -359,6 +518,12 @@ class Harness:
             versions = {"python": sys.version.split()[0], "numpy": np.__version__,
                         "tensorflow": tf.__version__}
             versions["keras"] = _package_version("keras")
+        for dist in ("scikit-learn", "tf-keras"):
+            versions[dist] = _package_version(dist)
+        try:  # which loaded models predict calls (torch.jit.load for a torch platform)
+            self.tracker.install(self.tf)
+        except Exception:  # the tracking is a nicety: never a reason to fail a load
+            pass
         framework_s = time.time() - started
 
         started = time.time()
@@ -403,7 +568,8 @@ class Harness:
         if not callable(getattr(self.instance, req["method"], None)):
             raise SubmissionError("construct", "%s has no method %s()" % (
                 req["class_name"], req["method"]))
-        return {"load_s": time.time() - started, "framework_s": framework_s, "versions": versions}
+        return {"load_s": time.time() - started, "framework_s": framework_s, "versions": versions,
+                "loaded": self.tracker.report()}
 
     # ------------------------------------------------------------------ predict
 
@@ -501,7 +667,8 @@ class Harness:
         images.close()
         np.save(command["out"], result, allow_pickle=False)
         return {"n": int(total), "predict_s": predict_s, "types": sorted(types),
-                "shape": list(result.shape), "dtype": str(result.dtype), "mutated_batches": mutated}
+                "shape": list(result.shape), "dtype": str(result.dtype), "mutated_batches": mutated,
+                "loaded": self.tracker.report()}
 
 
 def read_evidence(request):

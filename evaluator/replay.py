@@ -279,6 +279,8 @@ class Replay:
         timing["predict_s"] = round(predict_s, 3)
         timing["images_per_s"] = round(n / predict_s, 1) if predict_s > 0 else None
         self.checks.append(C.output_container(sorted(types), self.prof, method))
+        self.checks.extend(C.unused_models(reply.get("loaded"), (self.prof.get("limits") or {})
+                                           .get("zip_mb"), method))
         if self.inp["container"] == "numpy":
             self.checks.append(C.check(
                 "input not mutated", "warn" if mutated else "pass",

@@ -506,6 +506,7 @@ figcaption .conf{float:right;justify-self:end;margin-top:-1.35em;font-weight:600
 figcaption .truth{color:var(--pass)} figcaption .pred{color:var(--fail)}
 dl.timing{display:grid;grid-template-columns:max-content 1fr;gap:4px 18px;margin:0}
 dl.timing dt{color:var(--muted)} dl.timing dd{margin:0;font-variant-numeric:tabular-nums}
+p.env{margin:6px 0;font-size:.92em} p.env.differs{border-left:4px solid #c80;padding-left:8px}
 ul.assumptions{margin:0;padding-left:20px} ul.assumptions li{margin:3px 0}
 .pill{font-size:.75rem;padding:1px 7px;border-radius:10px;margin-left:6px;vertical-align:1px}
 .pill.pass{background:var(--pass-bg);color:var(--pass)} .pill.fail{background:var(--fail-bg);color:var(--fail)}
@@ -540,6 +541,16 @@ def _verdict_html(result, checks):
             % (cls, big, e(why)))
 
 
+def _environment_html(env):
+    """Where the replay ran and the platform's environment, at the top (escaped)."""
+    from .terminal import environment_lines
+    lines = environment_lines(env, width=10**6)
+    if not lines:
+        return ""
+    cls = "env differs" if env.get("differs") or env.get("fallback") else "env"
+    return "<p class=\"%s\">%s</p>" % (cls, "<br>".join(e(line) for line in lines))
+
+
 def render_report(result, images=None, title=None, max_gallery=MAX_GALLERY):
     """The report's HTML text. See :func:`write_report` for the arguments."""
     result = _as_dict(result)
@@ -567,8 +578,9 @@ def render_report(result, images=None, title=None, max_gallery=MAX_GALLERY):
         "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">",
         "<meta name=\"color-scheme\" content=\"light dark\">",
         "<title>%s</title><style>%s</style></head><body><main>" % (e(title), CSS),
-        "<header><h1>%s</h1><p class=\"meta\">%s</p>%s</header>\n" % (e(title), "".join(meta),
-                                                                      _verdict_html(result, checks)),
+        "<header><h1>%s</h1><p class=\"meta\">%s</p>%s%s</header>\n" % (
+            e(title), "".join(meta), _environment_html(result.get("environment")),
+            _verdict_html(result, checks)),
         # The answer first (verdict, metrics, what failed or warned), then where a person
         # looks next (the mistakes), then the detail; passing checks folded near the end.
         _metrics_html(result, metrics),

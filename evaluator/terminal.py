@@ -62,6 +62,32 @@ class Progress:
 MARK = {"pass": "PASS", "warn": "WARN", "fail": "FAIL"}
 
 
+def environment_lines(env, width=80):
+    """Where the replay ran and the platform's environment: the top of every report."""
+    if not env:
+        return []
+    rep = env.get("replay") or {}
+    known = {k: v for k, v in ((env.get("platform") or {}).get("packages") or {}).items() if v}
+    shown = lambda versions, names: ", ".join(  # noqa: E731
+        "%s %s" % (n, versions[n]) for n in names if versions.get(n))
+    names = ("python", "tensorflow", "keras", "numpy", "scikit-learn") + (
+        () if (rep.get("packages") or {}).get("tensorflow") and "torch" not in known
+        else ("torch",))
+    where = {"platform": "the platform's environment", "runtime": "--runtime",
+             "local": "your Python", "python": "--python"}.get(rep.get("kind"), rep.get("kind"))
+    out = ["replayed in %s: %s" % (where, shown(rep.get("packages") or {}, names))]
+    out.append("platform: %s" % (shown(known, tuple(known)) if known else "not published"))
+    if env.get("differs"):
+        out.append("differs: %s" % ", ".join("%s %s here, %s on the platform" % (
+            x["package"], x["replay"] or "absent", x["platform"]) for x in env["differs"]))
+    elif env.get("same"):
+        out[-1] += " (the same)"
+    wrapped = []
+    for line in out:
+        wrapped.extend(textwrap.wrap(line, width=width, subsequent_indent="  ") or [line])
+    return wrapped
+
+
 def format_evaluation(d, width=80, color=False, verbose=False):
     """The result as lines of at most ``width`` columns."""
     def style(text, status):
@@ -78,6 +104,7 @@ def format_evaluation(d, width=80, color=False, verbose=False):
     lines.append("profile %s, %d %s, %s" % (
         d["profile"], d["n_images"], "images" if (d.get("input") or {}).get("kind", "image")
         == "image" else "samples", d.get("runtime", "")))
+    lines.extend(environment_lines(d.get("environment"), width))
     lines.append("")
     name_w = min(28, max([len(c["name"]) for c in d["checks"]] + [8]))
     indent = " " * (6 + name_w + 1)

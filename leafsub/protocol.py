@@ -12,8 +12,10 @@ Example::
     proto.input.describe()   # 'tf.Tensor float32 0-255 RGB, [batch, 96, 96, 3]'
     proto.child_request(folder="/tmp/x/submission")
 
-Later fields (the platform's environment, forecasting outputs and predict arguments)
-are added to the dataclasses below and to ``from_profile``; nothing else builds a request.
+``environment`` is the platform's own environment (its packages, each with its
+evidence): ``leafsub evaluate`` replays in it by default (``evaluator/runtimes.py``).
+Later fields (forecasting outputs and predict arguments) are added to the dataclasses
+below and to ``from_profile``; nothing else builds a request.
 
 Standard library only, and Python 3.8 syntax: the bundle's ingestion program runs a copy
 of this file (``leafsub_protocol.py``) on the platform, and builds its request from
@@ -38,6 +40,19 @@ def _default_kind(shape):
 
 def _number(value):
     return ("%d" % value) if float(value).is_integer() else ("%g" % value)
+
+
+def _environment(profile):
+    """The profile's ``environment``, or one made of the legacy ``tensorflow``/``torch``
+    version field (a user's profile written before ``environment`` existed)."""
+    import copy
+    if profile.get("environment"):
+        return copy.deepcopy(profile["environment"])
+    for name in ("tensorflow", "torch"):
+        if profile.get(name):
+            return {"packages": [{"name": name, "version": profile[name],
+                                  "evidence": "the profile's '%s' field" % name}]}
+    return {}
 
 
 @dataclass(frozen=True)
@@ -115,6 +130,15 @@ class Protocol:
     zip_mb: float | None = None
     assumptions: tuple = ()
     framework_version: str | None = None   # the profile's pinned "tensorflow" or "torch"
+    # The profile's "environment": {"python": {...}, "packages": [{"name", "version",
+    # "evidence", "source", "via"?, "requires"?}]}; {} when the profile names none.
+    environment: dict = field(default_factory=dict)
+
+    def platform_packages(self):
+        """``{name: version or None}`` of the platform's environment (``python`` included
+        when known): what a replay's versions are compared with."""
+        from .evaluator.runtimes import platform_packages
+        return platform_packages(self.environment)
 
     @classmethod
     def from_profile(cls, profile):
@@ -149,6 +173,7 @@ class Protocol:
             zip_mb=limits.get("zip_mb"),
             assumptions=tuple(profile.get("assumptions") or ()),
             framework_version=profile.get(framework),
+            environment=_environment(profile),
         )
 
     def child_request(self, **extra):

@@ -1,8 +1,11 @@
-"""The evaluation child's interpreter: this one, --python PATH, or a cached --runtime venv.
+"""The evaluation child's interpreter: the platform's environment, this one, --python PATH,
+or a cached --runtime venv.
 
-All tests but the last are fast: they use fake interpreters and a fake subprocess.run.
-The last one really creates the tensorflow==2.15.1 runtime in the default cache (so
-later runs and CI reuse it) and checks it imports TensorFlow 2.15.1 with Keras 2.
+All tests but the real one are fast: they use fake interpreters, a fake subprocess.run
+and a fake pip. The real one creates the tensorflow==2.14.0 runtime (AN2DL 2023's
+platform) in the default cache (so later runs, tests/test_platform_env.py and CI reuse
+it) and checks it imports TensorFlow 2.14.0 with Keras 2 and numpy 1: pip alone would put
+numpy 2 beside it, which TensorFlow 2.14 cannot import.
 """
 
 import json
@@ -16,8 +19,9 @@ import pytest
 
 from leafsub.errors import UsageError
 from leafsub.evaluator import runtimes
-from leafsub.evaluator.runtimes import (Runtime, cache_dir, list_runtimes, parse_runtime_spec,
-                                        remove_runtime, resolve_runtime)
+from leafsub.evaluator.runtimes import (Runtime, cache_dir, list_runtimes, parse_pins,
+                                        parse_runtime_spec, remove_runtime, requirements,
+                                        resolve_runtime)
 
 PY = "%d.%d" % sys.version_info[:2]
 
@@ -37,13 +41,15 @@ def no_subprocess(monkeypatch):
 
 def fake_runtime(runtimes_root, spec="tensorflow==2.15.1", marker=True):
     """A runtime folder as a finished build leaves it, with bin/python -> sys.executable."""
-    pkg, version = parse_runtime_spec(spec)
-    folder = runtimes_root / ("%s-%s" % (pkg, version))
+    pins = parse_pins(spec)
+    pkg, version = pins[0]
+    folder = runtimes_root / runtimes._name(pins)
     (folder / "bin").mkdir(parents=True)
     os.symlink(sys.executable, folder / "bin" / "python")
     if marker:
         (folder / runtimes.MARKER).write_text(json.dumps(
-            {"spec": spec, "python": "3.11.7", "tensorflow": version, "numpy": "1.26.4",
+            {"spec": runtimes._spec_text(pins), "requirements": requirements(pins),
+             "python": "3.11.7", "tensorflow": version, "numpy": "1.26.4",
              "keras": "2.15.0", "created": "2026-01-01T00:00:00+00:00"}))
     return folder
 
@@ -65,11 +71,18 @@ def fake_python(tmp_path, numpy=True, tensorflow=True):
 
 
 class FakeRun:
-    """Stands in for subprocess.run during a build: venv, pip, then the import probe."""
+    """Stands in for subprocess.run (venv, the import probe) and pip during a build."""
 
     def __init__(self, pip_rc=0, pip_output="", tf_version="2.15.1"):
         self.calls = []
         self.pip_rc, self.pip_output, self.tf_version = pip_rc, pip_output, tf_version
+
+    def install(self, monkeypatch):
+        monkeypatch.setattr(subprocess, "run", self)
+        monkeypatch.setattr(runtimes, "_pip_install", lambda python, reqs, env, say: (
+            self.calls.append([python, "-m", "pip", "install"] + list(reqs)) or
+            (self.pip_rc, self.pip_output)))
+        return self
 
     def __call__(self, cmd, **kwargs):
         self.calls.append(list(cmd))
@@ -151,9 +164,10 @@ def test_default_is_this_python_without_importing_tensorflow():
     assert out[2].startswith("this Python (tensorflow ") and "unknown" not in out[2]
 
 
-def test_default_runtime_in_process():
-    r = resolve_runtime()
-    assert r == Runtime(sys.executable, r.label, False)
+def test_local_runtime_in_process():
+    r = resolve_runtime(runtime="local")
+    assert (r.python, r.created, r.kind) == (sys.executable, False, "local")
+    assert r.versions["python"] == "%d.%d.%d" % sys.version_info[:3] and r.versions["tensorflow"]
 
 
 def test_runtime_and_python_are_exclusive():
@@ -210,11 +224,28 @@ def test_fast_path_reuses_existing_runtime(cache, monkeypatch):
         start = time.perf_counter()
         r = resolve_runtime(runtime="tensorflow==2.15.1", say=said.append)
         timings.append(time.perf_counter() - start)
-    assert r == Runtime(str(folder / "bin" / "python"),
-                        "tensorflow==2.15.1 (cached venv %s)" % folder, False)
+    assert (r.python, r.label, r.created) == (str(folder / "bin" / "python"),
+                                              "tensorflow==2.15.1 (cached venv %s)" % folder,
+                                              False)
+    assert r.versions["keras"] == "2.15.0" and r.versions["numpy"] == "1.26.4"
     assert min(timings) < 0.05
     assert said == []
     assert not (cache / ".lock-tensorflow-2.15.1").exists()     # no lock taken either
+
+
+def test_an_older_marker_is_rebuilt_unless_its_requirements_were_the_same(cache, monkeypatch):
+    """An older leafsub's tensorflow runtime lacks numpy<2 and scikit-learn: rebuilt. Its torch
+    runtime installed what this one does (torch and numpy): reused."""
+    old = fake_runtime(cache, "torch==2.13.0")
+    marker = json.loads((old / runtimes.MARKER).read_text())
+    del marker["requirements"]
+    (old / runtimes.MARKER).write_text(json.dumps(marker))
+    assert runtimes._ready(str(old), parse_pins("torch==2.13.0"))
+    tf_old = fake_runtime(cache, "tensorflow==2.15.1")
+    marker = json.loads((tf_old / runtimes.MARKER).read_text())
+    del marker["requirements"]
+    (tf_old / runtimes.MARKER).write_text(json.dumps(marker))
+    assert runtimes._ready(str(tf_old), parse_pins("tensorflow==2.15.1")) is None
 
 
 def test_bare_version_uses_the_same_runtime(cache, monkeypatch):
@@ -226,14 +257,14 @@ def test_bare_version_uses_the_same_runtime(cache, monkeypatch):
 def test_folder_without_marker_is_absent_and_rebuilt(cache, monkeypatch):
     folder = fake_runtime(cache, marker=False)
     assert [r["complete"] for r in list_runtimes()] == [False]
-    fake = FakeRun()
-    monkeypatch.setattr(subprocess, "run", fake)
+    fake = FakeRun().install(monkeypatch)
     said = []
     r = resolve_runtime(runtime="tensorflow==2.15.1", say=said.append)
     assert fake.kinds() == ["venv", "pip", "probe"]
     assert r.created and r.python == str(folder / "bin" / "python")
-    assert said[0].startswith("Creating a virtual environment with tensorflow==2.15.1 in ")
-    assert "(once; a few minutes)..." in said[0]
+    assert said[0].startswith("Creating the environment tensorflow==2.15.1 numpy<2 scikit-learn "
+                              "in ")
+    assert "once: about 2-4 minutes and ~2 GB" in said[0] and said[-1].startswith("  ready in")
     marker = json.loads((folder / runtimes.MARKER).read_text())
     assert marker["spec"] == "tensorflow==2.15.1"
     assert {k: marker[k] for k in ("tensorflow", "numpy", "keras")} == {
@@ -245,30 +276,31 @@ def test_folder_without_marker_is_absent_and_rebuilt(cache, monkeypatch):
     assert (folder / "pyvenv.cfg").read_text().endswith("venv %s\n" % folder)
     assert sorted(os.listdir(cache)) == [".lock-tensorflow-2.15.1", "tensorflow-2.15.1"]
     pip = fake.calls[1]
-    assert pip[-1] == "tensorflow==2.15.1" and "--disable-pip-version-check" in pip
+    assert pip[4:] == ["tensorflow==2.15.1", "numpy<2", "scikit-learn"]   # TF < 2.16: numpy 1
     # and the next call takes the fast path
     no_subprocess(monkeypatch)
-    assert resolve_runtime(runtime="tensorflow==2.15.1") == Runtime(r.python, r.label, False)
+    again = resolve_runtime(runtime="tensorflow==2.15.1")
+    assert (again.python, again.label, again.created) == (r.python, r.label, False)
 
 
 def test_pip_failure_leaves_nothing_behind(cache, monkeypatch):
     fake_runtime(cache, marker=False)                      # an interrupted earlier build
     output = ("ERROR: Could not find a version that satisfies the requirement "
-              "tensorflow==2.9.9 (from versions: 2.16.1, 2.17.0, 2.18.0)\n"
-              "ERROR: No matching distribution found for tensorflow==2.9.9\n")
-    monkeypatch.setattr(subprocess, "run", FakeRun(pip_rc=1, pip_output=output))
+              "tensorflow==2.15.9 (from versions: 2.16.1, 2.17.0, 2.18.0)\n"
+              "ERROR: No matching distribution found for tensorflow==2.15.9\n")
+    FakeRun(pip_rc=1, pip_output=output).install(monkeypatch)
     with pytest.raises(UsageError) as err:
-        resolve_runtime(runtime="tensorflow==2.9.9", say=None)
+        resolve_runtime(runtime="tensorflow==2.15.9", say=None)
     message = str(err.value)
-    assert "No matching distribution found for tensorflow==2.9.9" in message
+    assert "No matching distribution found for tensorflow==2.15.9" in message
     assert "2.16.1, 2.17.0, 2.18.0" in message
     assert ("pick a TensorFlow that supports Python %s, or pass --python with an interpreter "
             "that has it" % PY) in message
-    assert sorted(os.listdir(cache)) == [".lock-tensorflow-2.9.9", "tensorflow-2.15.1"]
+    assert sorted(os.listdir(cache)) == [".lock-tensorflow-2.15.9", "tensorflow-2.15.1"]
 
 
 def test_wrong_version_after_install_is_refused(cache, monkeypatch):
-    monkeypatch.setattr(subprocess, "run", FakeRun(tf_version="2.14.0"))
+    FakeRun(tf_version="2.14.0").install(monkeypatch)
     with pytest.raises(UsageError, match="imports tensorflow 2.14.0, not 2.15.1"):
         resolve_runtime(runtime="tensorflow==2.15.1", say=None)
     assert os.listdir(cache) == [".lock-tensorflow-2.15.1"]
@@ -317,18 +349,19 @@ def test_list_and_remove(cache):
 
 @pytest.mark.runtime
 @pytest.mark.slow
-def test_real_tensorflow_2_15_runtime():
-    """Creates (once) and then reuses ~/.cache/leafsub/runtimes/tensorflow-2.15.1."""
+def test_real_tensorflow_2_14_runtime_has_numpy_1_and_keras_2():
+    """Creates (once) and then reuses ~/.cache/leafsub/runtimes/tensorflow-2.14.0: AN2DL
+    2023's platform. Without the numpy<2 leafsub adds, it would not import."""
     said = []
     start = time.monotonic()
-    r = resolve_runtime(runtime="tensorflow==2.15.1", say=lambda line: (said.append(line),
+    r = resolve_runtime(runtime="tensorflow==2.14.0", say=lambda line: (said.append(line),
                                                                         print(line)))
     print("resolve_runtime took %.1f s (created=%s)" % (time.monotonic() - start, r.created))
-    assert r.python.endswith(os.path.join("runtimes", "tensorflow-2.15.1", "bin", "python"))
-    assert r.label.startswith("tensorflow==2.15.1 (cached venv ")
-    # tf.keras has no __version__ in TF 2.15: take the version of the package it resolves to
-    # (keras.api._v2.keras -> keras 2.15.0; with Keras 3 it would be keras._tf_keras.keras).
-    code = ("import json, numpy, tensorflow as tf\n"
+    assert r.python.endswith(os.path.join("runtimes", "tensorflow-2.14.0", "bin", "python"))
+    assert r.label.startswith("tensorflow==2.14.0 (cached venv ")
+    # tf.keras has no __version__ before Keras 3: take the version of the package it
+    # resolves to (keras.api._v2.keras -> keras 2.14.0).
+    code = ("import json, numpy, sklearn, tensorflow as tf\n"
             "tfk = tf.keras\n"
             "kv = getattr(tfk, '__version__', None) or "
             "__import__(tfk.__name__.split('.')[0]).__version__\n"
@@ -338,17 +371,114 @@ def test_real_tensorflow_2_15_runtime():
     assert proc.returncode == 0, proc.stderr[-3000:]
     tf_version, keras_version, numpy_version, tf_keras = json.loads(
         proc.stdout.strip().splitlines()[-1])
-    assert tf_version == "2.15.1"
-    assert keras_version.startswith("2.") and tf_keras == "keras.api._v2.keras"   # Keras 2
+    assert tf_version == "2.14.0"
+    assert keras_version.startswith("2.14") and tf_keras == "keras.api._v2.keras"   # Keras 2
     assert numpy_version.startswith("1.")
     # the second call reuses it
     start = time.perf_counter()
-    again = resolve_runtime(runtime="tensorflow==2.15.1", say=said.append)
+    again = resolve_runtime(runtime="tensorflow==2.14.0", say=said.append)
     assert time.perf_counter() - start < 0.05
-    assert again == Runtime(r.python, r.label, False)
-    marker, = [m for m in list_runtimes() if m["spec"] == "tensorflow==2.15.1"]
-    assert marker["complete"] and marker["tensorflow"] == "2.15.1"
+    assert (again.python, again.label, again.created) == (r.python, r.label, False)
+    marker, = [m for m in list_runtimes() if m["spec"] == "tensorflow==2.14.0"]
+    assert marker["complete"] and marker["tensorflow"] == "2.14.0"
     assert marker["keras"] == keras_version and marker["numpy"] == numpy_version
+    assert marker["requirements"] == ["tensorflow==2.14.0", "numpy<2", "scikit-learn"]
+    assert marker["packages"]["scikit-learn"]
+
+
+# --------------------------------------------------------------------------- several pins
+
+def test_several_pins_name_one_runtime():
+    pins = parse_pins(" keras==3.4.1 , tensorflow==2.17.0")
+    assert pins == (("tensorflow", "2.17.0"), ("keras", "3.4.1"))     # the framework first
+    assert runtimes._name(pins) == "keras-3.4.1+tensorflow-2.17.0"
+    assert parse_pins("tensorflow==2.17.0,keras==3.4.1") == pins       # order does not matter
+    assert requirements(pins) == ["tensorflow==2.17.0", "keras==3.4.1", "scikit-learn"]
+    assert requirements(parse_pins("2.10.0")) == ["tensorflow==2.10.0", "numpy<2",
+                                                  "scikit-learn"]
+    assert requirements(parse_pins("tensorflow==2.14.0,numpy==1.24.4")) == [
+        "tensorflow==2.14.0", "numpy==1.24.4", "scikit-learn"]          # a numpy pin wins
+    assert requirements(parse_pins("torch==2.13.0")) == ["torch==2.13.0", "numpy"]
+
+
+@pytest.mark.parametrize("spec, words", [
+    ("keras==3.4.1", "exactly one of"), ("tensorflow==2.17.0,torch==2.13.0", "exactly one of"),
+    ("tensorflow==2.17.0,keras>=3", "'keras>=3' is not an exact pin"),
+    ("tensorflow==2.17.0,tensorflow==2.16.1", "twice"),
+])
+def test_bad_pin_lists(spec, words):
+    with pytest.raises(UsageError, match=words.replace("(", r"\(")):
+        parse_pins(spec)
+
+
+def test_the_platforms_pins_and_the_nearest_tensorflow_that_installs():
+    from leafsub.profiles import load_profile
+    from leafsub.protocol import Protocol
+
+    env23 = Protocol.from_profile(load_profile("an2dl-2023")).environment
+    assert runtimes.platform_pins(env23, (3, 11)) == ((("tensorflow", "2.14.0"),), [])
+    env24 = Protocol.from_profile(load_profile("an2dl-2024")).environment
+    assert runtimes.platform_pins(env24, (3, 11))[0] == (("tensorflow", "2.17.0"),
+                                                         ("keras", "3.4.1"))
+    # 2022: TensorFlow 2.10.0 has no wheel for Python 3.11; 2.12.0 is the nearest that does
+    env22 = Protocol.from_profile(load_profile("an2dl-2022")).environment
+    pins, notes = runtimes.platform_pins(env22, (3, 11))
+    assert pins == (("tensorflow", "2.12.0"),)
+    assert "2.10.0 has no wheel for Python 3.11" in notes[0] and "2.12.0" in notes[0]
+    assert runtimes.platform_pins(env22, (3, 10))[0] == (
+        ("tensorflow", "2.10.0"), ("numpy", "1.21.6"), ("scikit-learn", "1.0.2"))
+    # 2021: not published
+    env21 = Protocol.from_profile(load_profile("an2dl-2021")).environment
+    assert runtimes.platform_pins(env21) == (None, [])
+    assert runtimes.nearest_tensorflow("2.17.0", (3, 13)) == "2.20.0"
+
+
+def test_platform_without_a_known_environment_is_this_python(monkeypatch):
+    no_subprocess(monkeypatch)
+    r = resolve_runtime(runtime="platform", environment={})
+    assert (r.python, r.kind, r.fallback) == (sys.executable, "local", False)
+
+
+def test_platform_environment_that_cannot_be_created_falls_back_with_a_note(cache, monkeypatch):
+    output = "ERROR: Could not find a version (connection timed out: proxy)\n"
+    FakeRun(pip_rc=1, pip_output=output).install(monkeypatch)
+    said = []
+    env = {"packages": [{"name": "tensorflow", "version": "2.14.0", "evidence": "x"}]}
+    r = resolve_runtime(runtime="platform", environment=env, say=said.append)
+    assert r.python == sys.executable and r.fallback and r.kind == "local"
+    assert "could not be created" in r.notes[0] and "tensorflow==2.14.0" in r.notes[0]
+    assert any("replaying with this Python instead" in line for line in said)
+    # an explicit --runtime that cannot be created stays an error (exit 2)
+    with pytest.raises(UsageError, match="pip could not install"):
+        resolve_runtime(runtime="tensorflow==2.14.0", say=None)
+
+
+@pytest.mark.skipif(sys.version_info[:2] != (3, 11), reason="the message is Python 3.11's")
+def test_a_tensorflow_without_a_wheel_for_this_python_is_named_before_pip_runs(monkeypatch):
+    no_subprocess(monkeypatch)
+    with pytest.raises(UsageError) as err:
+        resolve_runtime(runtime="tensorflow==2.10.0", say=None)
+    message = str(err.value)
+    assert "tensorflow 2.10.0 has no wheel for this Python 3.11 (it supports Python 3.7-3.10)"\
+        in message
+    assert "--runtime tensorflow==2.12.0" in message and "--python with a Python 3.10" in message
+
+
+def test_leafsub_runtime_variable_is_the_default(monkeypatch):
+    monkeypatch.setenv("LEAFSUB_RUNTIME", "local")
+    assert runtimes.default_runtime() == "local"
+    monkeypatch.delenv("LEAFSUB_RUNTIME")
+    assert runtimes.default_runtime() == "platform"
+
+
+def test_differences_name_what_the_platform_states():
+    platform = {"tensorflow": "2.14.0", "keras": "2.14.0", "numpy": None, "python": "3.10"}
+    assert runtimes.differences(platform, {"tensorflow": "2.14.0", "keras": "2.14.0",
+                                           "numpy": "1.26.4", "python": "3.10.12"}) == []
+    assert runtimes.differences(platform, {"tensorflow": "2.21.0", "keras": "3.15.1",
+                                           "python": "3.11.7"}) == [
+        ("tensorflow", "2.14.0", "2.21.0"), ("keras", "2.14.0", "3.15.1"),
+        ("python", "3.10", "3.11.7")]
 
 
 def test_runtimes_command_lists_the_cache(tmp_path):
@@ -360,3 +490,62 @@ def test_runtimes_command_lists_the_cache(tmp_path):
     assert gone.returncode == 0 and "no cached runtime for tensorflow==2.15.1" in gone.stdout
     bad = run_cli("runtimes", "--remove", "tensorflow>=2", env={"LEAFSUB_CACHE": str(tmp_path)})
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
+
+
+def test_the_protocol_carries_the_platforms_environment_with_its_evidence():
+    from leafsub.profiles import load_profile
+    from leafsub.protocol import Protocol
+
+    proto = Protocol.from_profile(load_profile("an2dl-2024"))
+    assert proto.platform_packages() == {"tensorflow": "2.17.0", "keras": "3.4.1",
+                                         "numpy": None, "scikit-learn": None}
+    assert all(p["evidence"] for p in proto.environment["packages"])
+    assert proto.to_json()["environment"] == proto.environment
+    # a user's profile written before 'environment' existed: its 'tensorflow' field
+    legacy = dict(load_profile("generic"), tensorflow="2.15.1")
+    assert Protocol.from_profile(legacy).platform_packages() == {"tensorflow": "2.15.1"}
+    assert Protocol.from_profile(load_profile("generic")).environment == {}
+
+
+def test_remove_by_the_listed_name_or_by_pins_in_any_order(cache):
+    one = fake_runtime(cache, "tensorflow==2.17.0,keras==3.4.1")
+    assert [r["name"] for r in list_runtimes()] == ["keras-3.4.1+tensorflow-2.17.0"]
+    assert remove_runtime("keras==3.4.1,tensorflow==2.17.0") == str(one)
+    two = fake_runtime(cache, "tensorflow==2.17.0,keras==3.4.1")
+    assert remove_runtime("keras-3.4.1+tensorflow-2.17.0") == str(two)
+    assert list_runtimes() == []
+    with pytest.raises(UsageError):
+        remove_runtime("../etc")
+
+
+def test_an_interpreter_the_machine_has_is_preferred_to_a_nearer_tensorflow(tmp_path,
+                                                                           monkeypatch):
+    """AN2DL 2022's TensorFlow 2.10.0 has wheels for Python 3.7-3.10: a python3.10 on PATH
+    replays with the platform's exact packages instead of TensorFlow 2.12.0."""
+    if runtimes.has_wheel("tensorflow", "2.10.0") is not False:
+        pytest.skip("this Python has TensorFlow 2.10.0 wheels: no fallback to avoid")
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    fake = bindir / "python3.10"
+    fake.write_text("#!/bin/sh\necho 3.10\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", str(bindir))
+    assert runtimes.find_python((3, 7), (3, 10)) == (str(fake), (3, 10))
+
+    asked = []
+    monkeypatch.setattr(runtimes, "_cached_runtime", lambda pins, say, base=None: asked.append(
+        (pins, base)) or Runtime("/venv/bin/python", "label", False, kind="runtime"))
+    from leafsub.profiles import load_profile
+    r = resolve_runtime(runtime="platform", environment=load_profile("an2dl-2022")[
+        "environment"], say=None)
+    assert asked == [((("tensorflow", "2.10.0"), ("numpy", "1.21.6"),
+                       ("scikit-learn", "1.0.2")), (str(fake), (3, 10)))]
+    assert r.kind == "platform" and not r.fallback
+    assert "replayed with Python 3.10 (%s), which has it" % fake in r.notes[0]
+    # and without one: the nearest TensorFlow, said in the notes
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    asked.clear()
+    r = resolve_runtime(runtime="platform", environment=load_profile("an2dl-2022")[
+        "environment"], say=None)
+    assert asked == [((("tensorflow", "2.12.0"),), None)]
+    assert "stands in for it" in r.notes[0]

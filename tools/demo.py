@@ -199,8 +199,13 @@ def run_demo(out_dir="leafsub-demo", quick=False, seed=0, force=False, say=None)
         submission, built.size_bytes / 1e6))
 
     say("[5/6] evaluating it the way the platform will, on the held-out split...")
+    # With your Python (runtime "local"), so that the demo stays within a few minutes:
+    # `leafsub evaluate` replays in the platform's own environment by default, which it
+    # creates on first use (~3 min and ~1.8 GB once; see docs/environments.md).
+    say("      (in your Python: 'leafsub evaluate' without --runtime replays in the "
+        "platform's own environment, created once on first use)")
     report = os.path.join(out_dir, "report.html")
-    good = leafsub.evaluate(submission, data=test_pack, profile=PROFILE,
+    good = leafsub.evaluate(submission, data=test_pack, profile=PROFILE, runtime="local",
                             json_path=os.path.join(out_dir, "evaluation.json"),
                             html_path=report, progress=True)
     good_dict = good.to_dict()
@@ -208,7 +213,7 @@ def run_demo(out_dir="leafsub-demo", quick=False, seed=0, force=False, say=None)
     say("[6/6] a hand-written submission that forgot model A's caffe preprocessing...")
     broken = os.path.join(out_dir, "mismatched-submission.zip")
     _write_mismatched_zip(run_a, broken)
-    bad = leafsub.evaluate(broken, data=test_pack, profile=PROFILE,
+    bad = leafsub.evaluate(broken, data=test_pack, profile=PROFILE, runtime="local",
                            json_path=os.path.join(out_dir, "mismatched-evaluation.json"),
                            progress=True)
     bad_dict = bad.to_dict()
