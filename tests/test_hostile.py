@@ -59,7 +59,7 @@ HANG_TIME_LIMIT = 20
 @dataclasses.dataclass
 class Case:
     name: str
-    group: str            # archive | layout | code | models
+    group: str            # archive | layout | code | models | untrusted
     what: str             # what the user did (for the docs)
     make: object          # make(ctx) -> path of the zip
     exit: int
@@ -73,6 +73,8 @@ class Case:
     requires: tuple = ()    # OS isolation the case needs to be safe to run: netns, landlock, pidns
     series: bool = False    # evaluated on time series with the an2dl-2022-ts profile (SERIES)
     absent: tuple = ()      # words its detail must not hold (DATA: the --data file's path)
+    stdout_absent: tuple = ()  # text that must not reach leafsub's stdout raw (escapes)
+    root_only: bool = False    # shows something only when leafsub runs as root
 
 
 class Ctx:
@@ -767,6 +769,203 @@ CASES = [
          1, "predicts", "fail", ("predict() raised", "batch of 24"), args=SERIES, series=True),
 ]
 
+# ---- issue 24: what a submission touched is not trusted (the "untrusted" group of cases)
+
+# What a forging submission needs: its predict command (found in the harness's frame: the
+# path of the predictions file), the reply descriptor (the harness's argv), a reply.
+_COMMAND = '''
+def _command():
+    frame = sys._getframe(1)
+    while frame is not None and "command" not in frame.f_locals:
+        frame = frame.f_back
+    return frame.f_locals["command"]
+
+def _forge(reply):
+    os.write(int(sys.argv[2]), (json.dumps(reply) + "\\n").encode())
+
+def _forged_ok(n):
+    _forge({"ok": True, "n": n, "predict_s": 0.0, "types": ["numpy.ndarray"], "shape": [n],
+            "dtype": "int64", "mutated_batches": 0})
+
+def _huge_header(out):
+    header = "{'descr': '<i8', 'fortran_order': False, 'shape': (100000000000,), }"
+    header = header + " " * (117 - len(header)) + "\\n"
+    with open(out, "wb") as f:
+        f.write(b"\\x93NUMPY\\x01\\x00" + len(header).to_bytes(2, "little") + header.encode()
+                + b"\\0" * 64)
+'''
+
+
+def _forge_artefact(make_file):
+    """predict makes its own 'predictions file' (the line ``make_file``) and forges the reply."""
+    return _submission(_predict_body('''
+        out = _command()["out"]
+        %s
+        _forged_ok(len(X))
+        time.sleep(30)
+    ''' % make_file, head="import json, os, sys, time\n" + _COMMAND))
+
+
+_PRIVILEGES = r'''
+import ctypes, errno, fcntl, os, socket, struct
+
+def _try(name, fn, out):
+    try:
+        fn()
+        out.append(name + " ALLOWED")
+    except OSError as e:
+        out.append("%s refused (%s)" % (name, errno.errorcode.get(e.errno, e.errno)))
+
+def _klog():
+    libc = ctypes.CDLL(None, use_errno=True)
+    buf = ctypes.create_string_buffer(4096)
+    if libc.klogctl(3, buf, 4096) < 0:
+        e = ctypes.get_errno()
+        raise OSError(e, os.strerror(e))
+
+def _immutable():
+    with open("locked.txt", "w") as f:
+        f.write("x")
+    fd = os.open("locked.txt", os.O_RDONLY)
+    try:
+        fcntl.ioctl(fd, 0x40086602, struct.pack("i", 0x10))   # FS_IOC_SETFLAGS, IMMUTABLE
+        fcntl.ioctl(fd, 0x40086602, struct.pack("i", 0))      # undone at once if it worked
+    finally:
+        os.close(fd)
+'''
+
+UNTRUSTED_CASES = [
+    Case("plant-parent-links", "untrusted", "predict plants symbolic links at the names where "
+         "leafsub's own process writes next (the index files of the harness variants, the "
+         "probe images), pointing outside and at a .pth in site-packages",
+         _submission(_predict_body('''
+             work = os.path.dirname(os.path.dirname(_command()["out"]))
+             site = os.path.join(os.path.dirname(os.__file__), "site-packages", "pwn.pth")
+             for name in ("v-again.npy.indices.npy", "v-4.npy.indices.npy", "probe-images.npy"):
+                 try:
+                     os.symlink(os.path.join("SENTINEL", "pwned-" + name), os.path.join(
+                         work, name))
+                 except OSError:
+                     pass
+             try:
+                 os.symlink(site, os.path.join(work, "v-5.npy.indices.npy"))
+             except OSError:
+                 pass
+         ''', head="import json, os, sys\n" + _COMMAND)), 0, "deterministic", "pass",
+         ("twice",), requires=("landlock",)),
+    Case("forged-output-link", "untrusted", "predict replaces its predictions file by a "
+         "symbolic link to one of the user's files and forges the harness's reply",
+         _forge_artefact("os.symlink(os.path.join('SENTINEL', 'existing.txt'), out)"),
+         1, "predicts", "fail", ("symbolic link", "never writes")),
+    Case("forged-output-fifo", "untrusted", "predict makes its predictions file a FIFO (an "
+         "open that never returns) and forges the reply",
+         _forge_artefact("os.mkfifo(out)"), 1, "predicts", "fail", ("a FIFO", "never writes"),
+         time_limit=60),
+    Case("forged-output-pickle", "untrusted", "predict saves a pickled object array as its "
+         "predictions and forges the reply",
+         _forge_artefact("np.save(out, np.array([{'x': 1}] * len(X), dtype=object), "
+                         "allow_pickle=True)"), 1, "predicts", "fail",
+         ("Python objects", "never unpickles")),
+    Case("forged-output-huge-header", "untrusted", "predict writes a .npy whose header declares "
+         "10^11 elements (800 GB) and forges the reply",
+         _forge_artefact("_huge_header(out)"), 1, "predicts", "fail",
+         ("declares 100000000000 elements",)),
+    Case("forged-reply-nested", "untrusted", "__init__ writes 200,000 nested brackets to the "
+         "harness's reply channel",
+         _submission(_init_body('''
+             os.write(int(sys.argv[2]), b"[" * 200000 + b"\\n")
+             time.sleep(30)
+         ''', head="import os, sys, time")), 1, "loads", "fail",
+         ("nested deeper than", "reply channel")),
+    Case("forged-reply-types", "untrusted", "predict sends progress given as strings on the "
+         "harness's reply channel",
+         _submission(_predict_body('''
+             _forge({"progress": "a lot", "total": "all"})
+         ''', head="import json, os, sys\n" + _COMMAND)), 1, "predicts", "fail",
+         ("field 'progress' is a str",)),
+    Case("forged-reply-missing", "untrusted", "__init__ sends a reply without its fields "
+         "({\"ok\": true}) before the harness's",
+         _submission(_init_body('''
+             os.write(int(sys.argv[2]), b'{"ok": true}\\n')
+         ''', head="import os, sys")), 1, "loads", "fail", ("without its 'load_s' field",)),
+    Case("root-privileges", "untrusted", "__init__ tries what only privilege allows: a device "
+         "node, the host name, the kernel log, an undeletable (immutable) file",
+         _submission(_init_body('''
+             out = []
+             _try("mknod", lambda: os.mknod("dev0", 0o20600, os.makedev(1, 3)), out)
+             _try("sethostname", lambda: socket.sethostname(socket.gethostname()), out)
+             _try("klogctl", _klog, out)
+             _try("immutable", _immutable, out)
+             raise RuntimeError("; ".join(out))
+         ''', head=_PRIVILEGES)), 1, "loads", "fail",
+         ("mknod refused (EPERM)", "sethostname refused (EPERM)", "klogctl refused (EPERM)",
+          "immutable refused"), absent=("ALLOWED",)),
+    Case("threads-4000", "untrusted", "predict starts 4,000 threads that sleep (a 64-process "
+         "limit that counts processes only lets them all run)",
+         _submission(_predict_body('''
+             for _ in range(4000):
+                 threading.Thread(target=time.sleep, args=(60,), daemon=True).start()
+             time.sleep(60)
+         ''', head="import threading, time")), 1, "predicts", "fail",
+         ("threads", "at most 1024")),
+    Case("memfd-hoard", "untrusted", "predict fills memfd files (memory that no resident-set "
+         "count shows) until stopped (--memory-limit 1200)",
+         _submission(_predict_body('''
+             chunk = b"x" * (32 * 2 ** 20)
+             fds = []
+             while True:
+                 fd = os.memfd_create("hoard")
+                 fds.append(fd)
+                 for _ in range(4):
+                     os.write(fd, chunk)
+         ''', head="import os")), 1, "predicts", "fail",
+         ("memory limit", "memfd"), args=("--memory-limit", "1200")),
+    Case("disk-budget", "untrusted", "predict fills its folder with 1.5 GB files (each under "
+         "the 2 GB per-file cap) until stopped",
+         _submission(_predict_body('''
+             i = 0
+             while True:
+                 fd = os.open("fill%d.bin" % i, os.O_WRONLY | os.O_CREAT, 0o600)
+                 os.posix_fallocate(fd, 0, 1536 * 2 ** 20)
+                 os.close(fd)
+                 i += 1
+                 time.sleep(0.2)
+         ''', head="import os, time")), 1, "predicts", "fail", ("disk budget",)),
+    Case("huge-model-py", "untrusted", "model.py holds one 3 MB literal (the parent parses it "
+         "before anything runs)",
+         _submission(PLAIN + "\nDATA_BLOB = [%s]\n" % ", ".join(
+             str(i * 2654435761 % 10 ** 9) for i in range(330000))), 1,
+         "model.py: syntax", "fail", ("more than the 2 MB",), child=False),
+    Case("complex-outputs", "untrusted", "predict returns complex numbers",
+         _submission(_predict_body("return np.zeros(len(X), dtype=np.complex128)")), 1,
+         "output: type", "fail", ("complex numbers",)),
+    Case("object-outputs", "untrusted", "predict returns an array of Python objects (None)",
+         _submission(_predict_body("return np.array([None] * len(X), dtype=object)")), 1,
+         "output: shape", "fail", ("Python objects", "dtype=object")),
+    Case("masked-outputs", "untrusted", "predict returns a masked array (a subclass of ndarray "
+         "whose masked values np.asarray would show)",
+         _submission(_predict_body("return np.ma.masked_array(np.zeros(len(X), dtype=np.int64), "
+                                   "mask=True)")), 1, "output: shape", "fail",
+         ("subclass of numpy.ndarray", "MaskedArray")),
+    Case("ansi-escapes", "untrusted", "predict raises an error whose message holds ANSI escape "
+         "sequences (a fake green PASS, a window title)",
+         _submission(_predict_body(r'''
+             raise RuntimeError("\x1b[2K\r\x1b[32mPASS  everything\x1b[0m \x1b]0;pwned\x07")
+         ''')), 1, "predicts", "fail", ("\\x1b[32mPASS",),
+         stdout_absent=("\x1b[32mPASS", "\x1b]0;", "\x1b[2K")),
+    Case("replace-numpy-save", "untrusted", "model.py replaces numpy.save (and json.dumps) in "
+         "its process so that its string outputs would be saved as integers",
+         _submission(_predict_body('return np.array(["Species1"] * len(X))', head='''
+             import json, numpy
+             _save = numpy.save
+             def save(file, arr, *a, **k):
+                 return _save(file, numpy.zeros(len(arr), dtype=numpy.int64), *a, **k)
+             numpy.save = save
+             json.dumps = lambda *a, **k: '{"ok": true}'
+         ''')), 1, "output: type", "fail", ("returned strings",)),
+]
+CASES += UNTRUSTED_CASES
+
 NAMES = [c.name for c in CASES]
 assert len(set(NAMES)) == len(NAMES), "case names must be unique"
 
@@ -1043,6 +1242,8 @@ def test_hostile_case(outcomes, name):
     if _missing(case):
         pytest.skip("needs %s, which this machine lacks: the case would escape for real"
                     % ", ".join(_missing(case)))
+    if case.root_only and os.geteuid() != 0:
+        pytest.skip("shows what root's child may do: leafsub does not run as root here")
     out = outcomes[name].result()
     label = "%s: exit %s\nstdout:\n%s\nstderr:\n%s" % (name, out.returncode, out.stdout[-3000:],
                                                        out.stderr[-3000:])
@@ -1061,6 +1262,8 @@ def test_hostile_case(outcomes, name):
     for word in case.absent:
         word = word.replace("DATA", out.ctx.shared.data)
         assert word not in check["detail"], ("leaked", word, check["detail"])
+    for raw in case.stdout_absent:
+        assert raw not in out.stdout and raw not in out.stderr, ("printed raw", raw)
     assert len(paragraph) > 20
     # A failing verdict names its problem in the first paragraph: no leafsub traceback there.
     assert "Traceback (most recent call last)" not in paragraph
@@ -1095,7 +1298,7 @@ def test_the_data_cheat_scores_100_percent_without_the_read_confinement(tmp_path
 
 def test_the_corpus_is_big_enough_and_covers_every_group():
     assert len(CASES) >= 40
-    assert {c.group for c in CASES} == {"archive", "layout", "code", "models"}
+    assert {c.group for c in CASES} == {"archive", "layout", "code", "models", "untrusted"}
     assert {c.exit for c in CASES} <= {0, 1}
 
 
@@ -1210,8 +1413,9 @@ def _doc_message(out, detail):
 
 def write_doc(outs):
     lines = [DOC_HEAD]
-    titles = {"archive": "Archives", "layout": "Layout", "code": "Code", "models": "Models"}
-    for group in ("archive", "layout", "code", "models"):
+    titles = {"archive": "Archives", "layout": "Layout", "code": "Code", "models": "Models",
+              "untrusted": "What the submission touched, not trusted"}
+    for group in ("archive", "layout", "code", "models", "untrusted"):
         lines.append("### %s\n\n" % titles[group])
         lines.append(DOC_COLUMNS)
         for out in outs:
