@@ -122,14 +122,14 @@ def _proc_table():
     return table
 
 
-def _tree_processes(root):
+def _tree_processes(root, table=None):
     """``[(pid, rss_bytes)]`` of the live processes of ``root``'s tree.
 
     The tree is ``root``, its descendants (by parent pid) and the members of its
     session. In a PID namespace an orphan is adopted by the namespace's first
     process, so descendants are every process of the namespace.
     """
-    table = _proc_table()
+    table = _proc_table() if table is None else table
     children = {}
     for pid, (_, ppid, _, _, _) in table.items():
         children.setdefault(ppid, []).append(pid)
@@ -148,7 +148,7 @@ def _tree_processes(root):
 def _tree_threads(root):
     """``(processes, threads)``: :func:`_tree_processes` with the threads of each."""
     table = _proc_table()
-    live = _tree_processes(root) if table else []
+    live = _tree_processes(root, table) if table else []
     return live, sum(table[pid][4] if pid in table else 1 for pid, _ in live)
 
 

@@ -374,6 +374,7 @@ class Isolation:
     readable: list = dataclasses.field(default_factory=list)  # reads confined to these + workdir
     writable: list = dataclasses.field(default_factory=list)  # the child's folders below workdir
     pin_fd: int = -1       # a descriptor number the child keeps: its own /proc entry, pinned
+    drop: bool = True      # drop every capability, no_new_privs (False only for the bench)
 
     @property
     def reads(self):
@@ -402,7 +403,7 @@ class Isolation:
         workdir = self.workdir
         network, abi, pidns, deny_tcp = self.network, self.landlock, self.pidns, self.deny_tcp
         reads, pin_fd = self.reads, self.pin_fd
-        linux = sys.platform.startswith("linux")
+        linux = sys.platform.startswith("linux") and self.drop
         everything = _write_rights(abi) | READ_RIGHTS
         # The work dir is the parent's: read only. The child's own folders below it: anything.
         writable = [w for w in self.writable if _inside(os.path.abspath(w), workdir)] or \

@@ -920,6 +920,29 @@ UNTRUSTED_CASES = [
                      os.write(fd, chunk)
          ''', head="import os")), 1, "predicts", "fail",
          ("memory limit", "memfd"), args=("--memory-limit", "1200")),
+    Case("pipe-hoard", "untrusted", "predict fills pipe buffers (kernel memory that no "
+         "resident-set count shows), 1 MB each, until it can open no more",
+         _submission(_predict_body('''
+             held, pipes, refused = 0, [], None
+             try:
+                 while True:
+                     r, w = os.pipe()
+                     pipes.append((r, w))
+                     try:
+                         fcntl.fcntl(w, 1031, 1 << 20)   # F_SETPIPE_SZ
+                     except OSError as e:
+                         refused = e.strerror
+                     os.set_blocking(w, False)
+                     try:
+                         while True:
+                             held += os.write(w, b"x" * 65536)
+                     except BlockingIOError:
+                         pass
+             except OSError as e:
+                 raise RuntimeError("held %d MB in %d pipes, then %s (growing a pipe: %s)"
+                                    % (held >> 20, len(pipes), e.strerror, refused))
+         ''', head="import fcntl, os")), 1, "predicts", "fail",
+         ("Too many open files", "growing a pipe: Operation not permitted")),
     Case("disk-budget", "untrusted", "predict fills its folder with 1.5 GB files (each under "
          "the 2 GB per-file cap) until stopped",
          _submission(_predict_body('''
@@ -1363,12 +1386,13 @@ check of every report says what this machine gave:
 | layer | Linux with user namespaces and Landlock | elsewhere |
 |---|---|---|
 | network | a private network namespace: no interface but a downed loopback, every connection fails (*Network is unreachable*); the harness also refuses Python-level connections and name lookups and names them in the message | Landlock ABI >= 4 denies TCP; else a warning *isolation reduced*, and only the harness's Python-level guard remains |
-| disk writes | Landlock: writes only below the evaluator's temporary directory (*Permission denied*); `HOME` and `TMPDIR` point inside it | a warning *isolation reduced* |
+| disk writes | Landlock: writes only in the child's own folders below the evaluator's temporary directory (the submission, its home, its temporary and scratch folders, the folder it saves its predictions in; *Permission denied* elsewhere); `HOME` and `TMPDIR` point inside it. The rest of the work dir (the harness, its request, the image batches, the files leafsub writes for a command) is leafsub's: the child reads it, never writes it | a warning *isolation reduced* |
 | disk reads | Landlock: reads only the extracted submission, the work dir (the image batches leafsub hands over), the child's Python installation (its prefixes, `sys.path` and the folders of the libraries it maps, asked of that interpreter: this Python, a `--runtime` venv or `--python`), the system's programs and libraries, `/dev/null`, `/dev/urandom`, a few kernel facts (`/proc/cpuinfo`) and its own `/proc/self`. Never the `--data` file, the home, SSH keys, another process's `/proc` (*Permission denied*; the verdict names the file: *model.py tried to read X: submissions cannot read files outside the zip*) | a warning *isolation reduced* |
 | environment | an allow-list (`PATH`, locale, time zone, `LD_LIBRARY_PATH`, `TF_*`, `CUDA_*`, thread settings): no token, no variable naming the `--data` file | same |
 | processes | a private PID namespace: every process the submission starts (even after `setsid()` or a double fork) dies with the child; the kernel ends the namespace | its session and its descendants are killed; a warning says a detached process could survive |
 | signals | the submission cannot see or signal processes outside its PID namespace; Landlock ABI >= 6 also scopes signals | - |
-| limits (everywhere) | time (`--time-limit`, the whole replay), memory (`--memory-limit`, resident memory of the child's whole process tree, shared pages counted once), output (64 MB printed: stopped; more than 1 MB: a warning), processes (at most 64), file size (2 GB: *File too large*) | same |
+| privileges (everywhere on Linux) | every capability dropped (effective, permitted, inheritable, ambient and the bounding set, so `exec` cannot give them back) and `no_new_privs`, after the namespaces and the ruleset: when leafsub runs as root (a container, Colab, CI) the child is still refused device nodes, the host name, the kernel log, immutable files (*Operation not permitted*), and its work dir is always removable. The child is not started if root's capabilities cannot be dropped | - |
+| limits (everywhere) | time (`--time-limit`, the whole replay); memory (`--memory-limit`): the resident memory of the child's whole process tree (shared pages counted once) *plus* what it holds outside its resident pages, measured through its descriptors every 0.25 s (memfd and `/dev/shm` files, pipe buffers; the kernel bounds an unprivileged user's pipe buffers too); processes (at most 64) and threads (at most 1024: a thread is a process to the kernel); open descriptors (4096); output (64 MB printed: stopped; more than 1 MB: a warning); file size (2 GB: *File too large*); disk (4 GB in all below the child's folders, files deleted but kept open included, and 100,000 entries, measured every second). Each has its own verdict (*stopped at the memory limit*, *stopped for running N threads*, *stopped at the disk budget*, ...). A cgroup v2 (`memory.max`, `pids.max`) is not used: the limits are measured by the parent, so a burst shorter than a scan can pass them briefly | same |
 
 `--no-isolation` turns the network and disk layers off on purpose (a warning in the
 report); the process namespace and the limits stay.
@@ -1376,6 +1400,47 @@ report); the process namespace and the limits stay.
 A read the confinement refused but the submission got past (it caught the error) is a
 `files` warning naming the file, except a read of the labelled `--data` file, which
 fails the replay: that is an attempt to see the answers.
+
+## What leafsub trusts: nothing the submission touched
+
+The parent process (leafsub) never follows a path the child could have written and
+never believes a reply it did not check (`evaluator/untrusted.py`):
+
+- the build's manifest and goldens are read once, from the extracted zip, before the
+  child starts; `model.py` is parsed before anything runs, at most 2 MB of it, in a
+  forked process limited in memory (768 MB more than leafsub holds) and time (30 s);
+- every file the child hands back (its predictions) is opened by descriptor:
+  `O_NOFOLLOW` (a symbolic link is refused, never followed), `O_NONBLOCK` (a FIFO cannot
+  hang the open), regular files only, at most 2 GB; a `.npy` is read without pickle, its
+  header's declared size checked against the file's size before anything is allocated;
+- the files leafsub writes for a command (index files, probe images) are in its own part
+  of the work dir, created with `O_EXCL | O_NOFOLLOW`: a name the submission planted is
+  never written through;
+- every reply on the harness's channel is checked: at most 4 MB a line, 32 levels of
+  nesting, each field of its type, the fields the parent reads present;
+- a bad file or reply is the submission's fault: a failed check that says what was
+  wrong (*handed back a file the harness never writes: ... is a symbolic link*, *sent a
+  reply nested deeper than 32 levels on the harness's reply channel*), exit 1, never a
+  leafsub traceback (exit 3), never a hang;
+- text from the submission (its messages, its exceptions) is printed on the terminal with
+  its control characters escaped (`\\x1b[32mPASS` is shown as such, never as a green
+  PASS); the HTML report escapes it as HTML.
+
+What a submission can still do in its own process: the harness runs the submission's
+code in the same Python interpreter, so nothing in that process is out of its reach.
+The harness binds what it needs before the import (its reply channel, its own `.npy`
+writer instead of `numpy.save`, a snapshot of numpy's functions, `tf.constant`,
+`torch.from_numpy`), so replacing a module attribute (`numpy.save = ...`,
+`json.dumps = ...`) changes nothing it does. But the submission can still reach any
+object through `gc` or a stack frame, patch numpy's or TensorFlow's internals (which the
+bound functions call), write to the reply descriptor itself, or rewrite its own
+predictions file after the harness wrote it. It can therefore make the *harness* report
+what it likes about its own outputs, the way a submission on the platform could fool
+that platform's harness. It cannot make leafsub's process follow a link, block, crash,
+allocate without bound or believe a malformed reply (those are checked outside the
+child), nor reach anything the isolation above refuses. The labels are never in the
+child's reach, so a forged reply cannot forge the score: the score is computed by the
+parent from the predictions file, whose content is whatever the submission answered.
 
 Attempts the submission catches and ignores (`network-swallowed`, `daemon-escape`,
 `kill-evaluator` below) change nothing outside and do not fail the replay: the platform
