@@ -51,9 +51,9 @@ MAX_PROCESSES = 64
 # Threads are processes to the kernel: 4,000 threads passed a 64-process limit. TensorFlow
 # starts about 2 per core plus a few; 1024 leaves room for a big machine.
 MAX_THREADS = 1024
-# The total the child may write below its writable folders (the per-file cap is the
-# sandbox's FILE_SIZE_LIMIT); measured every DISK_SCAN_S, and files that the child
-# deleted but keeps open count too.
+# The total the child may write below its writable folders, beyond what was there when it
+# started (the extracted zip); the per-file cap is the sandbox's FILE_SIZE_LIMIT. Measured
+# every DISK_SCAN_S; files that the child deleted but keeps open count too.
 DISK_LIMIT = 4 * 2**30
 DISK_SCAN_S = 1.0
 DISK_ENTRIES = 100000       # more files than this below its folders: stopped too
@@ -361,6 +361,7 @@ class Child:
         self.peak_held = 0          # memory outside resident pages (memfd, pipe buffers)
         self.peak_disk = 0
         self._last_disk = 0.0
+        self._disk_base = (0, 0)    # bytes and entries below its folders before it started
         self._buffer = b""
         self.stopped = None
         self.leftover = []   # [(pid, cmdline)] still running when the child was told to quit
@@ -389,6 +390,7 @@ class Child:
         home, tmp = self.home, self.tmp
         for folder in (home, tmp, self.outdir):
             os.makedirs(folder, exist_ok=True)
+        self._disk_base = _disk_used(self.writable)
         env = sandbox.child_environment(os.environ, deny=self.deny)
         # CPU only: the calling notebook may hold the GPU, and the goldens were made on CPU.
         env.update(HOME=home, TMPDIR=tmp, TEMP=tmp, TMP=tmp, PYTHONDONTWRITEBYTECODE="1",
@@ -474,12 +476,13 @@ class Child:
                               else "", self.memory_limit / 2**20))
             if now - self._last_disk >= DISK_SCAN_S:
                 self._last_disk = now
-                used, entries = _disk_used(self.writable)
-                used += deleted
+                used, entries = _disk_used(self.writable, DISK_ENTRIES + self._disk_base[1])
+                used += deleted - self._disk_base[0]
+                entries -= self._disk_base[1]
                 self.peak_disk = max(self.peak_disk, used)
                 if used > DISK_LIMIT:
                     self._stop("disk", "stopped at the disk budget: it wrote %.1f GB below its "
-                                       "folders, over the budget of %.0f GB"
+                                       "folders, over its budget of %.0f GB"
                                % (used / 2**30, DISK_LIMIT / 2**30))
                 if entries > DISK_ENTRIES:
                     self._stop("disk", "stopped for creating more than %d files below its "
