@@ -232,9 +232,15 @@ def run_detective(replay, base, manifest, goldens, stated):
     Returns ``(the JSON detective entry, the check)``.
     """
     expected, expected_from = stated
+    from . import untrusted
+
     reply = replay.child.call({"op": "evidence"})
     evidence = reply.get("evidence") if reply.get("ok") else {
         "error": reply.get("error", "the child could not read them")}
+    try:
+        evidence = untrusted.check_evidence(evidence)
+    except untrusted.Untrusted as err:
+        evidence = {"error": str(err)}
     vouch = D.vouched(manifest, goldens, evidence, expected)
     results = None
     if not vouch:

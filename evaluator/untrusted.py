@@ -276,3 +276,36 @@ def load_npz(path, limit=NPY_LIMIT, what="the file"):
     except (OSError, ValueError, KeyError, TypeError, EOFError) as err:
         raise Untrusted("%s %s is not a readable .npz (%s)"
                         % (what, os.path.basename(os.fspath(path)), str(err)[:120]))
+
+
+def check_evidence(evidence):
+    """The child's reading of the model files (``evidence.read``), when shaped as it writes
+    it: the fields the detective reads, of their types. Raises :class:`Untrusted`."""
+    def bad(what):
+        return Untrusted("an 'evidence' reply whose %s is not what the harness writes" % what)
+
+    def optional(item, key, kinds):
+        if key in item and item[key] is not None and (isinstance(item[key], bool)
+                                                      or not isinstance(item[key], kinds)):
+            raise bad("%s" % key)
+
+    if not isinstance(evidence, dict):
+        raise bad("value")
+    optional(evidence, "error", str)
+    for key in ("read", "unreadable"):
+        if not isinstance(evidence.get(key, []), list) or not all(
+                isinstance(v, str) for v in evidence.get(key, [])):
+            raise bad(key)
+    for key, name in (("bases", "name"), ("layers", "layer")):
+        items = evidence.get(key, [])
+        if not isinstance(items, list):
+            raise bad(key)
+        for item in items:
+            if not isinstance(item, dict) or not isinstance(item.get(name), str) or \
+                    not item[name]:
+                raise bad(key)
+            optional(item, "preset", str)
+            optional(item, "file", str)
+            optional(item, "scale", _NUMBER)
+            optional(item, "offset", _NUMBER)
+    return evidence
