@@ -17,7 +17,8 @@ Side by side, interleaved repetition by repetition (A, B, C, ...):
 
 Also timed: one scan of the runner's new limits on a live TensorFlow child (threads of
 the tree, memfd and pipe buffers through its descriptors, the disk below its folders),
-which the runner repeats every 0.25 s (the disk every 1 s) while the child works.
+which the runner repeats while the child works (threads every 0.25 s, descriptors and
+disk every 1 s).
 
 Each child runs ``python -c "import numpy, tensorflow; <one tiny conv>"``: the part of the
 replay's start-up that the confinement touches (every file the interpreter and

@@ -362,6 +362,7 @@ class Child:
         self.peak_disk = 0
         self._last_disk = 0.0
         self._disk_base = (0, 0)    # bytes and entries below its folders before it started
+        self._held = (0, 0)         # the last _held_outside_rss
         self._buffer = b""
         self.stopped = None
         self.leftover = []   # [(pid, cmdline)] still running when the child was told to quit
@@ -460,7 +461,11 @@ class Child:
             if threads > MAX_THREADS:
                 self._stop("threads", "stopped for running %d threads (at most %d; a thread "
                                       "counts as a process)" % (threads, MAX_THREADS))
-            held, deleted = _held_outside_rss([pid for pid, _ in processes])
+            # Descriptors and disk: once a second (a scan of every descriptor costs more).
+            slow = now - self._last_disk >= DISK_SCAN_S
+            if slow:
+                self._held = _held_outside_rss([pid for pid, _ in processes])
+            held, deleted = self._held
             self.peak_held = max(self.peak_held, held)
             if rss > self.memory_limit and len(processes) > 1:
                 # Forked processes share their pages: count each page once.
@@ -474,7 +479,7 @@ class Child:
                            % ((rss + held) / 2**20, " (%.0f MB of it in memfd or shared-memory "
                               "files and pipe buffers)" % (held / 2**20) if held >= 2**20
                               else "", self.memory_limit / 2**20))
-            if now - self._last_disk >= DISK_SCAN_S:
+            if slow:
                 self._last_disk = now
                 used, entries = _disk_used(self.writable, DISK_ENTRIES + self._disk_base[1])
                 used += deleted - self._disk_base[0]
