@@ -128,8 +128,8 @@ def main():
     summary("read confinement start-up", extra=(
         "seconds (median): child confined %.2f, writes only %.2f, none %.2f, confined + hooks "
         "%.2f, every layer %.2f; one scan of the runner's limits on a TF child: threads "
-        "%.2f ms, memfd/pipes %.2f ms, disk %.2f ms; probe cold %.3f, bare python %.3f, probe warm %.3f ms; %d readable paths; "
-        "python %s" % (
+        "%.2f ms, memfd/pipes %.2f ms, disk %.2f ms; probe cold %.3f, bare python %.3f, "
+        "probe warm %.3f ms; %d readable paths; python %s" % (
             median_s(times["confined"]), median_s(times["writes only"]), median_s(times["none"]),
             median_s(times["hooks"]), median_s(times["every"]), *scan_ms,
             median_s(probe["probe"]), median_s(probe["bare"]), warm_ms, len(confined.readable),

@@ -24,6 +24,7 @@ import os
 import select
 import shutil
 import signal
+from stat import S_ISREG
 import subprocess
 import sys
 import threading
@@ -200,7 +201,7 @@ def _held_outside_rss(pids):
             except OSError:
                 continue
             key = (st.st_dev, st.st_ino)
-            if key in seen or not stat_is_regular(st):
+            if key in seen or not S_ISREG(st.st_mode):
                 continue
             seen.add(key)
             held = st.st_blocks * 512
@@ -209,11 +210,6 @@ def _held_outside_rss(pids):
             elif st.st_nlink == 0:
                 disk += held
     return memory, disk
-
-
-def stat_is_regular(st):
-    import stat as _stat
-    return _stat.S_ISREG(st.st_mode)
 
 
 def _disk_used(folders, limit_entries=DISK_ENTRIES):
