@@ -58,6 +58,7 @@ MAX_THREADS = 1024
 DISK_LIMIT = 4 * 2**30
 DISK_SCAN_S = 1.0
 DISK_ENTRIES = 100000       # more files than this below its folders: stopped too
+DISK_FEW = 2000             # up to this many new entries, the disk is measured every scan
 # The fields a successful reply to each command must have (the parent reads them).
 REQUIRED = {"load": ("load_s",), "predict": ("n", "predict_s", "types", "shape", "dtype")}
 FD_LIMIT = 4096             # RLIMIT_NOFILE: bounds the pipes (and their buffers) it can hold
@@ -359,6 +360,7 @@ class Child:
         self._last_disk = 0.0
         self._disk_base = (0, 0)    # bytes and entries below its folders before it started
         self._held = (0, 0)         # the last _held_outside_rss
+        self._disk_entries = 0      # entries it added below its folders, at the last scan
         self._buffer = b""
         self.stopped = None
         self.leftover = []   # [(pid, cmdline)] still running when the child was told to quit
@@ -457,8 +459,13 @@ class Child:
             if threads > MAX_THREADS:
                 self._stop("threads", "stopped for running %d threads (at most %d; a thread "
                                       "counts as a process)" % (threads, MAX_THREADS))
-            # Descriptors and disk: once a second (a scan of every descriptor costs more).
+            # Descriptors and disk: once a second (a scan of every descriptor costs more),
+            # the disk every scan while its folders hold few entries (cheap then).
             slow = now - self._last_disk >= DISK_SCAN_S
+            if not slow and self._disk_entries < DISK_FEW:
+                used, entries = _disk_used(self.writable, DISK_ENTRIES + self._disk_base[1])
+                self._disk_entries = entries - self._disk_base[1]
+                self._check_disk(used + self._held[1] - self._disk_base[0], self._disk_entries)
             if slow:
                 self._held = _held_outside_rss([pid for pid, _ in processes])
             held, deleted = self._held
@@ -478,16 +485,8 @@ class Child:
             if slow:
                 self._last_disk = now
                 used, entries = _disk_used(self.writable, DISK_ENTRIES + self._disk_base[1])
-                used += deleted - self._disk_base[0]
-                entries -= self._disk_base[1]
-                self.peak_disk = max(self.peak_disk, used)
-                if used > DISK_LIMIT:
-                    self._stop("disk", "stopped at the disk budget: it wrote %.1f GB below its "
-                                       "folders, over its budget of %.0f GB"
-                               % (used / 2**30, DISK_LIMIT / 2**30))
-                if entries > DISK_ENTRIES:
-                    self._stop("disk", "stopped for creating more than %d files below its "
-                                       "folders" % DISK_ENTRIES)
+                self._disk_entries = entries - self._disk_base[1]
+                self._check_disk(used + deleted - self._disk_base[0], self._disk_entries)
         if self._drain.total > OUTPUT_LIMIT:
             self._stop("output", "stopped for printing more than %d MB" % (OUTPUT_LIMIT // 2**20))
         code = self.proc.poll()
@@ -500,6 +499,15 @@ class Child:
                    else "exited with code %d" % code)
             self.stopped = ChildStopped("exited", how)
             raise self.stopped
+
+    def _check_disk(self, used, entries):
+        self.peak_disk = max(self.peak_disk, used)
+        if used > DISK_LIMIT:
+            self._stop("disk", "stopped at the disk budget: it wrote %.1f GB below its folders, "
+                               "over its budget of %.0f GB" % (used / 2**30, DISK_LIMIT / 2**30))
+        if entries > DISK_ENTRIES:
+            self._stop("disk", "stopped for creating more than %d files below its folders"
+                       % DISK_ENTRIES)
 
     def forged(self, err):
         """Stop the child for a reply that the harness never writes (``err``: Untrusted)."""

@@ -1389,7 +1389,7 @@ check of every report says what this machine gave:
 | processes | a private PID namespace: every process the submission starts (even after `setsid()` or a double fork) dies with the child; the kernel ends the namespace | its session and its descendants are killed; a warning says a detached process could survive |
 | signals | the submission cannot see or signal processes outside its PID namespace; Landlock ABI >= 6 also scopes signals | - |
 | privileges (everywhere on Linux) | every capability dropped (effective, permitted, inheritable, ambient and the bounding set, so `exec` cannot give them back) and `no_new_privs`, after the namespaces and the ruleset: when leafsub runs as root (a container, Colab, CI) the child is still refused device nodes, the host name, the kernel log, immutable files (*Operation not permitted*), and its work dir is always removable. The child is not started if root's capabilities cannot be dropped | - |
-| limits (everywhere) | time (`--time-limit`, the whole replay); memory (`--memory-limit`): the resident memory of the child's whole process tree (shared pages counted once) *plus* what it holds outside its resident pages, measured through its descriptors every second (memfd and `/dev/shm` files, pipe buffers; the kernel bounds an unprivileged user's pipe buffers too); processes (at most 64) and threads (at most 1024: a thread is a process to the kernel); open descriptors (4096); output (64 MB printed: stopped; more than 1 MB: a warning); file size (2 GB: *File too large*); disk (4 GB written below the child's folders beyond the extracted zip, files deleted but kept open included, and 100,000 new entries, measured every second). Each has its own verdict (*stopped at the memory limit*, *stopped for running N threads*, *stopped at the disk budget*, ...). A cgroup v2 (`memory.max`, `pids.max`) is not used: the limits are measured by the parent, so a burst shorter than a scan can pass them briefly | same |
+| limits (everywhere) | time (`--time-limit`, the whole replay); memory (`--memory-limit`): the resident memory of the child's whole process tree (shared pages counted once) *plus* what it holds outside its resident pages, measured through its descriptors every second (memfd and `/dev/shm` files, pipe buffers; the kernel bounds an unprivileged user's pipe buffers too); processes (at most 64) and threads (at most 1024: a thread is a process to the kernel); open descriptors (4096); output (64 MB printed: stopped; more than 1 MB: a warning); file size (2 GB: *File too large*); disk (4 GB written below the child's folders beyond the extracted zip, files deleted but kept open included, and 100,000 new entries; measured every 0.25 s, every second past 2,000 new entries). Each has its own verdict (*stopped at the memory limit*, *stopped for running N threads*, *stopped at the disk budget*, ...). A cgroup v2 (`memory.max`, `pids.max`) and a size-limited tmpfs are not used: the limits are measured by the parent, so what a submission does between two scans passes until the next one (`disk-budget` below allocates with `fallocate`, gigabytes in milliseconds, and is stopped past the budget, not at it) | same |
 
 `--no-isolation` turns the network and disk layers off on purpose (a warning in the
 report); the process namespace and the limits stay.
@@ -1455,7 +1455,9 @@ DOC_COLUMNS = ("| case | group | what the user did | check | status | exit "
 
 
 def _doc_message(out, detail):
-    text = _first_paragraph(detail)
+    from leafsub.textsafe import escape
+
+    text = escape(_first_paragraph(detail))   # a message may hold escape sequences
     text = text.replace(out.ctx.zip, "submission.zip").replace(out.ctx.sentinel, "SENTINEL")
     text = text.replace(out.ctx.shared.data, "DATA")
     text = text.replace(str(out.ctx.port), "PORT") if out.case.loopback else text
