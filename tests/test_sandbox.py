@@ -409,3 +409,29 @@ def test_submission_text_is_printed_with_its_control_characters_escaped():
                                     "detail": "boom \x1b[32mPASS\nmore \x1b]0;title\x07"}]})
     text = "\n".join(lines)
     assert "\x1b" not in text and "\x07" not in text and "\\x1b[32mPASS" in text
+
+
+def test_the_harness_writes_its_predictions_without_numpy_save_and_the_parent_reads_them(
+        tmp_path, monkeypatch):
+    """The harness's own .npy writer (bound before the submission's import) round-trips every
+    output kind through the parent's untrusted reader, whatever numpy.save was replaced by."""
+    import importlib.util
+
+    import numpy as np
+
+    from leafsub.evaluator import untrusted
+
+    spec = importlib.util.spec_from_file_location(
+        "harness_copy", os.path.join(os.path.dirname(sandbox.__file__), "harness.py"))
+    harness = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(harness)
+    bound = harness._snapshot(np)
+    monkeypatch.setattr(np, "save", lambda *a, **k: None)   # what a submission could do
+    path = tmp_path / "out.npy"
+    for array in (np.arange(5), np.array(["Species1", "x"]), np.zeros((3, 2), np.float32),
+                  np.asfortranarray(np.ones((2, 3))), np.zeros((0,), np.int64),
+                  np.array([True, False])):
+        harness.write_npy(str(path), array, bound)
+        back = untrusted.load_npy(path)
+        assert back.dtype == array.dtype and back.shape == array.shape
+        assert (back == array).all()
