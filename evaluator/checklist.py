@@ -15,7 +15,6 @@ Each function turns the child's replies into check records (``checks.check``) an
 appends them to the replay's list; the verdict is taken from that list afterwards.
 """
 
-import json
 import os
 import time
 
@@ -43,6 +42,9 @@ def run_checks(replay, submission, detective=True, variants=True, stated=(None, 
     replay.write_images()
     if not is_image(replay.prof):
         replay.checks.extend(C.tensor_data_checks(replay.packs, replay.prof))
+    # The build's manifest and probe, read from the extracted zip before the child runs
+    # (the child may write in the submission's folder).
+    manifest, probe = read_manifest(replay.root)
     replay.start_child()
     replay.load()
     labels_by_phase, raw_first = replay.main_pass()
@@ -54,7 +56,6 @@ def run_checks(replay, submission, detective=True, variants=True, stated=(None, 
                                                    framework=replay.protocol.framework),
                            replay.workdir, replay.checks,
                            replay.iface["method"])
-        manifest, probe = read_manifest(replay.root)
         if manifest is not None:
             golden_check(replay.predict, manifest, probe, replay.workdir, replay.checks,
                          replay.prof)
@@ -97,21 +98,30 @@ def containment_checks(replay):
 
 def read_manifest(root):
     """The build's manifest and probe, when the zip has them and they are readable."""
+    from . import untrusted
+
     path = os.path.join(root, MANIFEST_NAME)
-    if not os.path.isfile(path):
+    if not os.path.lexists(path):
         return None, None
     try:
-        with open(path, "r", encoding="utf-8") as f:
-            manifest = json.load(f)
+        manifest = untrusted.read_json_file(path, what="the manifest")
+        if not isinstance(manifest, dict):
+            raise ValueError("%s is not a JSON object" % MANIFEST_NAME)
         probe_file = (manifest.get("probe") or {}).get("file")
+        if probe_file is not None and not isinstance(probe_file, str):
+            raise ValueError("its probe file is not a name")
         probe_path = os.path.join(root, probe_file) if probe_file else None
-        if not probe_path or not os.path.isfile(probe_path):
+        if probe_path and not os.path.realpath(probe_path).startswith(
+                os.path.join(os.path.realpath(root), "")):
+            raise ValueError("its probe file %r lies outside the zip" % probe_file[:80])
+        if not probe_path or not os.path.lexists(probe_path):
             return manifest, None
-        with np.load(probe_path, allow_pickle=False) as probe:
-            images = np.asarray(probe["images"], dtype=np.float32)
-            labels = np.asarray(probe["labels"], dtype=np.int64)
+        probe = untrusted.load_npz(probe_path, what="the probe")
+        images = np.asarray(probe["images"], dtype=np.float32)
+        labels = np.asarray(probe["labels"], dtype=np.int64)
         return manifest, (images, labels)
-    except (OSError, ValueError, KeyError, TypeError) as err:
+    except (OSError, ValueError, KeyError, TypeError, AttributeError,
+            untrusted.Untrusted) as err:
         return {"unreadable": "%s: %s" % (type(err).__name__, err)}, None
 
 
@@ -201,8 +211,10 @@ def golden_check(predict, manifest, probe, workdir, checks, prof):
         checks.append(C.check("goldens", "warn", "the probe images are %s, not %dx%d: rebuild for "
                               "this profile" % (list(images.shape[1:3]), h, w)))
         return
-    path = os.path.join(workdir, "probe-images.npy")
-    np.save(path, images.astype(np.float32))
+    from . import untrusted
+
+    path = os.path.join(workdir, "probe-images.npy")   # the parent's folder (untrusted.py)
+    untrusted.save_npy(path, images.astype(np.float32))
     reply, out = predict(path, os.path.join(workdir, "probe-out.npy"))
     if not reply.get("ok") or out is None:
         checks.append(C.check("goldens", "fail", "predict() failed on the build's probe batch: %s"
@@ -221,9 +233,15 @@ def run_detective(replay, base, manifest, goldens, stated):
     Returns ``(the JSON detective entry, the check)``.
     """
     expected, expected_from = stated
+    from . import untrusted
+
     reply = replay.child.call({"op": "evidence"})
     evidence = reply.get("evidence") if reply.get("ok") else {
         "error": reply.get("error", "the child could not read them")}
+    try:
+        evidence = untrusted.check_evidence(evidence)
+    except untrusted.Untrusted as err:
+        evidence = {"error": str(err)}
     vouch = D.vouched(manifest, goldens, evidence, expected)
     results = None
     if not vouch:

@@ -47,6 +47,30 @@ def _expected(profile):
             % (profile["classes"]["count"] - 1, one))
 
 
+def _refused_array(outputs, method, expected):
+    """The failed "output: type" check for an array no platform reads as labels, or None.
+
+    Complex numbers (their imaginary part would be dropped silently), Python objects
+    (a pickled array: never read), and subclasses of ndarray (a masked array's hidden
+    values, a matrix's shape) are refused precisely.
+    """
+    if isinstance(outputs, np.ndarray) and type(outputs) is not np.ndarray:
+        return check("output: type", "fail", "%s() returned a %s, a subclass of numpy.ndarray; "
+                     "expected %s as a plain array." % (method, type(outputs).__name__, expected))
+    dtype = np.asarray(outputs).dtype
+    if dtype.kind == "c":
+        return check("output: type", "fail", "%s() returned complex numbers (dtype %s); "
+                     "expected %s. A class index is a real integer: drop the complex step."
+                     % (method, dtype, expected))
+    if dtype.kind == "O" and not all(isinstance(v, str) for v in np.asarray(outputs).flat):
+        return check("output: type", "fail", "%s() returned Python objects (dtype object); "
+                     "expected %s." % (method, expected))
+    if dtype.kind == "V":
+        return check("output: type", "fail", "%s() returned a structured array (dtype %s); "
+                     "expected %s." % (method, dtype, expected))
+    return None
+
+
 def interpret_outputs(outputs, n_images, profile, method="predict"):
     """Turn the raw outputs of the main pass into labels, with the output checks.
 
@@ -66,6 +90,9 @@ def interpret_outputs(outputs, n_images, profile, method="predict"):
     n_classes = int(profile["classes"]["count"])
     expected = _expected(profile)
     out = np.asarray(outputs)
+    refused = _refused_array(outputs, method, expected)
+    if refused:
+        return None, [refused]
     checks = []
     if out.shape[:1] != (n_images,):
         checks.append(check("output: shape", "fail",
@@ -153,6 +180,9 @@ def _interpret_probabilities(outputs, n_images, profile, method):
     n_classes = int(profile["classes"]["count"])
     expected = "probabilities of shape [batch, %d], rows summing to 1" % n_classes
     out = np.asarray(outputs)
+    refused = _refused_array(outputs, method, expected)
+    if refused:
+        return None, [refused]
     if out.dtype.kind in "USO" or out.ndim != 2 or out.shape != (n_images, n_classes):
         checks = [check("output: shape", "fail", "%s() returned %s%s for %d images; expected %s."
                         % (method, "strings " if out.dtype.kind in "USO" else "shape ",

@@ -42,6 +42,17 @@ reply names it (so the report can say why), and every reply lists them under
 ``readable``), a second hook notes the reads outside those folders, and a reply
 lists under ``"reads"`` the ones the OS refused: a failing reply names the file
 ("model.py tried to read /x: submissions cannot read files outside the zip").
+
+What the harness needs after the submission is imported is bound before: its reply
+channel (a descriptor written with this module's own reference to ``os.write``, the
+JSON encoder), the writer of the predictions file (its own ``.npy`` writer, not
+``numpy.save``), a snapshot of numpy's top-level functions, ``tf.constant`` and
+``torch.from_numpy``. A submission that replaces ``numpy.save`` or ``json.dumps`` in its
+process changes nothing the harness does. What it can still do (the submission runs in
+this very process: it can reach any object through ``gc`` or a frame, write to the
+reply descriptor itself, patch numpy's internals): the parent checks every reply and
+file the child hands back as untrusted input (``untrusted.py``), and docs/verdicts.md
+says what is left.
 """
 
 import errno
@@ -54,6 +65,13 @@ import time
 import traceback
 
 sys.dont_write_bytecode = True
+
+# Bound before the submission is imported (see the module docstring).
+_dumps = json.dumps
+_os_write = os.write
+_os_open = os.open
+_os_close = os.close
+_O_WRITE = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0)
 
 NO_NETWORK = "the platform has no network"
 OUTSIDE_ZIP = "submissions cannot read files outside the zip"
@@ -401,9 +419,51 @@ def _package_version(name):
         return None
 
 
+class Channel:
+    """The reply channel: one descriptor, written with references bound at start-up."""
+
+    def __init__(self, fd):
+        self.fd = fd
+
+    def write(self, text):
+        data = text.encode("utf-8")
+        while data:
+            data = data[_os_write(self.fd, data):]
+
+    def flush(self):
+        pass
+
+    def close(self):
+        _os_close(self.fd)
+
+
 def send(stream, message):
-    stream.write(json.dumps(message) + "\n")
+    stream.write(_dumps(message) + "\n")
     stream.flush()
+
+
+def _snapshot(module):
+    """The module's top-level attributes as they are now: later replacements do not reach it."""
+    import types
+    return types.SimpleNamespace(**vars(module))
+
+
+def write_npy(path, array, np):
+    """Save a plain array as a version 1.0 ``.npy`` without ``numpy.save`` (see above)."""
+    array = np.ascontiguousarray(array)
+    header = "{'descr': %r, 'fortran_order': False, 'shape': %r, }" % (
+        array.dtype.str, tuple(int(d) for d in array.shape))
+    pad = 64 - (10 + len(header) + 1) % 64
+    header = (header + " " * pad + "\n").encode("latin1")
+    data = b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header
+    fd = _os_open(path, _O_WRITE, 0o644)
+    try:
+        for chunk in (data, np.ndarray.tobytes(array)):
+            view = memoryview(chunk)
+            while len(view):
+                view = view[_os_write(fd, view):]
+    finally:
+        _os_close(fd)
 
 
 def short_traceback(limit=12):
@@ -419,8 +479,9 @@ class ImageFile:
     large pack could trip the memory limit); reads keep it at one batch.
     """
 
-    def __init__(self, path):
-        import numpy as np
+    def __init__(self, path, np=None):
+        if np is None:
+            import numpy as np
 
         header = np.load(path, mmap_mode="r")   # header only: no data page is touched
         self.shape, self.dtype, self.offset = header.shape, header.dtype, header.offset
@@ -509,12 +570,14 @@ class Harness:
         folder = req["folder"]
         started = time.time()
         import numpy as np
-        self.np = np
+        self.np = _snapshot(np)   # bound before the submission's import (module docstring)
         if req.get("framework") == "torch":
             versions = self._load_torch()
+            self._from_numpy = self.torch.from_numpy
         else:
             import tensorflow as tf
             self.tf = tf
+            self._constant = tf.constant
             versions = {"python": sys.version.split()[0], "numpy": np.__version__,
                         "tensorflow": tf.__version__}
             versions["keras"] = _package_version("keras")
@@ -526,6 +589,8 @@ class Harness:
             pass
         framework_s = time.time() - started
 
+        if req.get("kind") != "tensor":
+            _import_beside("leafsub_spec")   # imported before the submission, like numpy
         started = time.time()
         try:
             module = importlib.import_module(req["module"])
@@ -587,7 +652,7 @@ class Harness:
 
     def predict(self, command):
         np, tf = self.np, self.tf
-        images = ImageFile(command["images"])
+        images = ImageFile(command["images"], np)
         indices = None
         if command.get("indices"):
             indices = np.load(command["indices"])
@@ -615,9 +680,9 @@ class Harness:
             # A torch.Tensor shares x's memory: an in-place op on it shows in x.
             reference = x.copy() if command["container"] == "numpy" or torch_tensor else None
             if torch_tensor:
-                batch = self.torch.from_numpy(x)
+                batch = self._from_numpy(x)
             else:
-                batch = tf.constant(x) if command["container"] == "tensor" else x
+                batch = self._constant(x) if command["container"] == "tensor" else x
             started = time.time()
             unit = "samples" if self.req.get("kind") == "tensor" else "images"
             try:
@@ -634,6 +699,13 @@ class Harness:
             if reference is not None and not np.array_equal(reference, x):
                 mutated += 1
             types.add("%s.%s" % (type(y).__module__, type(y).__name__))
+            if isinstance(y, np.ndarray) and type(y) is not np.ndarray:
+                raise SubmissionError("output", "%s() returned a %s.%s, a subclass of "
+                                      "numpy.ndarray (its values may not be what it shows: a "
+                                      "masked array hides some); return a plain array "
+                                      "(np.asarray(...)) of class indices" % (
+                                          self.req["method"], type(y).__module__,
+                                          type(y).__name__))
             try:
                 if hasattr(y, "numpy") and callable(y.numpy):
                     y = y.numpy()
@@ -647,7 +719,20 @@ class Harness:
                                       "one prediction per %s is expected" % (
                                           self.req["method"], list(y.shape), len(x), unit,
                                           unit[:-1]))
-            if y.dtype == object or y.dtype.kind in "USV":
+            if y.dtype.hasobject:
+                odd = [v for v in y.reshape(-1)[:1000] if not isinstance(v, (str, bytes))][:1]
+                if odd or y.dtype.kind == "V":
+                    raise SubmissionError("output", "%s() returned an array of Python objects "
+                                          "(dtype=object, e.g. a %s); the platform saves "
+                                          "numbers: return an array of class indices" % (
+                                              self.req["method"],
+                                              type(odd[0] if odd else None).__name__))
+                y = y.astype(str)   # strings (a TF string tensor): said as such by the parent
+            elif y.dtype.kind == "V":
+                raise SubmissionError("output", "%s() returned a structured array (dtype %s); "
+                                      "return an array of class indices" % (
+                                          self.req["method"], y.dtype))
+            elif y.dtype.kind in "US":
                 y = y.astype(str)
             shapes.add(tuple(y.shape[1:]))
             if len(shapes) > 1:
@@ -665,7 +750,7 @@ class Harness:
         else:
             result = np.zeros((0,), dtype=np.int64)
         images.close()
-        np.save(command["out"], result, allow_pickle=False)
+        write_npy(command["out"], result, np)
         return {"n": int(total), "predict_s": predict_s, "types": sorted(types),
                 "shape": list(result.shape), "dtype": str(result.dtype), "mutated_batches": mutated,
                 "loaded": self.tracker.report()}
@@ -695,7 +780,7 @@ def main(request_path, reply_fd, command_fd):
     # Processes the submission starts must not inherit the protocol's pipes.
     for fd in (reply_fd, command_fd):
         os.set_inheritable(fd, False)
-    proto = os.fdopen(reply_fd, "w", buffering=1, encoding="utf-8")
+    proto = Channel(reply_fd)
     # The profile's working directory: the submission itself, or a scratch folder
     # (then only sys.path leads to the submission's files).
     os.chdir(request.get("cwd") or request["folder"])

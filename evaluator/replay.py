@@ -187,12 +187,14 @@ class Replay:
         from .runner import Child
 
         request = self.protocol.child_request()
+        scratch = []
         if self.protocol.interface.working_dir == "scratch":
             request["cwd"] = os.path.join(self.workdir, "scratch")
             os.makedirs(request["cwd"])
+            scratch.append(request["cwd"])
         self.child = Child(self.runtime.python, self.workdir, self.root, request,
                            self.time_limit, self.memory_limit, isolate=self.isolate,
-                           deny=[pack.path for pack in self.packs])
+                           deny=[pack.path for pack in self.packs], writable=scratch)
         iso = self.child.isolation
         self.checks.append(C.check("isolation", "warn" if iso.warnings else "pass",
                                    "; ".join(iso.warnings) if iso.warnings else iso.summary))
@@ -310,21 +312,29 @@ class Replay:
     # ------------------------------------------------------------------ helpers
 
     def predict(self, images, out, indices=None, transform=None, label=None, **override):
-        """One ``predict`` command: ``(reply, outputs or None)``; raises ChildStopped."""
+        """One ``predict`` command: ``(reply, outputs or None)``; raises ChildStopped.
+
+        ``out`` names the predictions file; the child saves it in its own folder
+        (``Child.outdir``) and the parent reads it back as untrusted (``untrusted.py``).
+        """
+        from . import untrusted
+
+        name = os.path.basename(out)
+        out = self.child.output_path(name)
         command = {"op": "predict", "images": images, "out": out, "progress": bool(label),
                    "container": self.inp["container"], "dtype": self.inp["dtype"],
                    "batch_size": self.batch_size}
         command.update(override)
         if indices is not None:
-            path = out + ".indices.npy"
-            np.save(path, np.asarray(indices, dtype=np.int64))
+            path = os.path.join(self.workdir, name + ".indices.npy")  # the parent's folder
+            untrusted.save_npy(path, np.asarray(indices, dtype=np.int64))
             command["indices"] = path
         if transform:
             command["transform"] = transform
         reply = self.child.call(command, on_progress=self.say.bar(label) if label else None)
         if not reply.get("ok"):
             return reply, None
-        return reply, np.load(out, allow_pickle=False)
+        return reply, self.child.read_output(out)
 
     def data_paths(self):
         return [os.path.realpath(os.fspath(p.path)) for p in self.packs]

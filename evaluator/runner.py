@@ -5,7 +5,12 @@ The parent enforces every limit from the outside, so that a submission cannot
 switch them off: wall-clock time (a hung ``predict`` is killed), memory (the
 resident memory of the child's whole process tree, polled; shared copy-on-write
 pages of forked processes are counted once, by their proportional share), the
-number of processes, and the volume of output it prints. Whatever happens,
+number of processes *and threads*, the memory it holds outside its resident pages
+(memfd and shared-memory files, pipe buffers: measured through its descriptors), the
+disk it fills below its writable folders (a total budget), and the volume of output
+it prints. Each limit reached gets its own verdict (``ChildStopped.reason``). What the
+child replies is checked before it is used (``untrusted.py``): a reply that is not
+what the harness writes stops it (``reason == "reply"``). Whatever happens,
 ``close()`` kills the child's whole tree: its session, every descendant, and,
 where the OS offers a private PID namespace (``sandbox.py``), every process in
 it, including one that detached itself with ``setsid()`` or a double fork. No
@@ -19,12 +24,14 @@ import os
 import select
 import shutil
 import signal
+from stat import S_ISREG
 import subprocess
 import sys
 import threading
 import time
 
 from . import sandbox
+from . import untrusted
 from .. import tflog
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -42,6 +49,19 @@ LOG_KEEP = 32 * 1024          # bytes of the child's output kept from its start 
 OUTPUT_WARN = 1024 * 1024     # more than this printed: a warning
 OUTPUT_LIMIT = 64 * 1024 * 1024
 MAX_PROCESSES = 64
+# Threads are processes to the kernel: 4,000 threads passed a 64-process limit. TensorFlow
+# starts about 2 per core plus a few; 1024 leaves room for a big machine.
+MAX_THREADS = 1024
+# The total the child may write below its writable folders, beyond what was there when it
+# started (the extracted zip); the per-file cap is the sandbox's FILE_SIZE_LIMIT. Measured
+# every DISK_SCAN_S; files that the child deleted but keeps open count too.
+DISK_LIMIT = 4 * 2**30
+DISK_SCAN_S = 1.0
+DISK_ENTRIES = 100000       # more files than this below its folders: stopped too
+DISK_FEW = 2000             # up to this many new entries, the disk is measured every scan
+# The fields a successful reply to each command must have (the parent reads them).
+REQUIRED = {"load": ("load_s",), "predict": ("n", "predict_s", "types", "shape", "dtype")}
+FD_LIMIT = 4096             # RLIMIT_NOFILE: bounds the pipes (and their buffers) it can hold
 
 
 def _template_file(name):
@@ -65,7 +85,9 @@ class ChildStopped(Exception):
     """The child ended or was killed before answering.
 
     Attributes:
-      reason: "time" | "memory" | "processes" | "output" | "exited"
+      reason: "time" | "memory" | "processes" | "threads" | "disk" | "output" | "exited"
+        | "reply" (a reply that is not what the harness writes) | "artefact" (a file
+        handed back that is not what the harness writes)
       detail: one sentence for the user.
     """
 
@@ -76,7 +98,7 @@ class ChildStopped(Exception):
 
 
 def _proc_table():
-    """``{pid: (state, ppid, sid, rss_bytes)}`` of every process (Linux /proc), or {}."""
+    """``{pid: (state, ppid, sid, rss_bytes, threads)}`` of every process (Linux /proc), or {}."""
     table = {}
     page = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
     try:
@@ -92,27 +114,28 @@ def _proc_table():
         except OSError:
             continue
         fields = stat[stat.rfind(b")") + 2:].split()
-        # fields[0] is the state (field 3); ppid field 4, session field 6, rss field 24.
+        # fields[0] is the state (field 3); ppid field 4, session field 6, threads field
+        # 20, rss field 24.
         try:
             table[int(name)] = (fields[0], int(fields[1]), int(fields[3]),
-                                int(fields[21]) * page)
+                                int(fields[21]) * page, int(fields[17]))
         except (IndexError, ValueError):
             continue
     return table
 
 
-def _tree_processes(root):
+def _tree_processes(root, table=None):
     """``[(pid, rss_bytes)]`` of the live processes of ``root``'s tree.
 
     The tree is ``root``, its descendants (by parent pid) and the members of its
     session. In a PID namespace an orphan is adopted by the namespace's first
     process, so descendants are every process of the namespace.
     """
-    table = _proc_table()
+    table = _proc_table() if table is None else table
     children = {}
-    for pid, (_, ppid, _, _) in table.items():
+    for pid, (_, ppid, _, _, _) in table.items():
         children.setdefault(ppid, []).append(pid)
-    members = {pid for pid, (_, _, sid, _) in table.items() if sid == root}
+    members = {pid for pid, (_, _, sid, _, _) in table.items() if sid == root}
     if root in table:
         members.add(root)
     todo = list(members)
@@ -122,6 +145,101 @@ def _tree_processes(root):
                 members.add(kid)
                 todo.append(kid)
     return [(pid, table[pid][3]) for pid in members if pid in table and table[pid][0] != b"Z"]
+
+
+def _tree_threads(root):
+    """``(processes, threads)``: :func:`_tree_processes` with the threads of each."""
+    table = _proc_table()
+    live = _tree_processes(root, table) if table else []
+    return live, sum(table[pid][4] if pid in table else 1 for pid, _ in live)
+
+
+def _held_outside_rss(pids):
+    """Bytes the processes hold that resident memory does not show, by their descriptors.
+
+    memfd and /dev/shm files (shared memory: their pages count only where mapped), pipe
+    buffers (kernel memory), and files deleted but kept open (disk no folder shows).
+    Each object is counted once (by its device and inode). Returns ``(memory, disk)``.
+    """
+    import fcntl
+    import termios
+
+    seen, memory, disk = set(), 0, 0
+    for pid in pids:
+        base = "/proc/%d/fd" % pid
+        try:
+            fds = os.listdir(base)
+        except OSError:
+            continue
+        for fd in fds:
+            path = "%s/%s" % (base, fd)
+            try:
+                target = os.readlink(path)
+            except OSError:
+                continue
+            if target.startswith("pipe:"):
+                if target in seen:
+                    continue
+                seen.add(target)
+                try:  # another reader for a moment: FIONREAD says how much it buffers
+                    pfd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+                except OSError:
+                    continue
+                try:
+                    buf = bytearray(4)
+                    fcntl.ioctl(pfd, termios.FIONREAD, buf)
+                    memory += int.from_bytes(buf, sys.byteorder)
+                except OSError:
+                    pass
+                finally:
+                    os.close(pfd)
+                continue
+            memfd = target.startswith(("/memfd:", "/dev/shm/"))
+            if not (memfd or target.endswith(" (deleted)")):
+                continue
+            try:
+                st = os.stat(path)
+            except OSError:
+                continue
+            key = (st.st_dev, st.st_ino)
+            if key in seen or not S_ISREG(st.st_mode):
+                continue
+            seen.add(key)
+            held = st.st_blocks * 512
+            if memfd:
+                memory += held
+            elif st.st_nlink == 0:
+                disk += held
+    return memory, disk
+
+
+def _disk_used(folders, limit_entries=DISK_ENTRIES):
+    """``(bytes, entries)`` below ``folders`` (never following a link); stops past the cap."""
+    total = entries = 0
+    todo = list(folders)
+    seen = set()
+    while todo:
+        folder = todo.pop()
+        try:
+            it = os.scandir(folder)
+        except OSError:
+            continue
+        with it:
+            for entry in it:
+                entries += 1
+                if entries > limit_entries:
+                    return total, entries
+                try:
+                    st = entry.stat(follow_symlinks=False)
+                except OSError:
+                    continue
+                if (st.st_dev, st.st_ino) in seen:
+                    continue  # a hard link: its blocks once
+                seen.add((st.st_dev, st.st_ino))
+                total += st.st_blocks * 512
+                if entry.is_dir(follow_symlinks=False):
+                    todo.append(entry.path)
+    return total, entries
 
 
 def _pss(pid):
@@ -198,26 +316,36 @@ class Child:
 
     Args:
       python: the interpreter (this one, or a ``--runtime`` venv's).
-      workdir: the evaluation's temporary folder (the child may write only here).
+      workdir: the evaluation's temporary folder. The child may read it, and write only
+        in its own folders below it (``writable``: the submission, its home, its
+        temporary folder, its scratch folder and :attr:`outdir`, where it saves its
+        predictions); the rest (the harness, its request, the image batches, the files
+        the parent writes) is the parent's.
       folder: the extracted submission (the child's working directory).
       request: the harness request (module, class, constructor, method, range, ...).
       time_limit: seconds the child may live in all.
       memory_limit_mb: resident memory of the child's processes, in MB.
       isolate: private network, read and write confinement where the OS offers them.
       deny: files the child must never see, not even their path (the labelled data).
+      writable: more folders below ``workdir`` the child may write in (a scratch folder).
     """
 
     def __init__(self, python, workdir, folder, request, time_limit, memory_limit_mb,
-                 isolate=True, deny=()):
+                 isolate=True, deny=(), writable=()):
         self.python = python
         self.workdir = workdir
         self.folder = folder
+        self.outdir = os.path.join(workdir, "out")
+        self.home = os.path.join(workdir, "home")
+        self.tmp = os.path.join(workdir, "tmp")
+        self.writable = [folder, self.outdir, self.home, self.tmp] + list(writable)
         # block_network: the harness also refuses Python-level connections and reports them.
         self.request = dict(request, folder=folder, block_network=bool(isolate))
         self.time_limit = float(time_limit)
         self.memory_limit = int(memory_limit_mb) * 1024 * 1024
         self.deny = list(deny)
-        self.isolation = sandbox.plan(workdir, isolate=isolate, python=python, deny=self.deny)
+        self.isolation = sandbox.plan(workdir, isolate=isolate, python=python, deny=self.deny,
+                                      writable=self.writable)
         if self.isolation.reads:
             # The harness names the reads the confinement refused (see harness.ReadGuard).
             self.request["readable"] = [workdir] + self.isolation.readable
@@ -226,6 +354,13 @@ class Child:
         self._last_scan = 0.0
         self.peak_rss = 0
         self.peak_processes = 0
+        self.peak_threads = 0
+        self.peak_held = 0          # memory outside resident pages (memfd, pipe buffers)
+        self.peak_disk = 0
+        self._last_disk = 0.0
+        self._disk_base = (0, 0)    # bytes and entries below its folders before it started
+        self._held = (0, 0)         # the last _held_outside_rss
+        self._disk_entries = 0      # entries it added below its folders, at the last scan
         self._buffer = b""
         self.stopped = None
         self.leftover = []   # [(pid, cmdline)] still running when the child was told to quit
@@ -251,10 +386,10 @@ class Child:
         request_path = os.path.join(bindir, "request.json")
         with open(request_path, "w", encoding="utf-8") as f:
             json.dump(self.request, f)
-        home = os.path.join(self.workdir, "home")
-        tmp = os.path.join(self.workdir, "tmp")
-        os.makedirs(home, exist_ok=True)
-        os.makedirs(tmp, exist_ok=True)
+        home, tmp = self.home, self.tmp
+        for folder in (home, tmp, self.outdir):
+            os.makedirs(folder, exist_ok=True)
+        self._disk_base = _disk_used(self.writable)
         env = sandbox.child_environment(os.environ, deny=self.deny)
         # CPU only: the calling notebook may hold the GPU, and the goldens were made on CPU.
         env.update(HOME=home, TMPDIR=tmp, TEMP=tmp, TMP=tmp, PYTHONDONTWRITEBYTECODE="1",
@@ -274,6 +409,11 @@ class Child:
                 with open("/proc/self/oom_score_adj", "w") as f:
                     f.write("1000")  # the kernel's first choice if memory runs out
             except OSError:
+                pass
+            try:
+                import resource
+                resource.setrlimit(resource.RLIMIT_NOFILE, (FD_LIMIT, FD_LIMIT))
+            except (ImportError, ValueError, OSError):
                 pass
             isolation_preexec()
 
@@ -308,23 +448,45 @@ class Child:
         processes = None
         if now - self._last_scan >= SCAN_S:
             self._last_scan = now
-            processes = _tree_processes(self.proc.pid)
+            processes, threads = _tree_threads(self.proc.pid)
         if processes:
             rss = sum(r for _, r in processes)
             self.peak_processes = max(self.peak_processes, len(processes))
+            self.peak_threads = max(self.peak_threads, threads)
             if len(processes) > MAX_PROCESSES:
                 self._stop("processes", "stopped for starting %d processes (at most %d)"
                            % (len(processes), MAX_PROCESSES))
+            if threads > MAX_THREADS:
+                self._stop("threads", "stopped for running %d threads (at most %d; a thread "
+                                      "counts as a process)" % (threads, MAX_THREADS))
+            # Descriptors and disk: once a second (a scan of every descriptor costs more),
+            # the disk every scan while its folders hold few entries (cheap then).
+            slow = now - self._last_disk >= DISK_SCAN_S
+            if not slow and self._disk_entries < DISK_FEW:
+                used, entries = _disk_used(self.writable, DISK_ENTRIES + self._disk_base[1])
+                self._disk_entries = entries - self._disk_base[1]
+                self._check_disk(used + self._held[1] - self._disk_base[0], self._disk_entries)
+            if slow:
+                self._held = _held_outside_rss([pid for pid, _ in processes])
+            held, deleted = self._held
+            self.peak_held = max(self.peak_held, held)
             if rss > self.memory_limit and len(processes) > 1:
                 # Forked processes share their pages: count each page once.
                 pss = [_pss(pid) for pid, _ in processes]
                 if None not in pss:
                     rss = sum(pss)
             self.peak_rss = max(self.peak_rss, rss)
-            if rss > self.memory_limit:
-                self._stop("memory", "stopped at the memory limit: its processes held %.0f MB, "
+            if rss + held > self.memory_limit:
+                self._stop("memory", "stopped at the memory limit: its processes held %.0f MB%s, "
                                      "over the limit of %.0f MB"
-                           % (rss / 2**20, self.memory_limit / 2**20))
+                           % ((rss + held) / 2**20, " (%.0f MB of it in memfd or shared-memory "
+                              "files and pipe buffers)" % (held / 2**20) if held >= 2**20
+                              else "", self.memory_limit / 2**20))
+            if slow:
+                self._last_disk = now
+                used, entries = _disk_used(self.writable, DISK_ENTRIES + self._disk_base[1])
+                self._disk_entries = entries - self._disk_base[1]
+                self._check_disk(used + deleted - self._disk_base[0], self._disk_entries)
         if self._drain.total > OUTPUT_LIMIT:
             self._stop("output", "stopped for printing more than %d MB" % (OUTPUT_LIMIT // 2**20))
         code = self.proc.poll()
@@ -337,6 +499,38 @@ class Child:
                    else "exited with code %d" % code)
             self.stopped = ChildStopped("exited", how)
             raise self.stopped
+
+    def _check_disk(self, used, entries):
+        self.peak_disk = max(self.peak_disk, used)
+        if used > DISK_LIMIT:
+            self._stop("disk", "stopped at the disk budget: it wrote %.1f GB below its folders, "
+                               "over its budget of %.0f GB" % (used / 2**30, DISK_LIMIT / 2**30))
+        if entries > DISK_ENTRIES:
+            self._stop("disk", "stopped for creating more than %d files below its folders"
+                       % DISK_ENTRIES)
+
+    def forged(self, err):
+        """Stop the child for a reply that the harness never writes (``err``: Untrusted)."""
+        self._stop("reply", "sent %s on the harness's reply channel, which the harness never "
+                            "writes: a submission must not write to the harness's channel or "
+                            "replace its functions" % err)
+
+    def bad_artefact(self, err):
+        """Stop the child for a file handed back that the harness never writes."""
+        self._stop("artefact", "handed back a file the harness never writes: %s. A submission "
+                               "must only return its predictions, never touch the harness's "
+                               "files" % err)
+
+    def output_path(self, name):
+        """Where the child saves the predictions called ``name`` (in its own folder)."""
+        return os.path.join(self.outdir, os.path.basename(name))
+
+    def read_output(self, path):
+        """The predictions the child saved at ``path``: an ndarray, or the child is stopped."""
+        try:
+            return untrusted.load_npy(path)
+        except untrusted.Untrusted as err:
+            self.bad_artefact(err)
 
     def _stop(self, reason, detail):
         self.kill()
@@ -370,14 +564,21 @@ class Child:
         while True:
             while b"\n" in self._buffer:
                 line, self._buffer = self._buffer.split(b"\n", 1)
-                try:
-                    message = json.loads(line.decode("utf-8"))
-                except ValueError:
+                if not line.strip():
                     continue
+                try:
+                    message = untrusted.check_reply(untrusted.parse_json(line))
+                except untrusted.Untrusted as err:
+                    self.forged(err)
                 if "progress" in message:
                     if on_progress:
                         on_progress(message["progress"], message.get("total"))
                     continue
+                if message.get("ok"):
+                    try:
+                        untrusted.require(message, *REQUIRED.get(command.get("op"), ()))
+                    except untrusted.Untrusted as err:
+                        self.forged(err)
                 for attempt in message.get("network") or ():
                     if attempt not in self.network_attempts:
                         self.network_attempts.append(attempt)
@@ -385,6 +586,9 @@ class Child:
                     if path not in self.denied_reads:
                         self.denied_reads.append(path)
                 return message
+            if len(self._buffer) > untrusted.JSON_LIMIT:
+                self.forged(untrusted.Untrusted("a reply longer than %d bytes"
+                                                % untrusted.JSON_LIMIT))
             state = self._read_available(POLL_S)
             if state is None:  # the child closed its end: it is gone or going
                 deadline = time.monotonic() + 5
@@ -454,3 +658,25 @@ class Child:
             except OSError:
                 pass
         self._drain.join(timeout=5)
+        _make_removable(self.writable)
+
+
+def _make_removable(folders):
+    """Give the owner back every right on the folders the child wrote (a folder it made
+    unreadable or unwritable would stop the work dir's removal). Links are not followed."""
+    todo = [f for f in folders if os.path.isdir(f) and not os.path.islink(f)]
+    seen = 0
+    while todo and seen < 2 * DISK_ENTRIES:
+        folder = todo.pop()
+        try:
+            os.chmod(folder, 0o700)
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue
+        for entry in entries:
+            seen += 1
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    todo.append(entry.path)   # a file goes with its folder's rights
+            except OSError:
+                continue

@@ -29,6 +29,21 @@ one (the process ``subprocess.Popen`` knows) closes every descriptor and
 Both die with their parent (``PR_SET_PDEATHSIG``), so even a killed evaluator
 leaves nothing behind.
 
+No privilege is left to the child, whoever runs leafsub (root in a container, on
+Colab, in CI): last, after the namespaces and the ruleset, it drops every capability
+(effective, permitted, inheritable, ambient, and the bounding set, so that ``exec``
+cannot give them back) and sets ``no_new_privs`` (:func:`drop_privileges`). Creating
+device nodes, changing the host name, reading the kernel log where only privilege may
+(``dmesg_restrict``), making files immutable (``chattr +i``) or reading other users'
+files are refused as for any user. When the caller is root and a capability cannot be
+dropped, the child is not started.
+
+The child writes only in its own folders below the work dir (``writable``: the
+submission, its home and temporary folder, its scratch folder and the folder it saves
+its predictions in); the work dir itself and the rest below it are the parent's (the
+harness, its request, the image batches, the files the parent writes for a command),
+readable by the child, never writable.
+
 Only the standard library is used: this runs between ``fork`` and ``exec``
 (``subprocess.Popen(preexec_fn=...)``), where the parent's state is a copy.
 """
@@ -47,6 +62,12 @@ CLONE_NEWNET = 0x40000000
 CLONE_NEWPID = 0x20000000
 PR_SET_PDEATHSIG = 1
 PR_SET_NO_NEW_PRIVS = 38
+PR_CAPBSET_READ = 23
+PR_CAPBSET_DROP = 24
+PR_CAP_AMBIENT = 47
+PR_CAP_AMBIENT_CLEAR_ALL = 4
+_LINUX_CAPABILITY_VERSION_3 = 0x20080522
+CAP_MAX = 64   # more than any kernel's CAP_LAST_CAP: the ones it lacks answer EINVAL
 
 # Landlock (linux/landlock.h); syscall numbers are the same on x86_64 and aarch64.
 SYS_LANDLOCK_CREATE_RULESET = 444
@@ -245,6 +266,49 @@ def _pid_one():
         os._exit(127)
 
 
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32),
+                ("inheritable", ctypes.c_uint32)]
+
+
+def drop_privileges():
+    """Drop every capability of this process (bounding set included), then no_new_privs.
+
+    Raises OSError when the caller is root and a capability is left (the child must
+    then not start). A process without privilege loses nothing and passes.
+    """
+    libc = _libc()
+    for cap in range(CAP_MAX):
+        libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0)   # EINVAL past the last; EPERM unprivileged
+    libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
+    header = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
+    data = (_CapData * 2)()
+    if libc.capset(ctypes.byref(header), data) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, "capset: " + os.strerror(err))
+    if libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, "prctl(NO_NEW_PRIVS): " + os.strerror(err))
+    left = [cap for cap in range(CAP_MAX) if libc.prctl(PR_CAPBSET_READ, cap, 0, 0, 0) == 1]
+    if left and os.geteuid() == 0:
+        raise OSError(1, "capabilities %s could not be dropped from the bounding set" % left)
+
+
+def capabilities(pid="self"):
+    """``{"CapEff": int, "CapBnd": int, ...}`` of a process, from /proc (for the tests)."""
+    out = {}
+    with open("/proc/%s/status" % pid) as f:
+        for line in f:
+            if line.startswith("Cap"):
+                key, value = line.split(":", 1)
+                out[key] = int(value.strip(), 16)
+    return out
+
+
 def _confine(abi, rules, scope=True, deny_tcp=False, reads=False):
     """Apply one Landlock ruleset: ``rules`` is ``[(path, rights)]``, every other access denied.
 
@@ -308,7 +372,9 @@ class Isolation:
     pidns: bool = False    # True: a private PID namespace (no process outlives the child)
     deny_tcp: bool = False  # True: Landlock denies TCP (no network namespace, ABI >= 4)
     readable: list = dataclasses.field(default_factory=list)  # reads confined to these + workdir
+    writable: list = dataclasses.field(default_factory=list)  # the child's folders below workdir
     pin_fd: int = -1       # a descriptor number the child keeps: its own /proc entry, pinned
+    drop: bool = True      # drop every capability, no_new_privs (False only for the bench)
 
     @property
     def reads(self):
@@ -320,14 +386,16 @@ class Isolation:
         net = ("none (private namespace)" if self.network else
                "TCP denied (Landlock)" if self.deny_tcp else "NOT isolated")
         parts = ["network: %s" % net,
-                 "disk writes: %s" % ("only below the work dir (Landlock ABI %d)" % self.landlock
-                                      if self.landlock else "NOT confined"),
+                 "disk writes: %s" % ("only in its own folders below the work dir (Landlock "
+                                      "ABI %d)" % self.landlock if self.landlock else
+                                      "NOT confined"),
                  "disk reads: %s" % ("only the submission, the work dir, the Python "
                                      "installation and the system's libraries (Landlock ABI %d)"
                                      % self.landlock if self.reads else
                                      "NOT confined (every file your user can read)"),
                  "processes: %s" % ("private PID namespace" if self.pidns else
-                                    "its session (a process that leaves it may survive)")]
+                                    "its session (a process that leaves it may survive)"),
+                 "privileges: none (every capability dropped, no_new_privs)"]
         return "; ".join(parts)
 
     def preexec(self):
@@ -335,8 +403,13 @@ class Isolation:
         workdir = self.workdir
         network, abi, pidns, deny_tcp = self.network, self.landlock, self.pidns, self.deny_tcp
         reads, pin_fd = self.reads, self.pin_fd
+        linux = sys.platform.startswith("linux") and self.drop
         everything = _write_rights(abi) | READ_RIGHTS
-        rules = [(workdir, everything), ("/dev/null", FS_READ_FILE | FS_WRITE_FILE | FS_TRUNCATE)]
+        # The work dir is the parent's: read only. The child's own folders below it: anything.
+        writable = [w for w in self.writable if _inside(os.path.abspath(w), workdir)] or \
+            [workdir]
+        rules = [(workdir, READ_RIGHTS)] + [(w, everything) for w in writable] + \
+            [("/dev/null", FS_READ_FILE | FS_WRITE_FILE | FS_TRUNCATE)]
         if reads:
             rules += [(path, READ_RIGHTS) for path in self.readable]
 
@@ -365,6 +438,8 @@ class Isolation:
                 own = [("/proc/self", FS_READ_FILE | FS_READ_DIR)]
             if abi:
                 _confine(abi, rules + own, deny_tcp=deny_tcp, reads=reads)
+            if linux:
+                drop_privileges()
 
         return _preexec
 
@@ -493,7 +568,7 @@ def child_environment(environ, deny=()):
             and not any(n in v for n in needles)}
 
 
-def plan(workdir, isolate=True, python=None, deny=()):
+def plan(workdir, isolate=True, python=None, deny=(), writable=()):
     """Decide the isolation for a child whose only writable place is ``workdir``.
 
     Args:
@@ -504,6 +579,8 @@ def plan(workdir, isolate=True, python=None, deny=()):
         the child may read besides ``workdir``.
       deny: files the child must never read (the labelled data); a warning says so
         when one lies inside a folder the child needs.
+      writable: the child's own folders below ``workdir``, the only places it may
+        write (none given: the whole work dir, as before).
     """
     warnings = []
     netns, abi, pidns = support()
@@ -540,4 +617,5 @@ def plan(workdir, isolate=True, python=None, deny=()):
                         "submission detaches from its session (setsid, double fork) could "
                         "outlive the replay" % platform.system())
     return Isolation(os.path.abspath(workdir), netns, abi, warnings, pidns=pidns,
-                     deny_tcp=deny_tcp, readable=readable)
+                     deny_tcp=deny_tcp, readable=readable,
+                     writable=[os.path.abspath(w) for w in writable])

@@ -5,6 +5,12 @@ The checks read the profile's layout and interface (see
 ``model.py``'s syntax tree: required files at the top, the class name, the
 constructor and method signatures, imports the platform may lack, and model
 folders that are not SavedModels. Running the submission is the harness's job.
+
+``model.py`` is the submission's: its parse is bounded. A file over
+:data:`SOURCE_LIMIT` is refused unread, and the parse and the checks of its tree run
+in a forked process limited in address space (:data:`PARSE_MEMORY` above what leafsub
+already holds) and time (:data:`PARSE_TIMEOUT_S`): one huge literal cannot take the
+parent's memory (where ``fork`` is missing, only the size cap applies).
 """
 
 import ast
@@ -25,6 +31,9 @@ PLATFORM_PACKAGES = frozenset({"numpy", "tensorflow", "keras", "tf_keras", "PIL"
 MODEL_FILE_SUFFIXES = (".keras", ".h5", ".hdf5")
 IMPORT_ERRORS = frozenset({"ImportError", "ModuleNotFoundError", "Exception", "BaseException"})
 SHOWN = 3
+SOURCE_LIMIT = 2 * 2**20      # bytes of model.py parsed at most
+PARSE_MEMORY = 768 * 2**20    # address space the parse may add
+PARSE_TIMEOUT_S = 30
 
 
 def _files_below(root):
@@ -517,18 +526,109 @@ def check_structure(root, profile):
     checks = [_required_files_check(root, profile, files)]
     module_path = os.path.join(root, module_file)
     if os.path.isfile(module_path):
-        tree, syntax = _parse(module_path, module_file)
-        checks.append(syntax)
-        if tree is not None:
-            class_check, cls = _class_check(tree, profile, module_file)
-            checks.append(class_check)
-            if cls is not None:
-                checks.append(_constructor_check(cls, profile, module_file))
-                checks.append(_method_check(cls, profile, module_file))
-            checks.append(_imports_check(tree, root, module_file, protocol.framework))
+        checks.extend(_bounded_module_checks(module_path, module_file, root, profile))
     models_check = _models_check_torch if protocol.framework == "torch" else _models_check
     checks.append(models_check(root, profile, files))
     return checks
+
+
+def _module_checks(module_path, module_file, root, profile):
+    """The checks of model.py's syntax tree: syntax, class, constructor, method, imports."""
+    checks = []
+    tree, syntax = _parse(module_path, module_file)
+    checks.append(syntax)
+    if tree is not None:
+        class_check, cls = _class_check(tree, profile, module_file)
+        checks.append(class_check)
+        if cls is not None:
+            checks.append(_constructor_check(cls, profile, module_file))
+            checks.append(_method_check(cls, profile, module_file))
+        checks.append(_imports_check(tree, root, module_file,
+                                     Protocol.from_profile(profile).framework))
+    return checks
+
+
+def _address_space():
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmSize:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _bounded_module_checks(module_path, module_file, root, profile):
+    """:func:`_module_checks` within the bounds of the module docstring."""
+    import json
+    import signal
+    import time
+
+    name = "%s: syntax" % module_file
+    try:
+        size = os.stat(module_path).st_size
+    except OSError:
+        size = 0
+    if size > SOURCE_LIMIT:
+        return [check(name, "fail", "%s is %.1f MB of source, more than the %d MB the replay "
+                                    "parses: keep data (weights, big literals) in a file beside "
+                                    "it and load it at run time." % (
+                                        module_file, size / 2**20, SOURCE_LIMIT // 2**20))]
+    if not hasattr(os, "fork") or sys.platform != "linux":
+        return _module_checks(module_path, module_file, root, profile)
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the forked parse
+        code = 1
+        try:
+            os.close(read_fd)
+            import resource
+            base = _address_space()
+            if base:
+                resource.setrlimit(resource.RLIMIT_AS, (base + PARSE_MEMORY,) * 2)
+            resource.setrlimit(resource.RLIMIT_CPU, (PARSE_TIMEOUT_S, PARSE_TIMEOUT_S + 1))
+            data = json.dumps(_module_checks(module_path, module_file, root, profile)).encode()
+            view = memoryview(data)
+            while len(view):
+                view = view[os.write(write_fd, view):]
+            code = 0
+        except BaseException:
+            code = 1
+        finally:
+            os._exit(code)
+    os.close(write_fd)
+    chunks, deadline, status, ended = [], time.monotonic() + PARSE_TIMEOUT_S + 5, None, False
+    try:
+        import select
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            ready, _, _ = select.select([read_fd], [], [], min(left, 1.0))
+            if ready:
+                chunk = os.read(read_fd, 1 << 16)
+                if not chunk:
+                    ended = True   # its end closed: it is exiting
+                    break
+                chunks.append(chunk)
+    finally:
+        os.close(read_fd)
+        try:
+            if not ended:
+                os.kill(pid, signal.SIGKILL)
+            _, status = os.waitpid(pid, 0)
+        except (ChildProcessError, ProcessLookupError):
+            pass
+    if status == 0 and chunks:
+        try:
+            return json.loads(b"".join(chunks))
+        except ValueError:
+            pass
+    return [check(name, "fail", "%s could not be parsed within the replay's bounds (%d MB of "
+                                "memory, %d s): is it really a Python source file? Keep data "
+                                "(big literals) out of the source." % (
+                                    module_file, PARSE_MEMORY // 2**20, PARSE_TIMEOUT_S))]
 
 
 TORCH_MODEL_SUFFIXES = (".pt", ".pth", ".pt2")

@@ -11,6 +11,8 @@ import time
 
 import click
 
+from ..textsafe import escape
+
 
 def use_color(stream=None):
     """Colour on ``stream`` (stdout): a terminal, not ``TERM=dumb``, no ``NO_COLOR``."""
@@ -111,7 +113,7 @@ def format_evaluation(d, width=80, color=False, verbose=False):
     for c in d["checks"]:
         if c["status"] == "pass" and not verbose and c["name"].startswith(("data:", "variant:")):
             continue
-        detail = " ".join(c["detail"].split("\n")[0].split())
+        detail = " ".join(escape(c["detail"].split("\n")[0]).split())
         body = textwrap.wrap(detail, width=max(20, width - len(indent))) or [""]
         lines.append("%s  %-*s %s" % (style(MARK[c["status"]], c["status"]), name_w,
                                       c["name"][:name_w], body[0]))
@@ -119,7 +121,7 @@ def format_evaluation(d, width=80, color=False, verbose=False):
             lines.append(indent + more)
         if c["status"] != "pass" and "\n" in c["detail"]:
             for extra in c["detail"].split("\n")[1:][:8]:
-                lines.append(indent + extra[:width - len(indent)])
+                lines.append(indent + escape(extra)[:width - len(indent)])
     m = d.get("metrics")
     lines.append("")
     if m:

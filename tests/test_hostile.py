@@ -59,7 +59,7 @@ HANG_TIME_LIMIT = 20
 @dataclasses.dataclass
 class Case:
     name: str
-    group: str            # archive | layout | code | models
+    group: str            # archive | layout | code | models | untrusted
     what: str             # what the user did (for the docs)
     make: object          # make(ctx) -> path of the zip
     exit: int
@@ -73,6 +73,7 @@ class Case:
     requires: tuple = ()    # OS isolation the case needs to be safe to run: netns, landlock, pidns
     series: bool = False    # evaluated on time series with the an2dl-2022-ts profile (SERIES)
     absent: tuple = ()      # words its detail must not hold (DATA: the --data file's path)
+    stdout_absent: tuple = ()  # text that must not reach leafsub's stdout raw (escapes)
 
 
 class Ctx:
@@ -767,6 +768,226 @@ CASES = [
          1, "predicts", "fail", ("predict() raised", "batch of 24"), args=SERIES, series=True),
 ]
 
+# ---- issue 24: what a submission touched is not trusted (the "untrusted" group of cases)
+
+# What a forging submission needs: its predict command (found in the harness's frame: the
+# path of the predictions file), the reply descriptor (the harness's argv), a reply.
+_COMMAND = '''
+def _command():
+    frame = sys._getframe(1)
+    while frame is not None and "command" not in frame.f_locals:
+        frame = frame.f_back
+    return frame.f_locals["command"]
+
+def _forge(reply):
+    os.write(int(sys.argv[2]), (json.dumps(reply) + "\\n").encode())
+
+def _forged_ok(n):
+    _forge({"ok": True, "n": n, "predict_s": 0.0, "types": ["numpy.ndarray"], "shape": [n],
+            "dtype": "int64", "mutated_batches": 0})
+
+def _huge_header(out):
+    header = "{'descr': '<i8', 'fortran_order': False, 'shape': (100000000000,), }"
+    header = header + " " * (117 - len(header)) + "\\n"
+    with open(out, "wb") as f:
+        f.write(b"\\x93NUMPY\\x01\\x00" + len(header).to_bytes(2, "little") + header.encode()
+                + b"\\0" * 64)
+'''
+
+
+def _forge_artefact(make_file):
+    """predict makes its own 'predictions file' (the line ``make_file``) and forges the reply."""
+    return _submission(_predict_body('''
+        out = _command()["out"]
+        %s
+        _forged_ok(len(X))
+        time.sleep(30)
+    ''' % make_file, head="import json, os, sys, time\n" + _COMMAND))
+
+
+_PRIVILEGES = r'''
+import ctypes, errno, fcntl, os, socket, struct
+
+def _try(name, fn, out):
+    try:
+        fn()
+        out.append(name + " ALLOWED")
+    except OSError as e:
+        out.append("%s refused (%s)" % (name, errno.errorcode.get(e.errno, e.errno)))
+
+def _klog():
+    libc = ctypes.CDLL(None, use_errno=True)
+    buf = ctypes.create_string_buffer(4096)
+    if libc.klogctl(3, buf, 4096) < 0:
+        e = ctypes.get_errno()
+        raise OSError(e, os.strerror(e))
+
+def _immutable():
+    with open("locked.txt", "w") as f:
+        f.write("x")
+    fd = os.open("locked.txt", os.O_RDONLY)
+    try:
+        fcntl.ioctl(fd, 0x40086602, struct.pack("i", 0x10))   # FS_IOC_SETFLAGS, IMMUTABLE
+        fcntl.ioctl(fd, 0x40086602, struct.pack("i", 0))      # undone at once if it worked
+    finally:
+        os.close(fd)
+'''
+
+UNTRUSTED_CASES = [
+    Case("plant-parent-links", "untrusted", "predict plants symbolic links at the names where "
+         "leafsub's own process writes next (the index files of the harness variants, the "
+         "probe images), pointing outside and at a .pth in site-packages",
+         _submission(_predict_body('''
+             work = os.path.dirname(os.path.dirname(_command()["out"]))
+             site = os.path.join(os.path.dirname(os.__file__), "site-packages", "pwn.pth")
+             for name in ("v-again.npy.indices.npy", "v-4.npy.indices.npy", "probe-images.npy"):
+                 try:
+                     os.symlink(os.path.join("SENTINEL", "pwned-" + name), os.path.join(
+                         work, name))
+                 except OSError:
+                     pass
+             try:
+                 os.symlink(site, os.path.join(work, "v-5.npy.indices.npy"))
+             except OSError:
+                 pass
+         ''', head="import json, os, sys\n" + _COMMAND)), 0, "deterministic", "pass",
+         ("twice",), requires=("landlock",)),
+    Case("forged-output-link", "untrusted", "predict replaces its predictions file by a "
+         "symbolic link to one of the user's files and forges the harness's reply",
+         _forge_artefact("os.symlink(os.path.join('SENTINEL', 'existing.txt'), out)"),
+         1, "predicts", "fail", ("symbolic link", "never writes")),
+    Case("forged-output-fifo", "untrusted", "predict makes its predictions file a FIFO (an "
+         "open that never returns) and forges the reply",
+         _forge_artefact("os.mkfifo(out)"), 1, "predicts", "fail", ("a FIFO", "never writes"),
+         time_limit=60),
+    Case("forged-output-pickle", "untrusted", "predict saves a pickled object array as its "
+         "predictions and forges the reply",
+         _forge_artefact("np.save(out, np.array([{'x': 1}] * len(X), dtype=object), "
+                         "allow_pickle=True)"), 1, "predicts", "fail",
+         ("Python objects", "never unpickles")),
+    Case("forged-output-huge-header", "untrusted", "predict writes a .npy whose header declares "
+         "10^11 elements (800 GB) and forges the reply",
+         _forge_artefact("_huge_header(out)"), 1, "predicts", "fail",
+         ("declares 100000000000 elements",)),
+    Case("forged-reply-nested", "untrusted", "__init__ writes 200,000 nested brackets to the "
+         "harness's reply channel",
+         _submission(_init_body('''
+             os.write(int(sys.argv[2]), b"[" * 200000 + b"\\n")
+             time.sleep(30)
+         ''', head="import os, sys, time")), 1, "loads", "fail",
+         ("nested deeper than", "reply channel")),
+    Case("forged-reply-types", "untrusted", "predict sends progress given as strings on the "
+         "harness's reply channel",
+         _submission(_predict_body('''
+             _forge({"progress": "a lot", "total": "all"})
+         ''', head="import json, os, sys\n" + _COMMAND)), 1, "predicts", "fail",
+         ("field 'progress' is a str",)),
+    Case("forged-reply-missing", "untrusted", "__init__ sends a reply without its fields "
+         "({\"ok\": true}) before the harness's",
+         _submission(_init_body('''
+             os.write(int(sys.argv[2]), b'{"ok": true}\\n')
+         ''', head="import os, sys")), 1, "loads", "fail", ("without its 'load_s' field",)),
+    Case("root-privileges", "untrusted", "__init__ tries what only privilege allows: a device "
+         "node, the host name, the kernel log, an undeletable (immutable) file",
+         _submission(_init_body('''
+             out = []
+             _try("mknod", lambda: os.mknod("dev0", 0o20600, os.makedev(1, 3)), out)
+             _try("sethostname", lambda: socket.sethostname(socket.gethostname()), out)
+             _try("klogctl", _klog, out)
+             _try("immutable", _immutable, out)
+             raise RuntimeError("; ".join(out))
+         ''', head=_PRIVILEGES)), 1, "loads", "fail",
+         ("mknod refused (EPERM)", "sethostname refused (EPERM)", "klogctl refused (EPERM)",
+          "immutable refused"), absent=("ALLOWED",)),
+    Case("threads-4000", "untrusted", "predict starts 4,000 threads that sleep (a 64-process "
+         "limit that counts processes only lets them all run)",
+         _submission(_predict_body('''
+             for _ in range(4000):
+                 threading.Thread(target=time.sleep, args=(60,), daemon=True).start()
+             time.sleep(60)
+         ''', head="import threading, time")), 1, "predicts", "fail",
+         ("threads", "at most 1024")),
+    Case("memfd-hoard", "untrusted", "predict fills memfd files (memory that no resident-set "
+         "count shows) until stopped (--memory-limit 1200)",
+         _submission(_predict_body('''
+             chunk = b"x" * (32 * 2 ** 20)
+             fds = []
+             while True:
+                 fd = os.memfd_create("hoard")
+                 fds.append(fd)
+                 for _ in range(4):
+                     os.write(fd, chunk)
+         ''', head="import os")), 1, "predicts", "fail",
+         ("memory limit", "memfd"), args=("--memory-limit", "1200")),
+    Case("pipe-hoard", "untrusted", "predict fills pipe buffers (kernel memory that no "
+         "resident-set count shows), 1 MB each, until it can open no more",
+         _submission(_predict_body('''
+             held, pipes, refused = 0, [], None
+             try:
+                 while True:
+                     r, w = os.pipe()
+                     pipes.append((r, w))
+                     try:
+                         fcntl.fcntl(w, 1031, 1 << 20)   # F_SETPIPE_SZ
+                     except OSError as e:
+                         refused = e.strerror
+                     os.set_blocking(w, False)
+                     try:
+                         while True:
+                             held += os.write(w, b"x" * 65536)
+                     except BlockingIOError:
+                         pass
+             except OSError as e:
+                 raise RuntimeError("held %d MB in %d pipes, then %s (growing a pipe: %s)"
+                                    % (held >> 20, len(pipes), e.strerror, refused))
+         ''', head="import fcntl, os")), 1, "predicts", "fail",
+         ("Too many open files", "growing a pipe: Operation not permitted")),
+    Case("disk-budget", "untrusted", "predict fills its folder with 1.5 GB files (each under "
+         "the 2 GB per-file cap) until stopped",
+         _submission(_predict_body('''
+             i = 0
+             while True:
+                 fd = os.open("fill%d.bin" % i, os.O_WRONLY | os.O_CREAT, 0o600)
+                 os.posix_fallocate(fd, 0, 1536 * 2 ** 20)
+                 os.close(fd)
+                 i += 1
+                 time.sleep(0.2)
+         ''', head="import os, time")), 1, "predicts", "fail", ("disk budget",)),
+    Case("huge-model-py", "untrusted", "model.py holds one 3 MB literal (the parent parses it "
+         "before anything runs)",
+         _submission(PLAIN + "\nDATA_BLOB = [%s]\n" % ", ".join(
+             str(i * 2654435761 % 10 ** 9) for i in range(330000))), 1,
+         "model.py: syntax", "fail", ("more than the 2 MB",), child=False),
+    Case("complex-outputs", "untrusted", "predict returns complex numbers",
+         _submission(_predict_body("return np.zeros(len(X), dtype=np.complex128)")), 1,
+         "output: type", "fail", ("complex numbers",)),
+    Case("object-outputs", "untrusted", "predict returns an array of Python objects (None)",
+         _submission(_predict_body("return np.array([None] * len(X), dtype=object)")), 1,
+         "output: shape", "fail", ("Python objects", "dtype=object")),
+    Case("masked-outputs", "untrusted", "predict returns a masked array (a subclass of ndarray "
+         "whose masked values np.asarray would show)",
+         _submission(_predict_body("return np.ma.masked_array(np.zeros(len(X), dtype=np.int64), "
+                                   "mask=True)")), 1, "output: shape", "fail",
+         ("subclass of numpy.ndarray", "MaskedArray")),
+    Case("ansi-escapes", "untrusted", "predict raises an error whose message holds ANSI escape "
+         "sequences (a fake green PASS, a window title)",
+         _submission(_predict_body(r'''
+             raise RuntimeError("\x1b[2K\r\x1b[32mPASS  everything\x1b[0m \x1b]0;pwned\x07")
+         ''')), 1, "predicts", "fail", ("\\x1b[32mPASS",),
+         stdout_absent=("\x1b[32mPASS", "\x1b]0;", "\x1b[2K")),
+    Case("replace-numpy-save", "untrusted", "model.py replaces numpy.save (and json.dumps) in "
+         "its process so that its string outputs would be saved as integers",
+         _submission(_predict_body('return np.array(["Species1"] * len(X))', head='''
+             import json, numpy
+             _save = numpy.save
+             def save(file, arr, *a, **k):
+                 return _save(file, numpy.zeros(len(arr), dtype=numpy.int64), *a, **k)
+             numpy.save = save
+             json.dumps = lambda *a, **k: '{"ok": true}'
+         ''')), 1, "output: type", "fail", ("returned strings",)),
+]
+CASES += UNTRUSTED_CASES
+
 NAMES = [c.name for c in CASES]
 assert len(set(NAMES)) == len(NAMES), "case names must be unique"
 
@@ -1061,6 +1282,8 @@ def test_hostile_case(outcomes, name):
     for word in case.absent:
         word = word.replace("DATA", out.ctx.shared.data)
         assert word not in check["detail"], ("leaked", word, check["detail"])
+    for raw in case.stdout_absent:
+        assert raw not in out.stdout and raw not in out.stderr, ("printed raw", raw)
     assert len(paragraph) > 20
     # A failing verdict names its problem in the first paragraph: no leafsub traceback there.
     assert "Traceback (most recent call last)" not in paragraph
@@ -1095,7 +1318,7 @@ def test_the_data_cheat_scores_100_percent_without_the_read_confinement(tmp_path
 
 def test_the_corpus_is_big_enough_and_covers_every_group():
     assert len(CASES) >= 40
-    assert {c.group for c in CASES} == {"archive", "layout", "code", "models"}
+    assert {c.group for c in CASES} == {"archive", "layout", "code", "models", "untrusted"}
     assert {c.exit for c in CASES} <= {0, 1}
 
 
@@ -1160,12 +1383,13 @@ check of every report says what this machine gave:
 | layer | Linux with user namespaces and Landlock | elsewhere |
 |---|---|---|
 | network | a private network namespace: no interface but a downed loopback, every connection fails (*Network is unreachable*); the harness also refuses Python-level connections and name lookups and names them in the message | Landlock ABI >= 4 denies TCP; else a warning *isolation reduced*, and only the harness's Python-level guard remains |
-| disk writes | Landlock: writes only below the evaluator's temporary directory (*Permission denied*); `HOME` and `TMPDIR` point inside it | a warning *isolation reduced* |
+| disk writes | Landlock: writes only in the child's own folders below the evaluator's temporary directory (the submission, its home, its temporary and scratch folders, the folder it saves its predictions in; *Permission denied* elsewhere); `HOME` and `TMPDIR` point inside it. The rest of the work dir (the harness, its request, the image batches, the files leafsub writes for a command) is leafsub's: the child reads it, never writes it | a warning *isolation reduced* |
 | disk reads | Landlock: reads only the extracted submission, the work dir (the image batches leafsub hands over), the child's Python installation (its prefixes, `sys.path` and the folders of the libraries it maps, asked of that interpreter: this Python, a `--runtime` venv or `--python`), the system's programs and libraries, `/dev/null`, `/dev/urandom`, a few kernel facts (`/proc/cpuinfo`) and its own `/proc/self`. Never the `--data` file, the home, SSH keys, another process's `/proc` (*Permission denied*; the verdict names the file: *model.py tried to read X: submissions cannot read files outside the zip*) | a warning *isolation reduced* |
 | environment | an allow-list (`PATH`, locale, time zone, `LD_LIBRARY_PATH`, `TF_*`, `CUDA_*`, thread settings): no token, no variable naming the `--data` file | same |
 | processes | a private PID namespace: every process the submission starts (even after `setsid()` or a double fork) dies with the child; the kernel ends the namespace | its session and its descendants are killed; a warning says a detached process could survive |
 | signals | the submission cannot see or signal processes outside its PID namespace; Landlock ABI >= 6 also scopes signals | - |
-| limits (everywhere) | time (`--time-limit`, the whole replay), memory (`--memory-limit`, resident memory of the child's whole process tree, shared pages counted once), output (64 MB printed: stopped; more than 1 MB: a warning), processes (at most 64), file size (2 GB: *File too large*) | same |
+| privileges (everywhere on Linux) | every capability dropped (effective, permitted, inheritable, ambient and the bounding set, so `exec` cannot give them back) and `no_new_privs`, after the namespaces and the ruleset: when leafsub runs as root (a container, Colab, CI) the child is still refused device nodes, the host name, the kernel log, immutable files (*Operation not permitted*), and its work dir is always removable. The child is not started if root's capabilities cannot be dropped | - |
+| limits (everywhere) | time (`--time-limit`, the whole replay); memory (`--memory-limit`): the resident memory of the child's whole process tree (shared pages counted once) *plus* what it holds outside its resident pages, measured through its descriptors every second (memfd and `/dev/shm` files, pipe buffers; the kernel bounds an unprivileged user's pipe buffers too); processes (at most 64) and threads (at most 1024: a thread is a process to the kernel); open descriptors (4096); output (64 MB printed: stopped; more than 1 MB: a warning); file size (2 GB: *File too large*); disk (4 GB written below the child's folders beyond the extracted zip, files deleted but kept open included, and 100,000 new entries; measured every 0.25 s, every second past 2,000 new entries). Each has its own verdict (*stopped at the memory limit*, *stopped for running N threads*, *stopped at the disk budget*, ...). A cgroup v2 (`memory.max`, `pids.max`) and a size-limited tmpfs are not used: the limits are measured by the parent, so what a submission does between two scans passes until the next one (`disk-budget` below allocates with `fallocate`, gigabytes in milliseconds, and is stopped past the budget, not at it) | same |
 
 `--no-isolation` turns the network and disk layers off on purpose (a warning in the
 report); the process namespace and the limits stay.
@@ -1173,6 +1397,47 @@ report); the process namespace and the limits stay.
 A read the confinement refused but the submission got past (it caught the error) is a
 `files` warning naming the file, except a read of the labelled `--data` file, which
 fails the replay: that is an attempt to see the answers.
+
+## What leafsub trusts: nothing the submission touched
+
+The parent process (leafsub) never follows a path the child could have written and
+never believes a reply it did not check (`evaluator/untrusted.py`):
+
+- the build's manifest and goldens are read once, from the extracted zip, before the
+  child starts; `model.py` is parsed before anything runs, at most 2 MB of it, in a
+  forked process limited in memory (768 MB more than leafsub holds) and time (30 s);
+- every file the child hands back (its predictions) is opened by descriptor:
+  `O_NOFOLLOW` (a symbolic link is refused, never followed), `O_NONBLOCK` (a FIFO cannot
+  hang the open), regular files only, at most 2 GB; a `.npy` is read without pickle, its
+  header's declared size checked against the file's size before anything is allocated;
+- the files leafsub writes for a command (index files, probe images) are in its own part
+  of the work dir, created with `O_EXCL | O_NOFOLLOW`: a name the submission planted is
+  never written through;
+- every reply on the harness's channel is checked: at most 4 MB a line, 32 levels of
+  nesting, each field of its type, the fields the parent reads present;
+- a bad file or reply is the submission's fault: a failed check that says what was
+  wrong (*handed back a file the harness never writes: ... is a symbolic link*, *sent a
+  reply nested deeper than 32 levels on the harness's reply channel*), exit 1, never a
+  leafsub traceback (exit 3), never a hang;
+- text from the submission (its messages, its exceptions) is printed on the terminal with
+  its control characters escaped (`\\x1b[32mPASS` is shown as such, never as a green
+  PASS); the HTML report escapes it as HTML.
+
+What a submission can still do in its own process: the harness runs the submission's
+code in the same Python interpreter, so nothing in that process is out of its reach.
+The harness binds what it needs before the import (its reply channel, its own `.npy`
+writer instead of `numpy.save`, a snapshot of numpy's functions, `tf.constant`,
+`torch.from_numpy`), so replacing a module attribute (`numpy.save = ...`,
+`json.dumps = ...`) changes nothing it does. But the submission can still reach any
+object through `gc` or a stack frame, patch numpy's or TensorFlow's internals (which the
+bound functions call), write to the reply descriptor itself, or rewrite its own
+predictions file after the harness wrote it. It can therefore make the *harness* report
+what it likes about its own outputs, the way a submission on the platform could fool
+that platform's harness. It cannot make leafsub's process follow a link, block, crash,
+allocate without bound or believe a malformed reply (those are checked outside the
+child), nor reach anything the isolation above refuses. The labels are never in the
+child's reach, so a forged reply cannot forge the score: the score is computed by the
+parent from the predictions file, whose content is whatever the submission answered.
 
 Attempts the submission catches and ignores (`network-swallowed`, `daemon-escape`,
 `kill-evaluator` below) change nothing outside and do not fail the replay: the platform
@@ -1190,7 +1455,9 @@ DOC_COLUMNS = ("| case | group | what the user did | check | status | exit "
 
 
 def _doc_message(out, detail):
-    text = _first_paragraph(detail)
+    from leafsub.textsafe import escape
+
+    text = escape(_first_paragraph(detail))   # a message may hold escape sequences
     text = text.replace(out.ctx.zip, "submission.zip").replace(out.ctx.sentinel, "SENTINEL")
     text = text.replace(out.ctx.shared.data, "DATA")
     text = text.replace(str(out.ctx.port), "PORT") if out.case.loopback else text
@@ -1210,8 +1477,9 @@ def _doc_message(out, detail):
 
 def write_doc(outs):
     lines = [DOC_HEAD]
-    titles = {"archive": "Archives", "layout": "Layout", "code": "Code", "models": "Models"}
-    for group in ("archive", "layout", "code", "models"):
+    titles = {"archive": "Archives", "layout": "Layout", "code": "Code", "models": "Models",
+              "untrusted": "What the submission touched, not trusted"}
+    for group in ("archive", "layout", "code", "models", "untrusted"):
         lines.append("### %s\n\n" % titles[group])
         lines.append(DOC_COLUMNS)
         for out in outs:

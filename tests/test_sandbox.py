@@ -284,3 +284,154 @@ def test_a_refused_read_of_the_data_fails_and_any_other_warns():
     assert checks.denied_reads([], [data]) == []
     assert checks.reads_of_data(["/data/test.npz/../test.npz", "/x"], [data]) == \
         ["/data/test.npz/../test.npz"]
+
+
+# --------------------------------------------------------------------------- issue 24
+
+PRIVILEGED = """
+import errno, os, socket
+out = []
+for name, fn in (("mknod", lambda: os.mknod("dev0", 0o20600, os.makedev(1, 3))),
+                 ("sethostname", lambda: socket.sethostname(socket.gethostname()))):
+    try:
+        fn()
+        out.append(name + " ALLOWED")
+    except OSError as e:
+        out.append(name + " " + errno.errorcode[e.errno])
+status = open("/proc/self/status").read()
+caps = {l.split(":")[0]: int(l.split(":")[1], 16) for l in status.splitlines()
+        if l.startswith("Cap")}
+print(out, caps["CapEff"], caps["CapBnd"], caps["CapPrm"], "NoNewPrivs:\\t1" in status)
+"""
+
+
+@pytest.mark.parametrize("isolate", [True, False])
+def test_the_child_keeps_no_privilege_even_when_leafsub_is_root(tmp_path, isolate):
+    """Root or not, with or without isolation: no capability, no_new_privs, mknod refused."""
+    work = tmp_path / "work"
+    (work / "mine").mkdir(parents=True)
+    isolation = sandbox.plan(work, isolate=isolate, writable=[work / "mine"])
+    assert "privileges: none" in isolation.summary
+    proc = subprocess.run([sys.executable, "-c", PRIVILEGED], preexec_fn=isolation.preexec(),
+                          capture_output=True, text=True, timeout=60, cwd=work / "mine")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "['mknod EPERM', 'sethostname EPERM'] 0 0 0 True", proc.stdout
+    assert not (work / "mine" / "dev0").exists()
+
+
+def test_the_child_cannot_write_in_the_parents_part_of_the_work_dir(tmp_path):
+    """The work dir is the parent's (its index files, probe images): the child writes only in
+    its own folders, so it cannot plant a link where the parent writes next."""
+    work = tmp_path / "work"
+    (work / "mine").mkdir(parents=True)
+    isolation = sandbox.plan(work, writable=[work / "mine"])
+    if not isolation.landlock:
+        pytest.skip("no Landlock here: %s" % isolation.warnings)
+    proc = run_child(isolation, """
+        import os
+        for path in ("v-again.npy.indices.npy", "mine/ok.txt"):
+            try:
+                os.symlink("/etc/passwd", path)
+                print(path, "planted")
+            except OSError as e:
+                print(path, e.strerror)
+    """)
+    assert proc.stdout.splitlines() == ["v-again.npy.indices.npy Permission denied",
+                                        "mine/ok.txt planted"], proc.stdout + proc.stderr
+
+
+def test_what_the_child_hands_back_is_read_by_descriptor_and_refused_precisely(tmp_path):
+    """A link, a FIFO (no hang), a pickle, a lying header: each a sentence, never followed."""
+    import time
+
+    import numpy as np
+
+    from leafsub.evaluator import untrusted
+
+    secret = tmp_path / "secret.npy"
+    np.save(secret, np.arange(3))
+    (tmp_path / "link.npy").symlink_to(secret)
+    os.mkfifo(tmp_path / "fifo.npy")
+    np.save(tmp_path / "pickle.npy", np.array([{}], dtype=object), allow_pickle=True)
+    with open(tmp_path / "huge.npy", "wb") as f:
+        header = "{'descr': '<i8', 'fortran_order': False, 'shape': (100000000000,), }"
+        header += " " * (117 - len(header)) + "\n"
+        f.write(b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header.encode())
+    (tmp_path / "short.npy").write_bytes(b"\x93NUMPY")
+    expected = {"link.npy": "symbolic link", "fifo.npy": "a FIFO",
+                "pickle.npy": "Python objects", "huge.npy": "declares 100000000000 elements",
+                "short.npy": "not a .npy", "missing.npy": "missing"}
+    for name, words in expected.items():
+        started = time.monotonic()
+        with pytest.raises(untrusted.Untrusted, match=words):
+            untrusted.load_npy(tmp_path / name)
+        assert time.monotonic() - started < 2
+    assert untrusted.load_npy(secret).tolist() == [0, 1, 2]
+    with pytest.raises(untrusted.Untrusted, match="larger|more than"):
+        untrusted.load_npy(secret, limit=16)
+    # The parent's own files: never written through a planted link.
+    (tmp_path / "probe-images.npy").symlink_to(tmp_path / "target.npy")
+    untrusted.save_npy(tmp_path / "probe-images.npy", np.zeros(2))
+    assert not (tmp_path / "target.npy").exists()
+    assert not os.path.islink(tmp_path / "probe-images.npy")
+
+
+def test_a_forged_reply_is_refused_for_its_size_depth_and_types():
+    from leafsub.evaluator import untrusted
+
+    with pytest.raises(untrusted.Untrusted, match="nested deeper"):
+        untrusted.parse_json(b"[" * 200000)
+    with pytest.raises(untrusted.Untrusted, match="more than"):
+        untrusted.parse_json(b" " * (untrusted.JSON_LIMIT + 1))
+    assert untrusted.parse_json(b'{"error": "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["}')
+    for reply, words in (({"progress": "a lot"}, "'progress' is a str"),
+                         ({"ok": "yes"}, "'ok' is a str"),
+                         ({"ok": True, "n": True}, "'n' is a bool"),
+                         ({"ok": False}, "without its 'error'"),
+                         ({"ok": True, "types": [1]}, "'types' is a list"),
+                         ({"ok": True, "versions": {"numpy": [1]}}, "not strings"),
+                         ([], "not an object"), ({}, "without its 'ok'")):
+        with pytest.raises(untrusted.Untrusted, match=words):
+            untrusted.check_reply(reply)
+    with pytest.raises(untrusted.Untrusted, match="'load_s'"):
+        untrusted.require({"ok": True}, "load_s")
+
+
+def test_submission_text_is_printed_with_its_control_characters_escaped():
+    from leafsub.evaluator.terminal import format_evaluation
+    from leafsub.textsafe import escape
+
+    assert escape("\x1b[32mPASS\x1b[0m\tok\n\x1b]0;t\x07\u202e") == \
+        "\\x1b[32mPASS\\x1b[0m\tok\n\\x1b]0;t\\x07\\u202e"
+    lines = format_evaluation({"submission": "s.zip", "data": "d.npz", "profile": "p",
+                               "n_images": 1, "passed": False, "checks": [
+                                   {"name": "predicts", "status": "fail",
+                                    "detail": "boom \x1b[32mPASS\nmore \x1b]0;title\x07"}]})
+    text = "\n".join(lines)
+    assert "\x1b" not in text and "\x07" not in text and "\\x1b[32mPASS" in text
+
+
+def test_the_harness_writes_its_predictions_without_numpy_save_and_the_parent_reads_them(
+        tmp_path, monkeypatch):
+    """The harness's own .npy writer (bound before the submission's import) round-trips every
+    output kind through the parent's untrusted reader, whatever numpy.save was replaced by."""
+    import importlib.util
+
+    import numpy as np
+
+    from leafsub.evaluator import untrusted
+
+    spec = importlib.util.spec_from_file_location(
+        "harness_copy", os.path.join(os.path.dirname(sandbox.__file__), "harness.py"))
+    harness = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(harness)
+    bound = harness._snapshot(np)
+    monkeypatch.setattr(np, "save", lambda *a, **k: None)   # what a submission could do
+    path = tmp_path / "out.npy"
+    for array in (np.arange(5), np.array(["Species1", "x"]), np.zeros((3, 2), np.float32),
+                  np.asfortranarray(np.ones((2, 3))), np.zeros((0,), np.int64),
+                  np.array([True, False])):
+        harness.write_npy(str(path), array, bound)
+        back = untrusted.load_npy(path)
+        assert back.dtype == array.dtype and back.shape == array.shape
+        assert (back == array).all()
