@@ -174,10 +174,10 @@ def _scan_cost(python, isolation, env, work):
     try:
         proc.stdout.readline()
         out = []
-        for fn in (lambda: runner._tree_threads(proc.pid),
-                   lambda: runner._held_outside_rss([p for p, _ in
-                                                     runner._tree_processes(proc.pid)]),
-                   lambda: runner._disk_used(isolation.writable)):
+        for fn in (lambda: runner.tree_threads(proc.pid),
+                   lambda: runner.held_outside_rss([p for p, _ in
+                                                     runner.tree_processes(proc.pid)]),
+                   lambda: runner.disk_used(isolation.writable)):
             spent = []
             for _ in range(20):
                 started = time.perf_counter()

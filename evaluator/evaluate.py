@@ -213,7 +213,7 @@ def _fmt(versions, names=("python", "tensorflow", "keras", "numpy", "scikit-lear
     return ", ".join("%s %s" % (n, versions[n]) for n in names if versions.get(n))
 
 
-def _environment(protocol, chosen, child):
+def _environment(proto, chosen, child):
     """The result's ``environment``: where the replay ran, the platform's environment, and
     what differs (the child's own versions once it loaded; before, the runtime's)."""
     from .runtimes import differences

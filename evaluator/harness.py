@@ -273,7 +273,7 @@ class LoadTracker:
                 mods.append(("torch.jit.load", getattr(module, "jit", None), "load"))
         for how, owner, attr in mods:   # the same function may sit in several modules
             original = getattr(owner, attr, None) if owner is not None else None
-            if original is None or getattr(original, "_leafsub", 0):
+            if original is None or getattr(original, "leafsub_tracker", 0):
                 continue
             try:
                 setattr(owner, attr, self._wrap_loader(how, original))
@@ -292,7 +292,7 @@ class LoadTracker:
             except Exception:
                 pass
             return obj
-        load._leafsub = 1
+        load.leafsub_tracker = 1
         load.__wrapped__ = original
         load.__name__ = getattr(original, "__name__", "load")
         load.__doc__ = getattr(original, "__doc__", None)

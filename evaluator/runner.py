@@ -124,7 +124,7 @@ def _proc_table():
     return table
 
 
-def _tree_processes(root, table=None):
+def tree_processes(root, table=None):
     """``[(pid, rss_bytes)]`` of the live processes of ``root``'s tree.
 
     The tree is ``root``, its descendants (by parent pid) and the members of its
@@ -147,14 +147,14 @@ def _tree_processes(root, table=None):
     return [(pid, table[pid][3]) for pid in members if pid in table and table[pid][0] != b"Z"]
 
 
-def _tree_threads(root):
-    """``(processes, threads)``: :func:`_tree_processes` with the threads of each."""
+def tree_threads(root):
+    """``(processes, threads)``: :func:`tree_processes` with the threads of each."""
     table = _proc_table()
-    live = _tree_processes(root, table) if table else []
+    live = tree_processes(root, table) if table else []
     return live, sum(table[pid][4] if pid in table else 1 for pid, _ in live)
 
 
-def _held_outside_rss(pids):
+def held_outside_rss(pids):
     """Bytes the processes hold that resident memory does not show, by their descriptors.
 
     memfd and /dev/shm files (shared memory: their pages count only where mapped), pipe
@@ -213,7 +213,7 @@ def _held_outside_rss(pids):
     return memory, disk
 
 
-def _disk_used(folders, limit_entries=DISK_ENTRIES):
+def disk_used(folders, limit_entries=DISK_ENTRIES):
     """``(bytes, entries)`` below ``folders`` (never following a link); stops past the cap."""
     total = entries = 0
     todo = list(folders)
@@ -359,7 +359,7 @@ class Child:
         self.peak_disk = 0
         self._last_disk = 0.0
         self._disk_base = (0, 0)    # bytes and entries below its folders before it started
-        self._held = (0, 0)         # the last _held_outside_rss
+        self._held = (0, 0)         # the last held_outside_rss
         self._disk_entries = 0      # entries it added below its folders, at the last scan
         self._buffer = b""
         self.stopped = None
@@ -389,7 +389,7 @@ class Child:
         home, tmp = self.home, self.tmp
         for folder in (home, tmp, self.outdir):
             os.makedirs(folder, exist_ok=True)
-        self._disk_base = _disk_used(self.writable)
+        self._disk_base = disk_used(self.writable)
         env = sandbox.child_environment(os.environ, deny=self.deny)
         # CPU only: the calling notebook may hold the GPU, and the goldens were made on CPU.
         env.update(HOME=home, TMPDIR=tmp, TEMP=tmp, TMP=tmp, PYTHONDONTWRITEBYTECODE="1",
@@ -448,7 +448,7 @@ class Child:
         processes = None
         if now - self._last_scan >= SCAN_S:
             self._last_scan = now
-            processes, threads = _tree_threads(self.proc.pid)
+            processes, threads = tree_threads(self.proc.pid)
         if processes:
             rss = sum(r for _, r in processes)
             self.peak_processes = max(self.peak_processes, len(processes))
@@ -463,11 +463,11 @@ class Child:
             # the disk every scan while its folders hold few entries (cheap then).
             slow = now - self._last_disk >= DISK_SCAN_S
             if not slow and self._disk_entries < DISK_FEW:
-                used, entries = _disk_used(self.writable, DISK_ENTRIES + self._disk_base[1])
+                used, entries = disk_used(self.writable, DISK_ENTRIES + self._disk_base[1])
                 self._disk_entries = entries - self._disk_base[1]
                 self._check_disk(used + self._held[1] - self._disk_base[0], self._disk_entries)
             if slow:
-                self._held = _held_outside_rss([pid for pid, _ in processes])
+                self._held = held_outside_rss([pid for pid, _ in processes])
             held, deleted = self._held
             self.peak_held = max(self.peak_held, held)
             if rss > self.memory_limit and len(processes) > 1:
@@ -484,7 +484,7 @@ class Child:
                               else "", self.memory_limit / 2**20))
             if slow:
                 self._last_disk = now
-                used, entries = _disk_used(self.writable, DISK_ENTRIES + self._disk_base[1])
+                used, entries = disk_used(self.writable, DISK_ENTRIES + self._disk_base[1])
                 self._disk_entries = entries - self._disk_base[1]
                 self._check_disk(used + deleted - self._disk_base[0], self._disk_entries)
         if self._drain.total > OUTPUT_LIMIT:
@@ -603,11 +603,11 @@ class Child:
     # ------------------------------------------------------------------ ending
 
     def kill(self):
-        """Kill the child's whole tree (see ``_tree_processes``), and wait for it."""
+        """Kill the child's whole tree (see ``tree_processes``), and wait for it."""
         if not self.proc:
             return
         for _ in range(5):
-            pids = [pid for pid, _ in _tree_processes(self.proc.pid)]
+            pids = [pid for pid, _ in tree_processes(self.proc.pid)]
             if self.proc.poll() is None:
                 pids.append(self.proc.pid)
             if not pids:
@@ -634,9 +634,9 @@ class Child:
             return
         known = {self.proc.pid}
         if self.isolation.pidns:  # the harness is the waiter's child
-            known.update(pid for pid, _ in _tree_processes(self.proc.pid)
+            known.update(pid for pid, _ in tree_processes(self.proc.pid)
                          if _ppid(pid) == self.proc.pid)
-        self.leftover = [(pid, _cmdline(pid)) for pid, _ in _tree_processes(self.proc.pid)
+        self.leftover = [(pid, _cmdline(pid)) for pid, _ in tree_processes(self.proc.pid)
                          if pid not in known]
 
     def close(self):

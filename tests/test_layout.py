@@ -33,7 +33,10 @@ CODE_DIRS = ("leafsub", "exporter", "builder", "evaluator", "tools", "organizer"
              "submission_template", "bench")
 # The one reach into another module's private name left, and why: the benchmark empties
 # the sandbox's interpreter cache to time the cold path (sandbox.py has no public reset).
-PRIVATE_ALLOWED = {("bench/bench_confine.py", "sandbox._INTERPRETERS")}
+PRIVATE_ALLOWED = {("bench/bench_confine.py", "sandbox._INTERPRETERS"),
+                   # TensorFlow's own attribute: a restored SavedModel's signatures map
+                   # (the harness's LoadTracker reaches the functions the submission calls)
+                   ("evaluator/harness.py", "getattr(signatures, '_signatures')")}
 
 
 def private_names_taken(source, filename="<source>"):
