@@ -95,7 +95,9 @@ def evaluate_command(submission, data, profile, runtime, python, batch_size, tim
 @click.argument("b", type=click.Path(dir_okay=False))
 @click.option("--data", required=True, help="Labelled data: folder of class sub-folders, .npz or .h5.")
 @click.option("--profile", default=None, help="Challenge profile name or JSON file (as for evaluate).")
-@click.option("--runtime", default=None, help="Replay with this TensorFlow, e.g. tensorflow==2.15.1.")
+@click.option("--runtime", default=None, help="Where both replay, as for evaluate: 'platform' "
+              "(the default: the profile's environment), 'local', or pins such as "
+              "tensorflow==2.17.0,keras==3.4.1.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
               help="Also write the comparison as JSON here.")
 @click.option("--n-boot", default=2000, show_default=True, help="Bootstrap resamples for the interval.")

@@ -254,8 +254,11 @@ def _environment(proto, chosen, child):
     }
 
 
-# The checks whose failure can come from the packages rather than from the submission.
+# The checks whose failure can come from the packages rather than from the submission,
+# unless the message says it came from the replay's limits or confinement.
 _HINGES = ("loads", "predicts", "output", "goldens", "deterministic")
+_NOT_PACKAGES = ("time limit", "memory limit", "no network", "outside the zip", "sys.exit",
+                 "killed", "file too large", "permission denied")
 
 
 def _environment_checks(result):
@@ -264,7 +267,8 @@ def _environment_checks(result):
     pass (or a pass that could fail) with the platform's versions."""
     env = result["environment"]
     checks = result["checks"]
-    failed = [c for c in checks if c["status"] == "fail" and c["name"].split(":")[0] in _HINGES]
+    failed = [c for c in checks if c["status"] == "fail" and c["name"].split(":")[0] in _HINGES
+              and not any(m in c["detail"].lower() for m in _NOT_PACKAGES)]
     relevant = [d for d in env["differs"] if d["package"] in (
         "tensorflow", "keras", "numpy", "torch", "tf-keras", "scikit-learn")]
     sentences = list(env["notes"])
