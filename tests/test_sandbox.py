@@ -1,5 +1,6 @@
-"""The child's isolation: no network, writes only below the work dir, reads only what a
-submission needs (not the data, the home, another process's /proc), its own process group."""
+"""The child's isolation: no network, writes only in its own folders below the work dir,
+reads only what a submission needs (not the data, the home, another process's /proc), its own
+process group, no privilege; what it hands back is read as untrusted."""
 
 import os
 import shutil
