@@ -117,7 +117,7 @@ def stage_check_write(profile, members, views, combine_name, combine_path, weigh
       CheckFailed (exit 1) when the self-check fails or the written zip is above ``limit``
       (no zip is left behind); UsageError for a profile whose interface cannot be rendered.
     """
-    from .render import render_model_py
+    from .render import config_dict, render_model_py
 
     t = time.time()
     for m in members:
@@ -129,14 +129,11 @@ def stage_check_write(profile, members, views, combine_name, combine_path, weigh
                 os.makedirs(target, exist_ok=True)
             else:
                 _link_or_copy(path, target)
-    config_members = [{"dir": m["dir"], "name": m["name"], "input_size": m["input_size"],
-                       "output": m["output"], "preprocess": m["preprocess"]} for m in members]
-    for config, m in zip(config_members, members):
-        if m["input_shape"]:
-            config["input_shape"] = list(m["input_shape"])
     chunk = _chunk_size(members, len(views))
+    # model.py's CONFIG is what the self-check's reference runs too: one projection of the plan.
+    config = config_dict(profile, members, views, combine_name, weights, chunk)
     try:
-        text = render_model_py(profile, config_members, views, combine_name, weights, chunk)
+        text = render_model_py(profile, members, views, combine_name, weights, chunk)
     except ValueError as e:
         raise UsageError("profile %s: %s. Fix the profile's interface section." % (
             profile["name"], e)) from None
@@ -164,7 +161,7 @@ def stage_check_write(profile, members, views, combine_name, combine_path, weigh
     say("self-check: importing the rendered %s in a fresh Python process" % (
         profile["interface"]["module"] + ".py"))
     t = time.time()
-    reference = {"members": config_members, "views": list(views), "weights": weights,
+    reference = {"members": config["members"], "views": config["tta"], "weights": weights,
                  "chunk_size": chunk, "method": combine_name}
     with tempfile.TemporaryDirectory(prefix="leafsub-probe-") as tmp:
         probe_path = os.path.join(tmp, "probe.npz")

@@ -77,7 +77,7 @@ def test_no_module_of_exporter_or_builder_takes_a_private_name_from_another():
             with open(os.path.join(ROOT, path), encoding="utf-8") as f:
                 offenders += ["%s:%d %s" % (path, line, name)
                               for line, name in private_names_taken(f.read(), path)]
-    assert {"exporter/export_torch.py", "builder/build.py", "builder/render_torch.py"} <= set(
+    assert {"exporter/export_torch.py", "builder/build.py", "builder/render.py"} <= set(
         scanned)
     assert offenders == []
 
