@@ -471,10 +471,11 @@ def render_model_py(profile, members, tta, combine, weights, chunk_size, version
     if conv:
         parts.append(string.Template(a.INPUT_CONVERSION).substitute(
             conversion=py_literal(conv), steps=_conversion_doc(conv), ops=fw["ops"]))
-    template = a.ADAPTER_PATH if iface["constructor"] == "path" else a.ADAPTER_NONE
-    parts.append(string.Template(template).substitute(
-        class_name=iface["class_name"], method=iface["method"], dirs=dirs,
-        x_doc=input_doc(profile), returns_doc=output_doc(profile),
+    constructor = a.CONSTRUCTORS[iface["constructor"]]
+    parts.append(string.Template(a.ADAPTER).substitute(
+        class_name=iface["class_name"], method=iface["method"], arg=constructor["arg"],
+        where=string.Template(constructor["where"]).substitute(dirs=dirs),
+        init=constructor["init"], x_doc=input_doc(profile), returns_doc=output_doc(profile),
         predict_body=_predict_body(profile, bool(conv))))
     # The runtime: what PART 1 calls, and the TTA views and preprocessing modes of CONFIG
     # (``Ops.tta_view`` and ``Ops.normalize`` find ``view_<name>`` and ``mode_<name>`` by

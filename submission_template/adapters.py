@@ -5,9 +5,9 @@ from these pieces, in the order a student reads them:
 
   HEADER              the docstring a student reads first
   CONFIG = {...}      this build's settings (PART 1)
-  ADAPTER_*           the class the platform calls (PART 1), for the profile's
-                      constructor: "path" -> ``model(path)`` (AN2DL 2021-2023,
-                      generic), "none" -> ``Model()`` (AN2DL 2024)
+  ADAPTER             the class the platform calls (PART 1), for the profile's
+                      constructor (CONSTRUCTORS): "path" -> ``model(path)``,
+                      "none" -> ``Model()``
   PART 2              the definitions of spec.py and the framework's runtime
                       file that this build runs, verbatim
 
@@ -153,53 +153,47 @@ $steps    """
     return $ops.from_platform(X, PLATFORM_INPUT)
 '''
 
-ADAPTER_PATH = '''
+# The class the platform calls; CONSTRUCTORS fills in the profile's constructor.
+ADAPTER = '''
 
 class $class_name:
-    """What the platform instantiates: ``$class_name(path)``, then ``.$method(X)`` per batch.
+    """What the platform instantiates: ``$class_name($arg)``, then ``.$method(X)`` per batch.
 
-    ``path`` is the folder the submission was unzipped to. The models are
-    loaded from its sub-folders
-$dirs
-    (or from the folder of this file, when ``path`` does not hold them).
+$where
     """
 
-    def __init__(self, path):
+$init
+    def $method(self, X):
+        """Predict one batch.
+
+        Args:
+          X: $x_doc
+
+        Returns:
+          $returns_doc
+        """
+$predict_body'''
+
+CONSTRUCTORS = {
+    "path": {  # model(path): AN2DL 2021-2023, generic
+        "arg": "path",
+        "where": '''    ``path`` is the folder the submission was unzipped to. The models are
+    loaded from its sub-folders
+$dirs
+    (or from the folder of this file, when ``path`` does not hold them).''',
+        "init": '''    def __init__(self, path):
         folder = path if path and os.path.isdir(
             os.path.join(str(path), CONFIG["members"][0]["dir"])) else HERE
         self.ensemble = _load_ensemble(str(folder))
-
-    def $method(self, X):
-        """Predict one batch.
-
-        Args:
-          X: $x_doc
-
-        Returns:
-          $returns_doc
-        """
-$predict_body'''
-
-ADAPTER_NONE = '''
-
-class $class_name:
-    """What the platform instantiates: ``$class_name()``, then ``.$method(X)`` per batch.
-
-    The models are loaded from the sub-folders
+''',
+    },
+    "none": {  # Model(): AN2DL 2024
+        "arg": "",
+        "where": '''    The models are loaded from the sub-folders
 $dirs
-    of the folder this file is in, whatever the working directory is.
-    """
-
-    def __init__(self):
+    of the folder this file is in, whatever the working directory is.''',
+        "init": '''    def __init__(self):
         self.ensemble = _load_ensemble(HERE)
-
-    def $method(self, X):
-        """Predict one batch.
-
-        Args:
-          X: $x_doc
-
-        Returns:
-          $returns_doc
-        """
-$predict_body'''
+''',
+    },
+}
