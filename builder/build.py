@@ -191,7 +191,7 @@ def _build(models, weights, combine, tta, profile_arg, output, json_path, force,
 
     members = plan_members(runs, shown, cards, specs, profile)
     reserved = {profile["interface"]["module"] + ".py", METADATA_NAME, MANIFEST_NAME, PROBE_NAME}
-    reserved |= {m["dir"] for m in members}
+    reserved |= {m.dir for m in members}
     if combine_path and os.path.basename(combine_path) in reserved:
         raise UsageError("--combine %s: the module name %s clashes with a file of the submission; "
                          "rename it." % (combine_name, os.path.basename(combine_path)))
@@ -199,10 +199,10 @@ def _build(models, weights, combine, tta, profile_arg, output, json_path, force,
     # 2. files ---------------------------------------------------------------------------
     say("verifying the SavedModel files against their cards")
     for m in members:
-        m["files"], extra = member_files(m["run_dir"], m["card"])
+        m.files, extra = member_files(m.run_dir, m.card)
         if extra:
             notes.append("%s: %d file(s) not recorded at export are left out (%s)"
-                         % (m["run_dir"], len(extra), ", ".join(extra[:3])))
+                         % (m.run_dir, len(extra), ", ".join(extra[:3])))
     timing["verify_s"] = round(time.time() - started, 3)
 
     # 3. size, before anything costly ------------------------------------------------------
@@ -237,12 +237,12 @@ def _result(output, profile, members, entries, stats, digest, selfcheck, combine
     """The BuildResult of a written zip (and its ``--json``)."""
     member_info = []
     for m in members:
-        prefix = m["dir"] + "/"
+        prefix = m.dir + "/"
         member_info.append({
-            "name": m["name"], "run_dir": m["run_dir"], "dir": m["dir"],
-            "input_size": m["input_size"], "input_shape": m["input_shape"],
-            "output": m["output"], "preprocess": m["preprocess"],
-            "preprocess_source": m["preprocess_source"], "bytes": m["bytes"],
+            "name": m.name, "run_dir": m.run_dir, "dir": m.dir,
+            "input_size": m.input_size, "input_shape": m.input_shape,
+            "output": m.output, "preprocess": m.preprocess,
+            "preprocess_source": m.preprocess_source, "bytes": m.bytes,
             "zip_bytes": sum(e.compressed for e in entries if e.name.startswith(prefix)),
         })
     other = [e for e in entries if "/" not in e.name]

@@ -8,6 +8,7 @@ run dir or the option and the fix; nothing here reads a model or imports TensorF
 """
 
 import ast
+import dataclasses
 import importlib
 import os
 import sys
@@ -20,7 +21,7 @@ from ..profiles import model_dir
 from ..protocol import Protocol
 from ..submission_template import spec as runtime_spec
 
-# Spec fields only a torch card has (runtime_torch.py): kept through the build.
+# Spec fields only a torch card has (its geometry and layout): kept through the build.
 TORCH_SPEC_KEYS = ("layout", "resize", "crop")
 
 
@@ -168,17 +169,12 @@ def resolve_preprocess(preprocess, cards, runs):
 
 
 def _checked_spec(declared, run, features):
-    """``validate_spec`` for a member, its ValueError as the user's error naming the run.
-
-    A torch card's geometry and layout (``TORCH_SPEC_KEYS``, validated by
-    runtime_torch.validate_spec in the submission) are carried through unchanged.
-    """
+    """``validate_spec`` for a member (a torch card's geometry and layout included), its
+    ValueError as the user's error naming the run."""
     try:
-        out = runtime_spec.validate_spec(declared, features)
+        return runtime_spec.validate_spec(declared, features)
     except ValueError as e:
         raise UsageError("%s: %s." % (run, e)) from None
-    out.update({k: declared[k] for k in TORCH_SPEC_KEYS if declared.get(k) is not None})
-    return out
 
 
 def check_classes(cards, runs, profile, notes):
@@ -243,20 +239,53 @@ def check_inputs(cards, runs, specs, profile, views, checks):
                              % (run, card["input"]["height"], card["input"]["width"]))
 
 
+@dataclasses.dataclass
+class Member:
+    """One model of the build: where it comes from, what model.py runs, where it goes in the zip.
+
+    The build fills in ``files`` (build.member_files), ``bytes`` and ``estimate``
+    (sizelimit.expected_size) as it goes.
+    """
+
+    index: int
+    run_dir: str
+    given: str  # the run dir as the user named it
+    name: str
+    dir: str  # its folder in the zip
+    card: dict
+    preprocess: dict
+    preprocess_source: str
+    input_size: list  # [h, w], or None for a model whose input is not an image
+    input_shape: list  # that model's sample shape, else None
+    output: str
+    label: str  # how messages name it
+    files: list = dataclasses.field(default_factory=list)  # (rel, path, digest or None)
+    bytes: int = 0
+    estimate: int = 0
+
+    def config(self):
+        """This member's entry of model.py's CONFIG["members"] (and the self-check's reference)."""
+        entry = {"dir": self.dir, "name": self.name,
+                 "input_size": None if self.input_size is None else list(self.input_size),
+                 "output": self.output, "preprocess": dict(self.preprocess)}
+        if self.input_shape:
+            entry["input_shape"] = list(self.input_shape)
+        return entry
+
+
 def plan_members(runs, shown, cards, specs, profile):
-    """One dict per member: its run dir, card, preprocessing, input and folder in the zip."""
+    """One Member per run dir: its card, preprocessing, input and folder in the zip."""
     members = []
     for i, (run, card, (spec, spec_source)) in enumerate(zip(runs, cards, specs), start=1):
         directory = model_dir(profile, i, len(runs))
         given = shown[i - 1]
-        members.append({
-            "index": i, "run_dir": run, "given": given, "name": card["name"], "dir": directory,
-            "card": card, "preprocess": spec, "preprocess_source": spec_source,
-            "input_size": None if "shape" in card["input"] else
+        members.append(Member(
+            index=i, run_dir=run, given=given, name=card["name"], dir=directory, card=card,
+            preprocess=spec, preprocess_source=spec_source,
+            input_size=None if "shape" in card["input"] else
             [card["input"]["height"], card["input"]["width"]],
-            "input_shape": card["input"].get("shape"),
-            "output": card["output"], "label": "member %d (%s -> %s/)" % (i, given, directory),
-        })
+            input_shape=card["input"].get("shape"), output=card["output"],
+            label="member %d (%s -> %s/)" % (i, given, directory)))
     return members
 
 

@@ -1,11 +1,13 @@
-"""Render a submission's ``model.py`` from ``submission_template/``.
+"""Render a submission's ``model.py`` from ``submission_template/``, for any framework.
 
 ``model.py`` = a header docstring for the student + ``CONFIG = {...}`` (this
-build's settings) + the profile's adapter class + the runtime (``spec.py`` and
-``runtime.py``) verbatim. Nothing here imports TensorFlow; the output is plain
-text and depends only on its arguments (same inputs, same bytes).
+build's settings) + the profile's adapter class + the runtime: the definitions of
+``spec.py`` and the framework's runtime file (``adapters.FRAMEWORKS``) that this
+build reaches, verbatim, in their files' order. Nothing here imports a framework;
+the output is plain text and depends only on its arguments (same inputs, same bytes).
 """
 
+import ast
 import json
 import keyword
 import string
@@ -30,10 +32,6 @@ MODE_TEXT = {
 }
 
 
-SPEC_IMPORT_START = "# --- leafsub: spec import ---"
-SPEC_IMPORT_END = "# --- end of the spec import ---\n"
-
-
 def _template_source(name):
     return resources.files("leafsub.submission_template").joinpath(name).read_text(
         encoding="utf-8")
@@ -44,21 +42,147 @@ def spec_source():
     return _template_source("spec.py")
 
 
-def runtime_source(ops_file="runtime.py"):
-    """The runtime as ``model.py`` holds it: spec.py, then the framework's ops module
-    (``runtime.py``, or ``runtime_torch.py`` for a torch profile) without its import of
-    spec.py (the names are defined just above), both otherwise verbatim."""
-    ops = _template_source(ops_file)
-    start = ops.index(SPEC_IMPORT_START)
-    end = ops.index(SPEC_IMPORT_END, start) + len(SPEC_IMPORT_END)
-    return (spec_source().rstrip("\n") + "\n\n\n" + ops[:start].rstrip("\n") + "\n\n\n"
-            + ops[end:].lstrip("\n"))
+def ops_source(ops_file):
+    """A framework's runtime file (``runtime.py``, ``runtime_torch.py``), exactly as shipped."""
+    return _template_source(ops_file)
 
 
 def _adapters():
     from ..submission_template import adapters
 
     return adapters
+
+
+def framework_text(profile):
+    """The profile's framework's entry of ``adapters.FRAMEWORKS`` (TensorFlow by default)."""
+    return _adapters().FRAMEWORKS[profile.get("framework", "tensorflow")]
+
+
+# --------------------------------------------------------------------------- the runtime
+
+class _Unit:
+    """One top-level statement of a runtime file: what it defines, what it uses, its text."""
+
+    def __init__(self, node, lines, is_method=False):
+        self.node = node
+        self.is_method = is_method
+        self.defines = _defined_names(node)
+        first = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
+        while first > 1 and lines[first - 2].lstrip().startswith("#"):
+            first -= 1  # the comment just above belongs to the definition
+        self.first, self.last = first, node.end_lineno
+        self.lines = lines
+        self.members = []  # a class's methods and class-level statements (_Unit)
+        if isinstance(node, ast.ClassDef):
+            self.members = [_Unit(n, lines, True) for n in node.body]
+            self.uses = _used_names(node.bases)
+        else:
+            self.uses = _used_names([node])
+
+    def text(self, names, attrs):
+        """The source, a class with only the methods in ``attrs`` (and its dunders)."""
+        if not self.members:
+            return "\n".join(self.lines[self.first - 1:self.last])
+        body_start = self.members[0].first
+        out = []
+        for m in self.members:
+            if m.kept(attrs):
+                out.append("\n".join(self.lines[m.first - 1:m.last]))
+        return "\n".join(self.lines[self.first - 1:body_start - 1]) + "\n" + "\n\n".join(out)
+
+    def kept(self, attrs):
+        """For a class member: a method only when reached (by name), anything else always."""
+        if not isinstance(self.node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            return True
+        return self.node.name.startswith("__") or self.node.name in attrs
+
+
+def _defined_names(node):
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        return {node.name}
+    if isinstance(node, (ast.Import, ast.ImportFrom)):
+        return {(a.asname or a.name).split(".")[0] for a in node.names}
+    if isinstance(node, ast.Assign):
+        return {n.id for t in node.targets for n in ast.walk(t) if isinstance(n, ast.Name)}
+    return set()
+
+
+def _used_names(nodes):
+    """``(globals, attributes)`` a piece of code refers to."""
+    names, attrs = set(), set()
+    for node in nodes:
+        for n in ast.walk(node):
+            if isinstance(n, ast.Name):
+                names.add(n.id)
+            elif isinstance(n, ast.Attribute):
+                attrs.add(n.attr)
+    return names, attrs
+
+
+def _units(source):
+    """The definitions and imports of a runtime file (its docstring and spec import left out)."""
+    tree = ast.parse(source)
+    lines = source.splitlines()
+    return [_Unit(node, lines) for node in tree.body
+            if not isinstance(node, ast.Try)  # the spec import: model.py holds spec.py's text
+            and not (isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant))]
+
+
+def runtime_source(ops_file, roots, attrs, never=()):
+    """The runtime as ``model.py`` holds it: the imports, then the definitions of spec.py
+    and ``ops_file`` that ``roots`` (global names) and ``attrs`` (attribute names) reach,
+    each verbatim with the comment just above it, in the files' order.
+
+    ``never``: names (functions or methods) the build's configuration never calls, left out
+    with whatever only they reach (``left_out`` says which and why).
+
+    Returns:
+      ``(imports, definitions)``, two texts.
+    """
+    files = [_units(spec_source()), _units(ops_source(ops_file))]
+    names, attrs = set(roots) - set(never), set(attrs) - set(never)
+    kept = set()
+
+    def reach(unit):
+        more, more_attrs = unit.uses
+        names.update(more - set(never))
+        attrs.update(more_attrs - set(never))
+
+    while True:  # grow the set until nothing new is reached
+        before = (len(names), len(attrs), len(kept))
+        for units in files:
+            for u in units:
+                if u.defines & names and not isinstance(u.node, (ast.Import, ast.ImportFrom)):
+                    kept.add(id(u))
+                    reach(u)
+                    for m in u.members:
+                        if m.kept(attrs):
+                            reach(m)
+        if (len(names), len(attrs), len(kept)) == before:
+            break
+    imports, parts = [], []
+    for units in files:
+        for u in units:
+            if isinstance(u.node, (ast.Import, ast.ImportFrom)):
+                line = u.text(names, attrs)
+                if u.defines & names and line not in imports:
+                    imports.append(line)
+            elif id(u) in kept:
+                parts.append(u)
+    def group(line):  # the standard library, numpy, the framework
+        return (line.startswith("from"), ("numpy" in line) + 2 * ("numpy" not in line and (
+            "tensorflow" in line or "torch" in line)), line)
+
+    imports.sort(key=group)
+    out = []
+    for prev, u in zip([None] + parts, parts):
+        if prev is not None:
+            simple = not isinstance(u.node, (ast.FunctionDef, ast.ClassDef)) and not isinstance(
+                prev.node, (ast.FunctionDef, ast.ClassDef))
+            out.append("\n" if simple and u.first == prev.last + 1 else
+                       "\n\n" if simple else "\n\n\n")
+        out.append(u.text(names, attrs))
+    return "\n".join(imports) + "\n", "".join(out) + "\n"
 
 
 def py_literal(value, indent=0, width=88):
@@ -102,15 +226,20 @@ def check_identifier(value, field):
 def input_doc(profile):
     """model.py's description of X, the batch the platform feeds predict()."""
     inp = profile["input"]
-    container = "tf.Tensor" if inp["container"] == "tensor" else "numpy.ndarray"
+    container = framework_text(profile)["tensor"] if inp["container"] == "tensor" else (
+        "numpy.ndarray")
     if inp.get("kind", "image") != "image":
         return "%s, %s, [batch, %s], %s" % (
             container, inp["dtype"], ", ".join(map(str, inp["shape"])),
             "values in %s-%s" % (number_text(inp["range"][0]), number_text(inp["range"][1]))
             if inp.get("range") else "any finite values")
     h, w, c = inp["shape"]
-    return "%s, %s, [batch, %d, %d, %d], %s %s-%s" % (
-        container, inp["dtype"], h, w, c, inp.get("channel_order", "RGB"),
+    layout = inp.get("layout", "NHWC")
+    dims = "[batch, %d, %d, %d]" % ((c, h, w) if layout == "NCHW" else (h, w, c))
+    if layout != "NHWC" or profile.get("framework") == "torch":
+        dims += " (%s)" % layout
+    return "%s, %s, %s, %s %s-%s" % (
+        container, inp["dtype"], dims, inp.get("channel_order", "RGB"),
         number_text(inp["range"][0]), number_text(inp["range"][1]))
 
 
@@ -138,8 +267,8 @@ def number_text(x):
 def output_doc(profile):
     """model.py's description of what predict() returns."""
     out = profile["output"]
-    container = {"tensor": "a tf.Tensor", "numpy": "a numpy array", "any": "a numpy array"}[
-        out.get("container", "any")]
+    container = {"tensor": "a " + framework_text(profile)["tensor"], "numpy": "a numpy array",
+                 "any": "a numpy array"}[out.get("container", "any")]
     if out["kind"] == "labels":
         return "Class indices [batch] (int64), as %s." % container
     return "Scores [batch, classes] (float32), as %s." % container
@@ -158,8 +287,9 @@ def steps_doc(profile, members, tta, combine, weights):
         text = "1. %s, preprocess it, run it through the model and turn its outputs into " \
                "probabilities:" % first
     else:
-        text = "1. %s, make the TTA views (%s), preprocess them, run all views through the " \
-               "model in one call, and average its probabilities over the views:" % (first, views)
+        text = "1. %s, make the TTA views (%s), preprocess them, run them through the " \
+               "model (in slices of at least MIN_CALL_BATCH images), and average its " \
+               "probabilities over the views:" % (first, views)
     lines.append(textwrap.fill(text, 79, initial_indent="  ", subsequent_indent="     "))
     for m in members:
         mh, mw = m["input_size"]
@@ -224,8 +354,9 @@ def _predict_body(profile, convert):
         lines.append("        scores = self.ensemble.predict_proba(%s).astype(np.float32)" % x)
         result = "scores"
     if out.get("container", "any") == "tensor":
-        lines.append("        return tf.convert_to_tensor(%s)  # this platform expects a tf.Tensor"
-                     % result)
+        fw = framework_text(profile)
+        lines.append("        return %s  # this platform expects a %s"
+                     % (fw["to_tensor"] % result, fw["tensor"]))
     else:
         lines.append("        return %s" % result)
     return "\n".join(lines) + "\n"
@@ -241,9 +372,11 @@ def _conversion(profile):
 
 
 def _conversion_doc(conv):
-    """What ``from_platform`` does with ``conv``, in the numbers of this platform."""
+    """What ``Ops.from_platform`` does with ``conv``, in the numbers of this platform."""
     lo, hi = conv["range"]
     steps = []
+    if conv.get("layout") == "NCHW":
+        steps.append("x = x.transpose(0, 2, 3, 1)  # the platform feeds channels first")
     if (lo, hi) != (0.0, 255.0):
         steps.append("x = (x - %r) * (255.0 / %r)  # the platform's values are in [%s, %s]" % (
             lo, hi - lo, number_text(lo), number_text(hi)))
@@ -252,29 +385,35 @@ def _conversion_doc(conv):
     return "".join("        %s\n" % line for line in steps)
 
 
-def render_model_py(profile, members, tta, combine, weights, chunk_size, version=__version__):
-    """The text of ``model.py``.
+def left_out(members, tta):
+    """``{name: why}``: the runtime's functions this configuration never calls."""
+    out = {}
+    if len(members) == 1:
+        out["combine"] = "one model"
+    if list(tta) == ["identity"]:
+        out["predict_views"] = "no TTA"
+    if not any(m.get("input_shape") for m in members):
+        out["predict_samples"] = "an image input"
+    if not any(m["preprocess"].get(k) is not None for m in members for k in ("resize", "crop")):
+        out["resize_and_crop"] = "no resize or crop before the model's size"
+    return out
 
-    Args:
-      profile: a loaded profile dict.
-      members: dicts ``{"dir", "name", "input_size": [h, w], "output", "preprocess": spec}``
-        in ensemble order.
-      tta: the list of view names.
-      combine: a runtime combiner name or ``"module:function"``.
-      weights: a list of floats or None.
-      chunk_size: images per model call.
 
-    Raises:
-      ValueError when the profile's module/class/method names are not identifiers.
-    """
-    if profile.get("framework") == "torch":
-        from .render_torch import render_model_py_torch
-        return render_model_py_torch(profile, members, tta, combine, weights, chunk_size, version)
-    a = _adapters()
-    iface = profile["interface"]
-    for field in ("module", "class_name", "method"):
-        check_identifier(iface[field], "interface." + field)
-    config = {
+def _left_out_note(never):
+    """PART 2's comment on what is not there (``left_out``)."""
+    if not never:
+        return ""
+    by_reason = {}
+    for name, why in never.items():
+        by_reason.setdefault(why, []).append(name)
+    text = "Left out, as this build never calls them: %s." % "; ".join(
+        "%s (%s)" % (", ".join(names), why) for why, names in by_reason.items())
+    return textwrap.fill(text, 79, initial_indent="# ", subsequent_indent="# ") + "\n"
+
+
+def config_dict(profile, members, tta, combine, weights, chunk_size):
+    """model.py's CONFIG: the build's settings, as plain data."""
+    return {
         "profile": profile["name"],
         "members": [dict({"dir": m["dir"], "name": m["name"],
                           "input_size": None if m["input_size"] is None else list(m["input_size"]),
@@ -286,33 +425,69 @@ def render_model_py(profile, members, tta, combine, weights, chunk_size, version
         "weights": None if weights is None else [float(x) for x in weights],
         "chunk_size": int(chunk_size),
     }
+
+
+def render_model_py(profile, members, tta, combine, weights, chunk_size, version=__version__):
+    """The text of ``model.py``, for the profile's framework.
+
+    Args:
+      profile: a loaded profile dict.
+      members: dicts ``{"dir", "name", "input_size": [h, w], "output", "preprocess": spec}``
+        (and ``"input_shape"`` for a model whose input is not an image) in ensemble order.
+      tta: the list of view names.
+      combine: a runtime combiner name or ``"module:function"``.
+      weights: a list of floats or None.
+      chunk_size: images per chunk.
+
+    Raises:
+      ValueError when the profile's module/class/method names are not identifiers.
+    """
+    a = _adapters()
+    fw = framework_text(profile)
+    iface = profile["interface"]
+    for field in ("module", "class_name", "method"):
+        check_identifier(iface[field], "interface." + field)
+    config = config_dict(profile, members, tta, combine, weights, chunk_size)
     user_combiner = ":" in combine and len(members) > 1
     conv = _conversion(profile)
     dirs = textwrap.fill(", ".join(m["dir"] for m in members), 79, initial_indent=" " * 8,
                          subsequent_indent=" " * 8)
     header = string.Template(a.HEADER).substitute(
-        title=textwrap.fill(docsafe(profile.get("title", profile["name"])), 79), profile=docsafe(profile["name"]),
-        version=version, usage=usage_doc(profile), method=iface["method"],
+        title=textwrap.fill(docsafe(profile.get("title", profile["name"])), 79),
+        profile=docsafe(profile["name"]), framework_title=fw["title"], version=version,
+        usage=usage_doc(profile), method=iface["method"],
         samples="images" if profile["input"].get("kind", "image") == "image" else "samples",
-        steps=steps_doc(profile, members, tta, combine, weights))
+        steps=steps_doc(profile, members, tta, combine, weights), runtime=fw["runtime"],
+        ops_file=fw["ops_file"], imports=fw["imports"])
     combine_note = (" (here: your module:function)" if user_combiner else "")
     # Configuration and class first (what a student looks for), the runtime below: the
     # module-level code above the runtime only defines names, so it runs before them.
-    parts = [header, string.Template(a.PART_1).substitute(config=py_literal(config),
-                                                          combine_note=combine_note),
-             a.PART_1_CLASS]
+    parts = [string.Template(a.PART_1).substitute(config=py_literal(config),
+                                                  combine_note=combine_note), a.PART_1_CLASS]
     if user_combiner:
         parts.append(a.COMBINER_LOADER)
     parts.append(string.Template(a.LOAD_ENSEMBLE).substitute(
         method_expr="_combine_method(folder)" if user_combiner else 'CONFIG["combine"]'))
     if conv:
         parts.append(string.Template(a.INPUT_CONVERSION).substitute(
-            conversion=py_literal(conv), steps=_conversion_doc(conv)))
-    template = a.ADAPTER_PATH if iface["constructor"] == "path" else a.ADAPTER_NONE
-    parts.append(string.Template(template).substitute(
-        class_name=iface["class_name"], method=iface["method"], dirs=dirs,
-        x_doc=input_doc(profile), returns_doc=output_doc(profile), predict_body=_predict_body(profile, bool(conv))))
-    parts += [a.PART_2, runtime_source().rstrip("\n") + "\n"]
-    text = "".join(parts)
+            conversion=py_literal(conv), steps=_conversion_doc(conv), ops=fw["ops"]))
+    constructor = a.CONSTRUCTORS[iface["constructor"]]
+    parts.append(string.Template(a.ADAPTER).substitute(
+        class_name=iface["class_name"], method=iface["method"], arg=constructor["arg"],
+        where=string.Template(constructor["where"]).substitute(dirs=dirs),
+        init=constructor["init"], x_doc=input_doc(profile), returns_doc=output_doc(profile),
+        predict_body=_predict_body(profile, bool(conv))))
+    # The runtime: what PART 1 calls, and the TTA views and preprocessing modes of CONFIG
+    # (``Ops.tta_view`` and ``Ops.normalize`` find ``view_<name>`` and ``mode_<name>`` by
+    # name), without what this configuration never calls.
+    roots, attrs = _used_names([ast.parse("".join(parts))])
+    never = left_out(members, tta)
+    attrs |= {"mode_" + m["preprocess"]["mode"] for m in members}
+    if "predict_views" not in never:
+        attrs |= {"view_" + v for v in tta}
+    imports, runtime = runtime_source(fw["ops_file"], roots, attrs, never)
+    text = "".join([header] + parts + [string.Template(a.PART_2).substitute(
+        ops_file=fw["ops_file"], imports=imports, left_out=_left_out_note(never)), "\n\n",
+        runtime])
     compile(text, "model.py", "exec")  # a rendering bug must never reach a zip
     return text

@@ -34,13 +34,13 @@ def expected_size(members, profile, combine_path, compression, limit, notes, che
     Raises:
       CheckFailed (exit 1) when even the best policy leaves the zip above the limit.
     """
-    model_entries = [zipwrite.dir_entry(m["dir"]) for m in members]
+    model_entries = [zipwrite.dir_entry(m.dir) for m in members]
     for m in members:
-        for rel, path, digest in m["files"]:
-            arcname = m["dir"] + "/" + rel
+        for rel, path, digest in m.files:
+            arcname = m.dir + "/" + rel
             model_entries.append(zipwrite.dir_entry(arcname) if digest is None
                                  else zipwrite.file_entry(arcname, path))
-    probe_count = int(members[0]["card"]["probe"]["count"])
+    probe_count = int(members[0].card["probe"]["count"])
     # model.py, the manifest, the probe batch (integer-valued float32: deflates to about half)
     # and a user combiner: estimated generously, checked exactly once the zip is written.
     own_bytes = SMALL_FILES_ALLOWANCE + probe_count * int(np.prod(profile["input"]["shape"])) * 4 + (
@@ -48,7 +48,7 @@ def expected_size(members, profile, combine_path, compression, limit, notes, che
 
     def estimate_with(policy):
         planned = zipwrite.plan([dataclasses.replace(e) for e in model_entries], policy)
-        per_member = [sum(e.estimate for e in planned if e.name.startswith(m["dir"] + "/"))
+        per_member = [sum(e.estimate for e in planned if e.name.startswith(m.dir + "/"))
                       for m in members]
         return planned, per_member, sum(per_member) + own_bytes + 100 * len(planned)
 
@@ -61,10 +61,10 @@ def expected_size(members, profile, combine_path, compression, limit, notes, che
                          "(about %s instead of %s)" % (mb(limit), mb(deflated), mb(estimate)))
             effective, per_member, estimate = "deflate", deflated_members, deflated
     for m, size in zip(members, per_member):
-        m["bytes"] = sum(e.size for e in planned if e.name.startswith(m["dir"] + "/"))
-        m["estimate"] = size
+        m.bytes = sum(e.size for e in planned if e.name.startswith(m.dir + "/"))
+        m.estimate = size
     if estimate > limit:
-        contributors = [("%s (%s)" % (m["dir"], m["given"]), m["estimate"]) for m in members]
+        contributors = [("%s (%s)" % (m.dir, m.given), m.estimate) for m in members]
         contributors.append(("model.py + manifest + probe", own_bytes))
         saving = 0
         if effective != "deflate":
@@ -73,7 +73,7 @@ def expected_size(members, profile, combine_path, compression, limit, notes, che
                             % (mb(estimate), mb(limit))))
         raise size_error(profile, estimate, limit, contributors, members, effective, saving,
                          actual=False)
-    raw_total = sum(m["bytes"] for m in members)
+    raw_total = sum(m.bytes for m in members)
     return effective, estimate, raw_total
 
 

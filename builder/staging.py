@@ -76,8 +76,8 @@ def member_files(run, card):
 
 
 def _chunk_size(members, n_views):
-    largest = max(int(np.prod(m["input_shape"])) if m.get("input_shape")
-                  else m["input_size"][0] * m["input_size"][1] * 3 for m in members)
+    largest = max(int(np.prod(m.input_shape)) if m.input_shape
+                  else m.input_size[0] * m.input_size[1] * 3 for m in members)
     per_image = largest * 4 * max(1, n_views)
     return int(max(1, min(MAX_CHUNK, CHUNK_BYTES // per_image)))
 
@@ -118,26 +118,24 @@ def stage_check_write(profile, members, views, combine_name, combine_path, weigh
       CheckFailed (exit 1) when the self-check fails or the written zip is above ``limit``
       (no zip is left behind); UsageError for a profile whose interface cannot be rendered.
     """
-    from .render import render_model_py
+    from .render import config_dict, render_model_py
 
     t = time.time()
     for m in members:
-        root = os.path.join(staging, m["dir"])
+        root = os.path.join(staging, m.dir)
         os.makedirs(root)
-        for rel, path, digest in m["files"]:
+        for rel, path, digest in m.files:
             target = os.path.join(root, *rel.rstrip("/").split("/"))
             if digest is None:
                 os.makedirs(target, exist_ok=True)
             else:
                 _link_or_copy(path, target)
-    config_members = [{"dir": m["dir"], "name": m["name"], "input_size": m["input_size"],
-                       "output": m["output"], "preprocess": m["preprocess"]} for m in members]
-    for config, m in zip(config_members, members):
-        if m["input_shape"]:
-            config["input_shape"] = list(m["input_shape"])
     chunk = _chunk_size(members, len(views))
+    # model.py's CONFIG is what the self-check's reference runs too (Member.config).
+    config = config_dict(profile, [m.config() for m in members], views, combine_name, weights,
+                         chunk)
     try:
-        text = render_model_py(profile, config_members, views, combine_name, weights, chunk)
+        text = render_model_py(profile, config["members"], views, combine_name, weights, chunk)
     except ValueError as e:
         raise UsageError("profile %s: %s. Fix the profile's interface section." % (
             profile["name"], e)) from None
@@ -159,27 +157,27 @@ def stage_check_write(profile, members, views, combine_name, combine_path, weigh
     from .selfcheck import compare, run_child
 
     probe = _probe_images(members[0], profile)
-    tolerance = max(float(m["card"]["probe"]["tolerance"]) for m in members)
+    tolerance = max(float(m.card["probe"]["tolerance"]) for m in members)
     before = {e.name for e in zipwrite.entries_from_tree(staging)}
     timing["stage_s"] = round(time.time() - t, 3)
     say("self-check: importing the rendered %s in a fresh Python process" % (
         profile["interface"]["module"] + ".py"))
     t = time.time()
-    reference = {"members": config_members, "views": list(views), "weights": weights,
+    reference = {"members": config["members"], "views": config["tta"], "weights": weights,
                  "chunk_size": chunk, "method": combine_name}
     with tempfile.TemporaryDirectory(prefix="leafsub-probe-") as tmp:
         probe_path = os.path.join(tmp, "probe.npz")
         np.savez(probe_path, images=probe.astype(np.float32))
         info, arrays = run_child(staging, profile,
-                                 [os.path.join(m["run_dir"], m["card"]["probe"]["file"])
+                                 [os.path.join(m.run_dir, m.card["probe"]["file"])
                                   for m in members], probe_path, reference)
     scores = arrays["reference"]
     labels = np.argmax(scores, axis=1).astype(np.int64)
     goldens = []
     for m in members:
-        with np.load(os.path.join(m["run_dir"], m["card"]["probe"]["file"])) as data:
-            goldens.append({"label": m["label"], "goldens": data["probabilities"],
-                            "tolerance": float(m["card"]["probe"]["tolerance"])})
+        with np.load(os.path.join(m.run_dir, m.card["probe"]["file"])) as data:
+            goldens.append({"label": m.label, "goldens": data["probabilities"],
+                            "tolerance": float(m.card["probe"]["tolerance"])})
 
     def hint(i, diff):
         return _mismatch_hint(members[i], arrays["hint_diffs"][i], goldens[i]["tolerance"])
@@ -204,9 +202,9 @@ def stage_check_write(profile, members, views, combine_name, combine_path, weigh
         "leafsub_manifest": 1,
         "profile": profile["name"],
         "versions": versions,
-        "members": [{"dir": m["dir"], "name": m["name"], "card": m["card"],
-                     "preprocess": m["preprocess"], "preprocess_source": m["preprocess_source"],
-                     "files": {m["dir"] + "/" + rel: digest for rel, _, digest in m["files"]
+        "members": [{"dir": m.dir, "name": m.name, "card": m.card,
+                     "preprocess": m.preprocess, "preprocess_source": m.preprocess_source,
+                     "files": {m.dir + "/" + rel: digest for rel, _, digest in m.files
                                if digest}} for m in members],
         "combine": combine_name,
         "weights": weights,
@@ -228,8 +226,8 @@ def stage_check_write(profile, members, views, combine_name, combine_path, weigh
 
     def verify(tmp, stats):
         if stats.size > limit:
-            sizes = [("%s (%s)" % (m["dir"], m["given"]),
-                      sum(e.compressed for e in entries if e.name.startswith(m["dir"] + "/")))
+            sizes = [("%s (%s)" % (m.dir, m.given),
+                      sum(e.compressed for e in entries if e.name.startswith(m.dir + "/")))
                      for m in members]
             sizes.append(("model.py + manifest + probe",
                           sum(e.compressed for e in entries if "/" not in e.name)))
@@ -254,14 +252,14 @@ def _probe_images(first, profile):
     from ..datasets import resize_for_data_pack
     from ..exporter.export import synthetic_probe
 
-    card = first["card"]
+    card = first.card
     if "shape" in card["input"]:  # not an image: member 1's probe samples, as they are
-        with np.load(os.path.join(first["run_dir"], card["probe"]["file"])) as data:
+        with np.load(os.path.join(first.run_dir, card["probe"]["file"])) as data:
             return np.asarray(data["images"], dtype=np.float32)
     h, w = profile["input"]["shape"][:2]
     count = int(card["probe"]["count"])
     if card["probe"]["source"] == "user":
-        with np.load(os.path.join(first["run_dir"], card["probe"]["file"])) as data:
+        with np.load(os.path.join(first.run_dir, card["probe"]["file"])) as data:
             images = data["images"]
         # Any resize will do (the batch only has to be the same for model.py and the
         # reference); PIL keeps TensorFlow out of this process.
@@ -276,9 +274,9 @@ def _mismatch_hint(member, diffs, tol):
     mode in ``selfcheck.HINT_MODES`` order), to name in the error."""
     from .selfcheck import HINT_MODES
 
-    declared = member["preprocess"]["mode"]
-    card_mode = member["card"]["preprocess"]["mode"]
-    text = "model.py preprocesses it with %r (from %s)" % (declared, member["preprocess_source"])
+    declared = member.preprocess["mode"]
+    card_mode = member.card["preprocess"]["mode"]
+    text = "model.py preprocesses it with %r (from %s)" % (declared, member.preprocess_source)
     if card_mode != declared:
         text += "; its card (leafsub.json) says %r" % card_mode
     best = None

@@ -384,12 +384,7 @@ def export(model, run_dir, preprocess=None, class_names=None, probe=None, prepro
     from ..submission_template import runtime
     from . import detect as detect_mod
 
-    run_dir = os.path.abspath(os.fspath(run_dir))
-    if os.path.exists(run_dir) and not os.path.isdir(run_dir):
-        raise UsageError("%s: exists and is not a folder; choose another run dir." % run_dir)
-    if os.path.isdir(run_dir) and os.listdir(run_dir) and not force:
-        raise UsageError("%s: the run dir already exists and is not empty. Choose a new run dir "
-                         "or pass force=True (--force) to replace it." % run_dir)
+    run_dir = check_run_dir(run_dir, force)
     notes = []
     spec, spec_source = _resolve_spec(preprocess, arch)
     if spec is None and preprocess_fn is None:
@@ -453,52 +448,28 @@ def _write_run_dir(wrapped, run_dir, images, model_inputs, reference, kind, clas
     """Save the SavedModel, check it reproduces the model, write probe.npz and the card."""
     from ..submission_template import runtime
 
-    parent = os.path.dirname(run_dir)
-    os.makedirs(parent, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=".leafsub-export-", dir=parent)
-    try:
-        saved = os.path.join(staging, SAVED_MODEL_DIR)
-        wrapped.save(saved)
-        served = runtime.load_saved_model(saved)
-        outputs = np.asarray(served(model_inputs), dtype=np.float64)
+    def save(folder):
+        wrapped.save(folder)
+        outputs = np.asarray(runtime.load_saved_model(folder)(model_inputs), dtype=np.float64)
         fidelity = float(np.max(np.abs(outputs - reference)))
         if fidelity > FIDELITY_TOLERANCE * max(1.0, float(np.max(np.abs(reference)))):
             raise CheckFailed("%s: the exported SavedModel does not reproduce the model: outputs "
                               "differ by up to %.3g. This usually means layers that behave "
                               "differently at inference (custom training flags)." %
                               (wrapped.source, fidelity))
-        probabilities = runtime.to_probabilities(outputs, kind)
-        np.savez(os.path.join(staging, PROBE_FILE), images=images.astype(np.float32),
-                 outputs=outputs.astype(np.float32), probabilities=probabilities.astype(np.float32))
-        try:
-            import keras
-            keras_version = keras.__version__
-        except ImportError:
-            keras_version = "none"
-        import tensorflow as tf
+        return outputs, fidelity
 
-        card = {
-            "leafsub_card": 1,
-            "name": name or os.path.basename(run_dir),
-            "created": datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat(),
-            "class_names": class_names,
-            "input": card_input,
-            "output": kind,
-            "preprocess": spec,
-            "preprocess_source": spec_source,
-            "saved_model": SAVED_MODEL_DIR,
-            "source_model": wrapped.source,
-            "versions": {"tensorflow": tf.__version__, "keras": keras_version,
-                         "leafsub": __version__, "python": platform.python_version()},
-            "files": hash_tree(saved, staging),
-            "probe": {"file": PROBE_FILE, "count": int(images.shape[0]), "source": probe_source,
-                      "tolerance": float(tolerance), "through": through},
-        }
-        write_card(staging, card)
-        replace_dir(staging, run_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+    try:
+        import keras
+        keras_version = keras.__version__
+    except ImportError:
+        keras_version = "none"
+    import tensorflow as tf
+
+    card = new_card(name, run_dir, class_names, card_input, kind, spec, spec_source,
+                    SAVED_MODEL_DIR, wrapped.source,
+                    {"tensorflow": tf.__version__, "keras": keras_version})
+    card, fidelity = write_run_dir(run_dir, save, card, images, probe_source, through, tolerance)
     return ExportResult(run_dir=run_dir, card=card, max_fidelity_diff=fidelity,
                         dropped_bytes=wrapped.dropped_bytes, notes=notes)
 
@@ -598,3 +569,76 @@ def replace_dir(new, target):
     os.replace(new, target)
     if old:
         shutil.rmtree(old, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- the run dir
+# What every framework's export shares: the run-dir check, the card, the staging folder
+# and the goldens. Each framework brings its saver (export: a SavedModel, export_torch:
+# TorchScript).
+
+def check_run_dir(run_dir, force):
+    """``run_dir`` as an absolute path, when it is free (or ``force`` lets it be replaced)."""
+    run_dir = os.path.abspath(os.fspath(run_dir))
+    if os.path.exists(run_dir) and not os.path.isdir(run_dir):
+        raise UsageError("%s: exists and is not a folder; choose another run dir." % run_dir)
+    if os.path.isdir(run_dir) and os.listdir(run_dir) and not force:
+        raise UsageError("%s: the run dir already exists and is not empty. Choose a new run dir "
+                         "or pass force=True (--force) to replace it." % run_dir)
+    return run_dir
+
+
+def new_card(name, run_dir, class_names, card_input, kind, spec, spec_source, model_dir,
+             source_model, versions, framework=None):
+    """The model card, but for what only the written run dir knows (files, probe)."""
+    card = {"leafsub_card": 1}
+    if framework is not None:
+        card["framework"] = framework
+    card.update({
+        "name": name or os.path.basename(run_dir),
+        "created": datetime.datetime.now(datetime.timezone.utc).replace(
+            microsecond=0).isoformat(),
+        "class_names": class_names,
+        "input": card_input,
+        "output": kind,
+        "preprocess": spec,
+        "preprocess_source": spec_source,
+        "saved_model": model_dir,
+        "source_model": source_model,
+        "versions": dict(versions, leafsub=__version__, python=platform.python_version()),
+    })
+    return card
+
+
+def write_run_dir(run_dir, save, card, images, probe_source, through, tolerance):
+    """Write a run dir in one step: staged next to ``run_dir``, moved there when complete.
+
+    Args:
+      save: ``save(folder) -> (outputs, fidelity)``, the framework's saver: writes the model
+        into ``folder``, checks that the written model reproduces the one in memory, and
+        returns the outputs to record as goldens (on ``images``) and the largest difference.
+      card: ``new_card``'s card (its ``saved_model`` names the model's folder: ``saved_model``,
+        ``torchscript``); the files' hashes and the probe are added here.
+
+    Returns:
+      ``(card, fidelity)``.
+    """
+    from ..submission_template.spec import to_probabilities
+
+    parent = os.path.dirname(run_dir)
+    os.makedirs(parent, exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=".leafsub-export-", dir=parent)
+    try:
+        folder = os.path.join(staging, card["saved_model"])
+        outputs, fidelity = save(folder)
+        np.savez(os.path.join(staging, PROBE_FILE), images=images.astype(np.float32),
+                 outputs=outputs.astype(np.float32),
+                 probabilities=to_probabilities(outputs, card["output"]).astype(np.float32))
+        card = dict(card, files=hash_tree(folder, staging), probe={
+            "file": PROBE_FILE, "count": int(images.shape[0]), "source": probe_source,
+            "tolerance": float(tolerance), "through": through})
+        write_card(staging, card)
+        replace_dir(staging, run_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return card, fidelity

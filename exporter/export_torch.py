@@ -19,22 +19,17 @@ torchvision itself is not imported), and when it can be called, the goldens go
 through it, as they go through ``preprocess_fn`` for Keras.
 """
 
-import datetime
 import os
-import platform
-import shutil
-import tempfile
 import warnings
 
 import numpy as np
 
-from .. import __version__
-from ..card import hash_tree, write_card
 from ..errors import CheckFailed, UsageError
 from ..submission_template.spec import TORCH_MEAN_RGB as IMAGENET_MEAN
 from ..submission_template.spec import TORCH_STD_RGB as IMAGENET_STD
-from .export import (DEFAULT_PROBE_COUNT, DEFAULT_TOLERANCE, FIDELITY_TOLERANCE, PROBE_FILE,
-                     ExportResult, check_class_names, output_kind, replace_dir, synthetic_probe)
+from .export import (DEFAULT_PROBE_COUNT, DEFAULT_TOLERANCE, FIDELITY_TOLERANCE, ExportResult,
+                     check_class_names, check_run_dir, new_card, output_kind, synthetic_probe,
+                     write_run_dir)
 
 TORCHSCRIPT_DIR = "torchscript"
 SUPPORTED = ("ToTensor", "Normalize", "Resize", "CenterCrop")
@@ -260,12 +255,7 @@ def export_torch(module, run_dir, preprocess=None, class_names=None, probe=None,
 
     from ..submission_template import runtime_torch as rt
 
-    run_dir = os.path.abspath(os.fspath(run_dir))
-    if os.path.exists(run_dir) and not os.path.isdir(run_dir):
-        raise UsageError("%s: exists and is not a folder; choose another run dir." % run_dir)
-    if os.path.isdir(run_dir) and os.listdir(run_dir) and not force:
-        raise UsageError("%s: the run dir already exists and is not empty. Choose a new run dir "
-                         "or pass force=True to replace it." % run_dir)
+    run_dir = check_run_dir(run_dir, force)
     if layout not in rt.LAYOUTS:
         raise UsageError("layout %r is not one of %s." % (layout, ", ".join(rt.LAYOUTS)))
     notes = []
@@ -311,66 +301,54 @@ def export_torch(module, run_dir, preprocess=None, class_names=None, probe=None,
                     "Declare preprocess= with what training really did." % (
                         spec["mode"], diff, tolerance))
 
-        parent = os.path.dirname(run_dir)
-        os.makedirs(parent, exist_ok=True)
-        staging = tempfile.mkdtemp(prefix=".leafsub-export-", dir=parent)
-        try:
-            folder = os.path.join(staging, TORCHSCRIPT_DIR)
-            os.makedirs(folder)
-            example = rt.to_layout(model_inputs, layout)
-            try:
-                # torch >= 2.10 marks torch.jit deprecated in favour of torch.export; see the
-                # module docstring for why TorchScript is still the artefact a platform reads.
-                with torch.no_grad(), warnings.catch_warnings():
-                    warnings.simplefilter("ignore", DeprecationWarning)
-                    traced = torch.jit.freeze(torch.jit.trace(module, example, check_trace=False))
-                    torch.jit.save(traced, os.path.join(folder, rt.MODEL_FILE))
-            except Exception as e:
-                raise UsageError("%s: torch.jit.trace cannot record this model (%s: %s). leafsub "
-                                 "needs a forward(images) -> [batch, classes] that TorchScript "
-                                 "can trace." % (source, type(e).__name__, str(e)[:300])) from None
-            served = rt.load_torchscript(folder, layout)
-            outputs = np.asarray(served(model_inputs), dtype=np.float64)
-            with torch.no_grad():
-                one = rt.to_layout(model_inputs[:1], layout)
-                single = float(np.max(np.abs(served(model_inputs[:1]) - module(one).numpy())))
-            fidelity = max(float(np.max(np.abs(outputs - ours))), single)
-            if fidelity > FIDELITY_TOLERANCE * max(1.0, float(np.max(np.abs(ours)))):
-                raise CheckFailed("%s: the traced TorchScript does not reproduce the model: "
-                                  "outputs differ by up to %.3g (a forward() whose path depends "
-                                  "on the batch or on Python state?)." % (source, fidelity))
-            goldens_out = reference if real is not None else outputs
-            probabilities = rt.to_probabilities(goldens_out, kind)
-            np.savez(os.path.join(staging, PROBE_FILE), images=images.astype(np.float32),
-                     outputs=goldens_out.astype(np.float32),
-                     probabilities=probabilities.astype(np.float32))
-            card = {
-                "leafsub_card": 1,
-                "framework": "torch",
-                "name": name or os.path.basename(run_dir),
-                "created": datetime.datetime.now(datetime.timezone.utc).replace(
-                    microsecond=0).isoformat(),
-                "class_names": class_names,
-                "input": {"height": int(size[0]), "width": int(size[1]), "channels": 3},
-                "output": kind,
-                "preprocess": spec,
-                "preprocess_source": spec_source,
-                "saved_model": TORCHSCRIPT_DIR,
-                "source_model": source,
-                "versions": {"torch": torch.__version__, "leafsub": __version__,
-                             "python": platform.python_version()},
-                "files": hash_tree(folder, staging),
-                "probe": {"file": PROBE_FILE, "count": int(images.shape[0]),
-                          "source": probe_source, "tolerance": float(tolerance),
-                          "through": through},
-            }
-            write_card(staging, card)
-            replace_dir(staging, run_dir)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
+        def save(folder):
+            return _save_torchscript(module, folder, model_inputs, layout, source, ours,
+                                     reference if real is not None else None, rt)
+
+        card = new_card(name, run_dir, class_names,
+                        {"height": int(size[0]), "width": int(size[1]), "channels": 3}, kind,
+                        spec, spec_source, TORCHSCRIPT_DIR, source,
+                        {"torch": torch.__version__}, framework="torch")
+        card, fidelity = write_run_dir(run_dir, save, card, images, probe_source, through,
+                                       tolerance)
     finally:
         module.train(was_training)
     notes.append("TorchScript (torch.jit.trace) written to %s/%s" % (TORCHSCRIPT_DIR,
                                                                      rt.MODEL_FILE))
     return ExportResult(run_dir=run_dir, card=card, max_fidelity_diff=fidelity, notes=notes)
+
+
+def _save_torchscript(module, folder, model_inputs, layout, source, ours, real_outputs, rt):
+    """The torch saver of ``export.write_run_dir``: trace ``module`` into ``folder/model.pt``,
+    check the file against the module (on the probe, and on one image: a forward whose path
+    depends on the batch shows there), return the goldens' outputs and the difference.
+
+    The goldens are ``real_outputs`` (the model on the real transforms.Compose's images)
+    when given, else the traced file's outputs on leafsub's preprocessing.
+    """
+    import torch
+
+    os.makedirs(folder)
+    example = rt.to_layout(model_inputs, layout)
+    try:
+        # torch >= 2.10 marks torch.jit deprecated in favour of torch.export; see the
+        # module docstring for why TorchScript is still the artefact a platform reads.
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            traced = torch.jit.freeze(torch.jit.trace(module, example, check_trace=False))
+            torch.jit.save(traced, os.path.join(folder, rt.MODEL_FILE))
+    except Exception as e:
+        raise UsageError("%s: torch.jit.trace cannot record this model (%s: %s). leafsub "
+                         "needs a forward(images) -> [batch, classes] that TorchScript "
+                         "can trace." % (source, type(e).__name__, str(e)[:300])) from None
+    served = rt.load_torchscript(folder, layout)
+    outputs = np.asarray(served(model_inputs), dtype=np.float64)
+    with torch.no_grad():
+        one = rt.to_layout(model_inputs[:1], layout)
+        single = float(np.max(np.abs(served(model_inputs[:1]) - module(one).numpy())))
+    fidelity = max(float(np.max(np.abs(outputs - ours))), single)
+    if fidelity > FIDELITY_TOLERANCE * max(1.0, float(np.max(np.abs(ours)))):
+        raise CheckFailed("%s: the traced TorchScript does not reproduce the model: "
+                          "outputs differ by up to %.3g (a forward() whose path depends "
+                          "on the batch or on Python state?)." % (source, fidelity))
+    return (real_outputs if real_outputs is not None else outputs), fidelity

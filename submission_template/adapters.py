@@ -1,24 +1,50 @@
-"""Templates of the parts of ``model.py`` around the runtime module.
+"""Templates of the parts of ``model.py`` around the runtime, for every framework.
 
 ``leafsub build`` (``builder/render.py``) assembles a submission's ``model.py``
 from these pieces, in the order a student reads them:
 
   HEADER              the docstring a student reads first
   CONFIG = {...}      this build's settings (PART 1)
-  ADAPTER_*           the class the platform calls (PART 1), for the profile's
-                      constructor: "path" -> ``model(path)`` (AN2DL 2021-2023,
-                      generic), "none" -> ``Model()`` (AN2DL 2024)
-  spec.py, runtime.py verbatim (PART 2), but for runtime.py's import of spec.py
+  ADAPTER             the class the platform calls (PART 1), for the profile's
+                      constructor (CONSTRUCTORS): "path" -> ``model(path)``,
+                      "none" -> ``Model()``
+  PART 2              the definitions of spec.py and the framework's runtime
+                      file that this build runs, verbatim
 
 The class comes before the runtime it uses: Python looks names up when the
 class is instantiated, and the module-level code of PART 1 only defines names.
-Placeholders are ``string.Template`` fields (``$name``); the rendered file
-contains only what the build uses (no input conversion when the platform
-already feeds RGB 0-255, no combiner import for a built-in combiner).
-This module is text only: nothing here runs inside leafsub.
+Placeholders are ``string.Template`` fields (``$name``); what differs between
+frameworks is the table ``FRAMEWORKS``. This module is text only.
 """
 
-HEADER = '''"""A leafsub submission for the $profile challenge profile.
+# What a model.py says and does differently per framework (the profile's "framework").
+FRAMEWORKS = {
+    "tensorflow": {
+        "ops_file": "runtime.py",
+        "ops": "TensorFlowOps",
+        "tensor": "tf.Tensor",
+        "to_tensor": "tf.convert_to_tensor(%s)",
+        "title": "",
+        "runtime": "preprocessing, TTA and ensembling",
+        "imports": "It imports only the standard library, numpy and tensorflow, and loads the\n"
+                   "models with ``tf.saved_model.load`` (no Keras needed: works under Keras 2 and\n"
+                   "Keras 3 alike).",
+    },
+    "torch": {
+        "ops_file": "runtime_torch.py",
+        "ops": "TorchOps",
+        "tensor": "torch.Tensor",
+        "to_tensor": "torch.from_numpy(%s)",
+        "title": " (PyTorch)",
+        "runtime": "preprocessing (torchvision's transforms as\n"
+                   "          arithmetic), TTA and ensembling",
+        "imports": "It imports only the standard library, numpy and torch (no torchvision), and\n"
+                   "loads the models with ``torch.jit.load`` (TorchScript: the models' Python\n"
+                   "classes are not needed).",
+    },
+}
+
+HEADER = '''"""A leafsub submission for the $profile challenge profile$framework_title.
 
 $title
 
@@ -38,14 +64,11 @@ The file has two parts:
 
   PART 1  CONFIG, this build's settings (models, preprocessing, TTA, combiner),
           and the class the platform calls.
-  PART 2  leafsub's runtime: preprocessing, test-time augmentation (TTA) and
-          ensembling. A verbatim copy of leafsub/submission_template/spec.py
-          and runtime.py; leafsub's own checks run the same code, so there is
-          no second implementation to drift.
+  PART 2  leafsub's runtime, $runtime: the parts of
+          leafsub/submission_template/spec.py and $ops_file that
+          this build runs, verbatim; leafsub's own checks run the same code.
 
-It imports only the standard library, numpy and tensorflow, and loads the
-models with ``tf.saved_model.load`` (no Keras needed: works under Keras 2 and
-Keras 3 alike).
+$imports
 """
 '''
 
@@ -59,11 +82,12 @@ PART_1 = '''
 # tta         the views of each image averaged per model ("identity" = as is)
 # combine     how the models' probabilities are combined$combine_note
 # weights     one weight per model (None = equal weights)
-# chunk_size  images per model call (all TTA views of a chunk go in one call)
+# chunk_size  images per chunk (a chunk's TTA views reach the model in slices
+#             of at least MIN_CALL_BATCH images)
 CONFIG = $config
 '''
 
-# Member, Ensemble, np, tf, from_platform: defined in PART 2, looked up when called.
+# Member, Ensemble, np and the framework: defined in PART 2, looked up when called.
 PART_1_CLASS = '''
 import os
 
@@ -73,10 +97,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 PART_2 = '''
 
 # =============================================================================
-# PART 2: leafsub's runtime, verbatim (leafsub/submission_template/spec.py, then
-# runtime.py; the names the class above uses are defined here)
+# PART 2: leafsub's runtime, verbatim: the definitions of
+# leafsub/submission_template/spec.py, then $ops_file, that this build runs
 # =============================================================================
-'''
+$left_out$imports'''
 
 # A user combiner "module:function": the module file sits next to model.py.
 COMBINER_LOADER = '''
@@ -114,7 +138,7 @@ def _load_ensemble(folder):
                     weights=CONFIG["weights"], chunk_size=CONFIG["chunk_size"])
 '''
 
-# Only rendered when the platform does not feed RGB 0-255.
+# Only rendered when the platform does not feed RGB 0-255 channels last.
 INPUT_CONVERSION = '''
 
 # How the platform's batches differ from the runtime's RGB 0-255 (spec.platform_input).
@@ -122,60 +146,54 @@ PLATFORM_INPUT = $conversion
 
 
 def _as_rgb_0_255(X):
-    """The platform's batch as the runtime expects it: RGB values in 0-255.
+    """The platform's batch as the runtime expects it: [N, H, W, 3] RGB values in 0-255.
 
-    ``from_platform`` (PART 2) undoes PLATFORM_INPUT; for this platform:
+    ``$ops.from_platform`` (PART 2) undoes PLATFORM_INPUT; for this platform:
 $steps    """
-    return from_platform(tf.cast(tf.convert_to_tensor(X), tf.float32), PLATFORM_INPUT)
+    return $ops.from_platform(X, PLATFORM_INPUT)
 '''
 
-ADAPTER_PATH = '''
+# The class the platform calls; CONSTRUCTORS fills in the profile's constructor.
+ADAPTER = '''
 
 class $class_name:
-    """What the platform instantiates: ``$class_name(path)``, then ``.$method(X)`` per batch.
+    """What the platform instantiates: ``$class_name($arg)``, then ``.$method(X)`` per batch.
 
-    ``path`` is the folder the submission was unzipped to. The models are
-    loaded from its sub-folders
-$dirs
-    (or from the folder of this file, when ``path`` does not hold them).
+$where
     """
 
-    def __init__(self, path):
+$init
+    def $method(self, X):
+        """Predict one batch.
+
+        Args:
+          X: $x_doc
+
+        Returns:
+          $returns_doc
+        """
+$predict_body'''
+
+CONSTRUCTORS = {
+    "path": {  # model(path): AN2DL 2021-2023, generic
+        "arg": "path",
+        "where": '''    ``path`` is the folder the submission was unzipped to. The models are
+    loaded from its sub-folders
+$dirs
+    (or from the folder of this file, when ``path`` does not hold them).''',
+        "init": '''    def __init__(self, path):
         folder = path if path and os.path.isdir(
             os.path.join(str(path), CONFIG["members"][0]["dir"])) else HERE
         self.ensemble = _load_ensemble(str(folder))
-
-    def $method(self, X):
-        """Predict one batch.
-
-        Args:
-          X: $x_doc
-
-        Returns:
-          $returns_doc
-        """
-$predict_body'''
-
-ADAPTER_NONE = '''
-
-class $class_name:
-    """What the platform instantiates: ``$class_name()``, then ``.$method(X)`` per batch.
-
-    The models are loaded from the sub-folders
+''',
+    },
+    "none": {  # Model(): AN2DL 2024
+        "arg": "",
+        "where": '''    The models are loaded from the sub-folders
 $dirs
-    of the folder this file is in, whatever the working directory is.
-    """
-
-    def __init__(self):
+    of the folder this file is in, whatever the working directory is.''',
+        "init": '''    def __init__(self):
         self.ensemble = _load_ensemble(HERE)
-
-    def $method(self, X):
-        """Predict one batch.
-
-        Args:
-          X: $x_doc
-
-        Returns:
-          $returns_doc
-        """
-$predict_body'''
+''',
+    },
+}

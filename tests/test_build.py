@@ -328,9 +328,17 @@ def test_single_model_layout_sizes_and_stored_entries(tmp_path, runs):
                            progress=False)
     with zipfile.ZipFile(result.path) as z:
         infos = z.infolist()
+        model_py = z.read("model.py").decode()
     names = {i.filename for i in infos}
     assert names == {"model.py", "metadata", "leafsub-manifest.json", "leafsub-probe.npz"} | \
         tree_entries(os.path.join(runs["b-tf-64-logits"], "saved_model"), "SubmissionModel")
+    # A student reads a one-model model.py in five minutes: only what this build runs (a
+    # resize, a softmax, no TTA, no combiner), and that exact file reproduced the goldens.
+    assert len(model_py.splitlines()) <= 300
+    assert "def combine(" not in model_py and "def tta_batch(" not in model_py
+    assert "def mode_tf(" in model_py and "def mode_caffe(" not in model_py
+    goldens = [c for c in result.checks if c["name"].startswith("goldens member 1 ")]
+    assert len(goldens) == 1 and goldens[0]["status"] == "pass"
     assert {i.compress_type for i in infos} == {zipfile.ZIP_STORED}
     (member,) = result.members
     assert member["dir"] == "SubmissionModel" and member["input_size"] == [64, 64]

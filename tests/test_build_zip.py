@@ -220,7 +220,7 @@ def test_model_py_for_every_builtin_profile(name):
     profile = load_profile(name)
     text = render.render_model_py(profile, MEMBERS, ["identity", "hflip"], "weighted", [0.7, 0.3],
                                   16)
-    assert render.runtime_source() in text  # verbatim
+    assert "class TensorFlowOps(Ops):" in text and "def view_hflip(" in text
     assert imported_modules(text) <= {"numpy", "tensorflow", "os", "importlib", "sys"}
     assert "keras" not in imported_modules(text)
     tree = ast.parse(text)
@@ -241,7 +241,7 @@ def test_model_py_for_every_builtin_profile(name):
     told = " ".join(text.split())  # the docstring is wrapped
     assert "380x380 (resized from %dx%d, bicubic)" % (h, w) in told  # told to the student
     # A student reads it: leafsub's own lines stay readable.
-    ours = text.replace(render.runtime_source(), "")
+    ours = text[:text.index("# PART 2: leafsub's runtime")]
     assert max(len(line) for line in ours.splitlines()) <= 100
 
 

@@ -25,8 +25,8 @@ SOURCE_DIRS = ("leafsub", "submission_template", "exporter", "builder", "evaluat
                "tools")
 SPEC = os.path.join("submission_template", "spec.py")
 RUNTIME = os.path.join("submission_template", "runtime.py")
-# A torch submission resizes with torch (runtime_torch.resize): one resize per framework,
-# the one its submissions run.
+# One resize (spec.Ops.resize) over one interpolation per framework: tf.image.resize in
+# runtime.py, torch's interpolate in runtime_torch.py (the framework its submissions run).
 RUNTIME_TORCH = os.path.join("submission_template", "runtime_torch.py")
 # What checks a submission (and so must compute what it computes): no resize of its own.
 CHECKERS = ("submission_template", "exporter", "builder", "evaluator", "organizer")
@@ -60,7 +60,8 @@ def _dotted(node):
 def definitions(root):
     """Where each single-source concept appears: {concept: set of module paths}."""
     found = {"imagenet mean/std": set(), "modes table": set(), "presets table": set(),
-             "resize function": set(), "tf.image.resize": set(), "PIL resize in a check": set()}
+             "resize function": set(), "tf.image.resize": set(), "torch interpolate": set(),
+             "PIL resize in a check": set()}
     modes, presets = set(spec.MODES), set(spec.PRESETS)
     for path, tree in _modules(root):
         for node in ast.walk(tree):
@@ -81,7 +82,9 @@ def definitions(root):
                 name = _dotted(node.func)
                 if name == "tf.image.resize" or name.endswith(".image.resize"):
                     found["tf.image.resize"].add(path)
-                elif node.func.attr == "resize" and name != "runtime.resize" and (
+                elif name.endswith("functional.interpolate") or name == "F.interpolate":
+                    found["torch interpolate"].add(path)
+                elif node.func.attr == "resize" and name not in ("runtime.resize", "cls.resize") and (
                         path.split(os.sep)[0] in CHECKERS):
                     found["PIL resize in a check"].add(path)
     return found
@@ -92,8 +95,9 @@ def test_preprocessing_constants_and_the_resize_exist_in_exactly_one_module():
     assert found["imagenet mean/std"] == {SPEC}
     assert found["modes table"] == {SPEC}
     assert found["presets table"] == {SPEC}
-    assert found["resize function"] == {RUNTIME, RUNTIME_TORCH}
+    assert found["resize function"] == {SPEC}
     assert found["tf.image.resize"] - TF_RESIZE_ELSEWHERE == {RUNTIME}
+    assert found["torch interpolate"] == {RUNTIME_TORCH}
     assert found["PIL resize in a check"] == set()
 
 
@@ -106,7 +110,8 @@ def test_the_scan_finds_a_second_copy(tmp_path):
         "MODES = ['none', 'rescale', 'tf', 'torch', 'caffe', 'affine']\n"
         "P = {'resnet50': 'caffe', 'vgg16': 'caffe', 'xception': 'tf'}\n"
         "def resize(x, size):\n    return Image.open(x).resize(size)\n"
-        "def other(x):\n    return tf.image.resize(x, (2, 2))\n", encoding="utf-8")
+        "def other(x):\n    return tf.image.resize(x, (2, 2))\n"
+        "def third(x):\n    return torch.nn.functional.interpolate(x, (2, 2))\n", encoding="utf-8")
     found = definitions(str(tmp_path))
     where = {os.path.join("builder", "again.py")}
     assert all(found[concept] == where for concept in found), found
@@ -128,11 +133,17 @@ def test_runtime_reexports_the_spec():
         assert getattr(runtime, name) is getattr(spec, name), name
 
 
+@pytest.mark.parametrize("framework", ["runtime", "runtime_torch"])
+@pytest.mark.parametrize("layout", ["NHWC", "NCHW"])
 @pytest.mark.parametrize("order", ["RGB", "BGR"])
 @pytest.mark.parametrize("value_range", [(0, 255), (0, 1), (-1, 1)])
-def test_platform_conversion_round_trips(order, value_range):
+def test_platform_conversion_round_trips(order, value_range, layout, framework):
+    # The harness feeds to_platform's batches (numpy); model.py undoes them with its
+    # framework's Ops.from_platform (the same core over TensorFlow or torch).
+    runtime = pytest.importorskip("leafsub.submission_template." + framework)
+    ops = runtime.Member.ops
     conv = spec.platform_input({"kind": "image", "range": list(value_range),
-                                "channel_order": order, "shape": [4, 4, 3]})
+                                "channel_order": order, "shape": [4, 4, 3], "layout": layout})
     images = np.random.default_rng(1).uniform(0, 255, (2, 4, 4, 3)).astype(np.float32)
     kept = images.copy()
     fed = spec.to_platform(images, conv)
@@ -141,15 +152,18 @@ def test_platform_conversion_round_trips(order, value_range):
     if order == "BGR":
         assert np.allclose(fed[..., 0], spec.to_platform(images[..., 2:3], dict(
             conv, channel_order="RGB"))[..., 0])
-    assert np.allclose(spec.from_platform(fed, conv), images, atol=1e-3)
-    assert spec.is_identity(conv) == (value_range == (0, 255) and order == "RGB")
+    if layout == "NCHW":
+        fed = np.ascontiguousarray(fed.transpose(0, 3, 1, 2))
+    assert np.allclose(np.asarray(ops.from_platform(fed, conv)), images, atol=1e-3)
+    assert spec.is_identity(conv) == (value_range == (0, 255) and order == "RGB"
+                                      and layout == "NHWC")
 
 
 def test_a_non_image_input_is_not_converted():
     conv = spec.platform_input({"kind": "tensor", "shape": [36, 6]})
     x = np.arange(12, dtype=np.float32).reshape(2, 6)
     assert conv is None and spec.is_identity(conv)
-    assert spec.to_platform(x, conv) is x and spec.from_platform(x, conv) is x
+    assert spec.to_platform(x, conv) is x
 
 
 def test_affine_length_is_checked_against_the_features():
@@ -165,6 +179,58 @@ MEMBERS = [{"dir": "SubmissionModel", "name": "resnet", "input_size": [96, 96],
                            "offset": None}}]
 
 
+def undefined_names(text):
+    """Global names model.py reads but never binds (nor does Python)."""
+    import builtins
+
+    tree = ast.parse(text)
+    bound, read = set(dir(builtins)) | {"__file__"}, set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name):
+            (read if isinstance(node.ctx, ast.Load) else bound).add(node.id)
+        elif isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+            bound.add(node.name)
+        elif isinstance(node, ast.arg):
+            bound.add(node.arg)
+        elif isinstance(node, ast.alias):
+            bound.add((node.asname or node.name).split(".")[0])
+    return read - bound
+
+
+def runtime_pieces(text):
+    """PART 2's top-level definitions (a class: each of its statements), as source texts."""
+    tree = ast.parse(text)
+    lines = text.splitlines()
+    start = text[:text.index("# PART 2: leafsub's runtime")].count("\n")
+    pieces = []
+    for node in tree.body:
+        if node.lineno <= start or isinstance(node, (ast.Import, ast.ImportFrom)):
+            continue
+        for part in (node.body if isinstance(node, ast.ClassDef) else [node]):
+            pieces.append("\n".join(lines[part.lineno - 1:part.end_lineno]))
+    return pieces
+
+
+@pytest.mark.parametrize("members, tta", [(MEMBERS, ["identity"]), (MEMBERS * 2, ["hflip", "crop_tl"])])
+@pytest.mark.parametrize("name", ["an2dl-2022", "an2dl-2024", "torch-generic"])
+def test_model_py_holds_the_runtime_it_runs_verbatim_and_nothing_it_lacks(name, members, tta):
+    profile = load_profile(name)
+    if name == "torch-generic":
+        profile["classes"]["count"] = 8
+    text = render.render_model_py(profile, members, tta, "mean", None, 8)
+    framework = render.framework_text(profile)
+    sources = render.spec_source() + render.ops_source(framework["ops_file"])
+    pieces = runtime_pieces(text)
+    assert pieces and all(piece in sources for piece in pieces)
+    # What it reads and does not define is exactly what this configuration never calls.
+    never = set(render.left_out(members, tta))
+    assert undefined_names(text) <= never
+    assert ("def combine(" in text) == (len(members) > 1)
+    assert ("def view_crop_tl(" in text) == ("crop_tl" in tta)
+    assert "def view_vflip(" not in text and "def mode_tf(" not in text
+    assert "PRESETS" not in text and "def validate_spec" not in text
+
+
 @pytest.mark.parametrize("name", ["an2dl-2022", "an2dl-2024"])
 def test_model_py_reads_configuration_then_class_then_the_runtime(name, tmp_path):
     profile = load_profile(name)
@@ -173,8 +239,7 @@ def test_model_py_reads_configuration_then_class_then_the_runtime(name, tmp_path
     cls = "class %s:" % profile["interface"]["class_name"]
     part_2 = text.index("# PART 2: leafsub's runtime, verbatim")
     assert text.index("CONFIG = {") < text.index(cls) < part_2
-    assert text.index(render.runtime_source()) > part_2
-    assert render.spec_source() in text  # spec.py verbatim
+    assert text.index("class Ensemble:") > part_2
     # Everything model.py runs at import, above the runtime, only uses names defined above
     # it: run that part alone (no numpy, no TensorFlow needed yet).
     (tmp_path / "part1.py").write_text(text[:part_2], encoding="utf-8")
