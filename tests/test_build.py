@@ -399,8 +399,20 @@ def test_build_help():
     proc = run_cli("build", "--help")
     assert proc.returncode == 0
     for option in ("--models", "--weights", "--combine", "--tta", "--profile", "--output",
-                   "--json", "--force", "--compression", "--preprocess"):
+                   "--json", "--force", "--compression", "--preprocess", "--classes"):
         assert option in proc.stdout
+    # The profiles come from the registry (leafsub/profiles/), not from a hand list.
+    from leafsub.profiles import builtin_names
+    flat = " ".join(proc.stdout.split()).replace("- ", "-")   # click wraps at hyphens
+    assert "torch-generic" in builtin_names()
+    for name in builtin_names():
+        assert name in flat, name
+    assert "Keras" not in flat or "PyTorch" in flat
+    listed = run_cli("profiles")
+    assert listed.returncode == 0 and len(listed.stdout.splitlines()) == len(builtin_names())
+    assert "torch-generic (PyTorch)" in listed.stdout and "an2dl-2022 (TensorFlow)" in listed.stdout
+    top = run_cli("--help")
+    assert "Keras or PyTorch" in top.stdout and "profiles" in top.stdout
 
 
 def test_the_build_process_never_imports_tensorflow(tmp_path, runs):
