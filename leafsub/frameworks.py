@@ -34,10 +34,15 @@ def missing_message(framework, what):
     """The paragraph for a missing framework: what needed it and the command that adds it."""
     module, extra, title = FRAMEWORKS[framework]
     other = "torch" if framework == "tensorflow" else "tensorflow"
-    return ("%s needs %s, which is not installed in this Python (%s). leafsub installs each "
+    text = ("%s needs %s, which is not installed in this Python (%s). leafsub installs each "
             "framework as an extra: pip install \"leafsub[%s]\" (from a clone: pip install -e "
-            "\".[%s]\"). A %s model needs leafsub[%s] instead." % (
-                what, title, _where(), extra, extra, FRAMEWORKS[other][2], other))
+            "\".[%s]\")." % (what, title, _where(), extra, extra))
+    if available(other):
+        text += (" %s is installed: for a %s model or submission, pass a %s profile (e.g. "
+                 "--profile %s)." % (FRAMEWORKS[other][2], FRAMEWORKS[other][2],
+                                     FRAMEWORKS[other][2],
+                                     "torch-generic" if other == "torch" else "an2dl-2022"))
+    return text
 
 
 def require(framework, what):

@@ -76,6 +76,7 @@ def test_the_blocker_really_hides_tensorflow(no_tf):
     assert proc.stdout.split() == ["False", "True"], proc.stderr
 
 
+@pytest.mark.slow
 def test_a_torch_model_exports_builds_and_evaluates_without_tensorflow(no_tf):
     root, env = no_tf
     script = textwrap.dedent('''
@@ -126,6 +127,7 @@ def test_a_command_that_needs_tensorflow_names_the_extra(no_tf):
                             "an2dl-2022"], env, root)
         assert proc.returncode == 2, proc.stdout + proc.stderr
         assert 'leafsub[tensorflow]' in proc.stderr and "Traceback" not in proc.stderr
+        assert "--profile torch-generic" in proc.stderr   # torch is there: say what fits it
 
 
 def test_import_leafsub_and_its_api_import_no_framework():

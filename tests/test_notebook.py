@@ -74,6 +74,7 @@ def torch_zip(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow
 def test_a_notebook_renders_an_evaluation_inline(torch_zip):
     nb = nbformat.v4.new_notebook()
     nb.cells = [
