@@ -424,3 +424,18 @@ def test_the_build_process_never_imports_tensorflow(tmp_path, runs):
                           timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip().splitlines()[-1] == "False"
+
+
+def test_a_generic_profile_takes_its_class_count_from_the_models_or_classes():
+    from leafsub.profiles import load_profile, with_classes
+
+    generic = load_profile("torch-generic")
+    assert generic["classes"]["from_models"] and load_profile("generic")["classes"]["from_models"]
+    assert with_classes(generic, 8, "--classes")["classes"]["count"] == 8
+    assert generic["classes"]["count"] == 2   # the loaded profile itself is left alone
+    with pytest.raises(UsageError, match="at least 2 classes"):
+        with_classes(generic, 1, "--classes")
+    challenge = load_profile("an2dl-2022")
+    assert with_classes(challenge, 8, "--classes") is challenge
+    with pytest.raises(UsageError, match="an2dl-2022 is a challenge's and has 8 classes"):
+        with_classes(challenge, 5, "--classes")
