@@ -5,12 +5,10 @@ leafsub's base install has neither TensorFlow nor PyTorch: each is an extra
 only where it is used. The code that needs one calls :func:`require` first, so a user
 without it reads one paragraph naming the extra to install (exit 2), not a traceback.
 
-:func:`available` looks the module up without importing it (``importlib.util.find_spec``):
+:func:`available` looks the module up without importing it (the finders of sys.meta_path):
 the evaluator's parent process may ask whether the child will find TensorFlow without
 loading it itself.
 """
-
-import importlib.util
 
 from .errors import UsageError
 
@@ -22,12 +20,28 @@ FRAMEWORKS = {
 
 
 def available(framework):
-    """True when ``framework`` ("tensorflow" or "torch") can be imported here (not imported)."""
+    """True when ``framework`` ("tensorflow" or "torch") can be imported here (not imported).
+
+    Asks the finders of ``sys.meta_path`` as an import would, except leafsub.tflog's
+    one-shot finder, which would otherwise be spent here and leave the real import loud.
+    """
+    import sys
+
+    from .tflog import QUIET_FINDER
+
     module = FRAMEWORKS[framework][0]
-    try:
-        return importlib.util.find_spec(module) is not None
-    except (ImportError, ValueError):   # a broken install, or a module that blocks itself
-        return False
+    if sys.modules.get(module) is not None:
+        return True
+    for finder in sys.meta_path:
+        find = getattr(finder, "find_spec", None)
+        if finder is QUIET_FINDER or find is None:
+            continue
+        try:
+            if find(module, None) is not None:
+                return True
+        except (ImportError, ValueError):   # a broken install, or a module that blocks itself
+            return False
+    return False
 
 
 def missing_message(framework, what):

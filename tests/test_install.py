@@ -155,3 +155,18 @@ def test_setup_cfg_keeps_the_frameworks_out_of_the_base_install():
     assert json.dumps(sorted(n.split(">")[0].split("=")[0].strip()
                              for n in base.split("\n") if n.strip())) == json.dumps(
         ["click", "h5py", "jsonschema", "numpy", "pillow", "pyyaml"])
+
+
+def test_asking_whether_tensorflow_is_installed_keeps_its_import_quiet():
+    """leafsub demo asks (frameworks.require) before it imports TensorFlow: the question
+    must not spend leafsub.tflog's one-shot finder, or TF's start-up lines come back."""
+    code = ("import sys; from leafsub import frameworks, tflog; tflog.install(); "
+            "frameworks.require('tensorflow', 'this test'); "
+            "assert tflog.QUIET_FINDER in sys.meta_path; import tensorflow; "
+            "print('imported', file=sys.stderr)")
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("TF_CPP_MIN_LOG_LEVEL", "LEAFSUB_DEBUG", "LEAFSUB_VERBOSE")}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stderr == "imported\n", proc.stderr[-3000:]
