@@ -40,7 +40,7 @@ from .. import __version__
 from ..card import read_card
 from ..errors import LeafsubError, UsageError
 from ..jsonfiles import dumps, write_atomic
-from ..profiles import load_profile
+from ..profiles import load_profile, with_classes
 from . import zipwrite
 from .configuration import (check_classes, check_framework, check_inputs, parse_weights,
                             plan_members, resolve_combine, resolve_preprocess, resolve_views,
@@ -101,7 +101,7 @@ class _Progress:
 
 def build(models, weights=None, combine=None, tta=None, profile=None, output="submission.zip",
           json_path=None, force=False, compression="auto", preprocess=None, progress=True,
-          workers=None):
+          workers=None, classes=None):
     """Build a submission zip from exported run dirs, checked before it is written.
 
     Args:
@@ -127,6 +127,8 @@ def build(models, weights=None, combine=None, tta=None, profile=None, output="su
         architecture preset (resnet50, ...) or None/"card" to keep the card's.
       progress: print progress messages on stderr.
       workers: compression threads (default: all CPUs).
+      classes: the class count, for a generic profile (its ``classes.from_models``);
+        default: the models' own count.
 
     Returns:
       BuildResult (``.path``, ``.sha256``, ``.size_bytes``, ``.members``, ``.checks``,
@@ -143,7 +145,7 @@ def build(models, weights=None, combine=None, tta=None, profile=None, output="su
     checks = []
     try:
         return _build(models, weights, combine, tta, profile, output, json_path, force,
-                      compression, preprocess, progress, workers, checks)
+                      compression, preprocess, progress, workers, checks, classes)
     except LeafsubError as e:
         if json_path:
             write_atomic(json_path, dumps({"passed": False, "exit_code": e.exit_code,
@@ -153,7 +155,7 @@ def build(models, weights=None, combine=None, tta=None, profile=None, output="su
 
 
 def _build(models, weights, combine, tta, profile_arg, output, json_path, force, compression,
-           preprocess, progress, workers, checks):
+           preprocess, progress, workers, checks, classes=None):
     say = _Progress(progress)
     timing = {}
     started = time.time()
@@ -180,6 +182,15 @@ def _build(models, weights, combine, tta, profile_arg, output, json_path, force,
                                               "" if len(runs) == 1 else "s"))
     cards = [read_card(run) for run in runs]
     check_framework(cards, runs, profile)
+    # The self-check runs model.py with this Python: it needs the profile's framework.
+    from ..frameworks import require
+    require(profile.get("framework", "tensorflow"), "Building a %s submission (profile %s "
+            "checks model.py with this Python)" % (profile.get("framework", "tensorflow"),
+                                                    profile["name"]))
+    if classes is None and profile["classes"].get("from_models"):
+        profile = with_classes(profile, len(cards[0]["class_names"]), "the models' class count")
+    else:
+        profile = with_classes(profile, classes, "--classes")
     check_classes(cards, runs, profile, notes)
     specs = resolve_preprocess(preprocess, cards, runs)
     weights = parse_weights(weights, len(runs))

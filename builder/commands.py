@@ -6,6 +6,7 @@ terminal summary of what it built.
 
 import click
 
+from ..profiles import describe_builtins, profile_option_help
 from . import zipwrite
 from .build import build
 from .sizelimit import mb
@@ -63,9 +64,10 @@ def _print_summary(result):
               help="Override the cards' preprocessing, one per model: caffe, tf, torch, rescale, "
                    "none, an architecture (resnet50, ...), or 'card' to keep it. The goldens "
                    "must still be reproduced.")
-@click.option("--profile", metavar="NAME|FILE",
-              help="Challenge profile: an2dl-2021, an2dl-2022 (default), an2dl-2022-ts, "
-                   "an2dl-2023, an2dl-2024, generic, or your own profile.json.")
+@click.option("--profile", metavar="NAME|FILE", help=profile_option_help())
+@click.option("--classes", type=int, default=None, metavar="N",
+              help="The number of classes, for a generic profile (generic, torch-generic); "
+                   "default: the models' own.")
 @click.option("-o", "--output", default="submission.zip", show_default=True,
               type=click.Path(dir_okay=False), help="The zip to write.")
 @click.option("--compression", type=click.Choice(list(zipwrite.POLICIES)), default="auto",
@@ -76,12 +78,13 @@ def _print_summary(result):
               help="Write the result (or the failure) as JSON.")
 @click.option("--force", is_flag=True, help="Replace an existing output zip.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress messages on stderr.")
-def build_command(models, weights, combine, tta, preprocess, profile, output, compression,
-                  json_path, force, quiet):
+def build_command(models, weights, combine, tta, preprocess, profile, classes, output,
+                  compression, json_path, force, quiet):
     """Build a CodaLab submission zip from exported run dirs.
 
     The zip holds model.py (leafsub's runtime + this build's settings + the
-    profile's class), the SavedModels in SubmissionModel[i]/, metadata when the
+    profile's class), the models in SubmissionModel[i]/ (a SavedModel for a
+    TensorFlow profile, TorchScript for a PyTorch one), metadata when the
     profile wants it, leafsub-manifest.json and leafsub-probe.npz. Before the
     zip is written, the rendered model.py is imported in a fresh Python process
     and must reproduce every model's goldens and leafsub's own computation of
@@ -98,8 +101,21 @@ def build_command(models, weights, combine, tta, preprocess, profile, output, co
     """
     result = build(list(models), weights=weights, combine=combine, tta=tta, profile=profile,
                    output=output, json_path=json_path, force=force, compression=compression,
-                   preprocess=preprocess, progress=not quiet)
+                   preprocess=preprocess, progress=not quiet, classes=classes)
     _print_summary(result)
 
 
-COMMANDS = [build_command]
+@click.command("profiles")
+def profiles_command():
+    """List the built-in challenge profiles: name, framework and what each models.
+
+    Pass one to build or evaluate with --profile NAME, or copy generic.json (TensorFlow)
+    or torch-generic.json (PyTorch) from leafsub's profiles folder to describe your own
+    platform and pass --profile path.json. The generic profiles take their class count
+    from the models (or --classes N).
+    """
+    for line in describe_builtins():
+        click.echo(line)
+
+
+COMMANDS = [build_command, profiles_command]

@@ -10,6 +10,7 @@ import sys
 
 import click
 
+from ..profiles import profile_option_help
 from .compare import ALPHA, compare
 from .compare import format_text as format_comparison
 from .evaluate import evaluate
@@ -22,8 +23,10 @@ from .terminal import format_evaluation, use_color
 @click.option("--data", "data", multiple=True, required=True, metavar="DATA",
               help="Labelled images: a folder of class sub-folders, an .npz or an .h5. Repeat "
                    "for several phases.")
-@click.option("--profile", default=None, help="Challenge profile: a built-in name (an2dl-2022 "
-              "by default) or a JSON file.")
+@click.option("--profile", default=None, metavar="NAME|FILE", help=profile_option_help())
+@click.option("--classes", type=int, default=None, metavar="N",
+              help="The number of classes, for a generic profile (generic, torch-generic); "
+                   "default: the data's.")
 @click.option("--runtime", default=None, metavar="platform|local|PINS",
               help="Where the submission runs. 'platform' (the default; $LEAFSUB_RUNTIME "
                    "changes it): the profile's environment, the platform's TensorFlow, Keras "
@@ -34,7 +37,7 @@ from .terminal import format_evaluation, use_color
                    "torch==X.Y.Z for a torch profile.")
 @click.option("--python", "python", default=None, type=click.Path(),
               help="Run the submission with this Python interpreter (it needs numpy and "
-                   "tensorflow, or torch for a torch profile).")
+                   "tensorflow for a TensorFlow profile, or torch for a PyTorch one).")
 @click.option("--batch-size", type=int, default=None, help="Images per predict() call "
               "(default: the profile's).")
 @click.option("--time-limit", type=float, default=None, help="Seconds for the whole replay "
@@ -57,7 +60,7 @@ from .terminal import format_evaluation, use_color
 @click.option("--keep", is_flag=True, help="Keep the temporary folder, for debugging.")
 @click.option("-v", "--verbose", is_flag=True, help="List every check, passed ones included.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress messages.")
-def evaluate_command(submission, data, profile, runtime, python, batch_size, time_limit,
+def evaluate_command(submission, data, profile, classes, runtime, python, batch_size, time_limit,
                      memory_limit, json_path, html_path, no_detective, expect_preprocess, card,
                      no_isolation, keep, verbose, quiet):
     """Replay the platform's protocol on SUBMISSION (a zip) and score it.
@@ -79,14 +82,16 @@ def evaluate_command(submission, data, profile, runtime, python, batch_size, tim
                       batch_size=batch_size, time_limit=time_limit, memory_limit=memory_limit,
                       json_path=json_path, html_path=html_path, progress=not quiet,
                       isolate=not no_isolation, detective=not no_detective, keep_workdir=keep,
-                      expect_preprocess=expect_preprocess, card=card)
-    for line in format_evaluation(result.to_dict(), color=use_color(), verbose=verbose):
+                      expect_preprocess=expect_preprocess, card=card, classes=classes)
+    lines = format_evaluation(result.to_dict(), color=use_color(), verbose=verbose)
+    for line in lines[:-1]:
         click.echo(line)
     for path, what in ((json_path, "JSON"), (html_path, "report")):
         if path:
             click.echo("%s written to %s" % (what, path))
     if keep:
         click.echo("temporary folder kept: %s" % result.to_dict().get("workdir"))
+    click.echo(lines[-1])   # the verdict stands last
     sys.exit(result.exit_code)
 
 
@@ -94,7 +99,7 @@ def evaluate_command(submission, data, profile, runtime, python, batch_size, tim
 @click.argument("a", type=click.Path(dir_okay=False))
 @click.argument("b", type=click.Path(dir_okay=False))
 @click.option("--data", required=True, help="Labelled data: folder of class sub-folders, .npz or .h5.")
-@click.option("--profile", default=None, help="Challenge profile name or JSON file (as for evaluate).")
+@click.option("--profile", default=None, metavar="NAME|FILE", help=profile_option_help())
 @click.option("--runtime", default=None, help="Where both replay, as for evaluate: 'platform' "
               "(the default: the profile's environment), 'local', or pins such as "
               "tensorflow==2.17.0,keras==3.4.1.")

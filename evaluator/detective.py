@@ -359,8 +359,12 @@ def evidence_sentence(evidence):
         return "The model files could not be read (%s)." % evidence["error"]
     read = evidence.get("read") or []
     if not read:
-        return ("No model evidence: no SavedModel, .keras or .h5 file was found in the "
-                "submission.")
+        if evidence.get("torch"):
+            return ("No model evidence: the PyTorch model (%s) states no training "
+                    "preprocessing that leafsub can read (it reads Keras bases and layers)."
+                    % ", ".join(evidence["torch"][:2]))
+        return ("No model evidence: no model file was found in the submission (TensorFlow: a "
+                "SavedModel, .keras or .h5 file; PyTorch: a TorchScript .pt file).")
     parts = []
     for base in evidence.get("bases", []):
         preset = base.get("preset")

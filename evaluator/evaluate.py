@@ -48,9 +48,15 @@ SERIES_HINT_PX = 16   # a [N, H, W] "grayscale" pack narrower than this is taken
 
 @dataclasses.dataclass
 class EvaluationResult:
-    """What ``leafsub.evaluate`` returns. ``to_dict()`` is the ``--json`` content."""
+    """What ``leafsub.evaluate`` returns. ``to_dict()`` is the ``--json`` content.
+
+    In a notebook it displays as its report (``_repr_html_``): the verdict, the metrics,
+    what failed or warned, and the misclassified images (read from the data on display).
+    """
 
     data: dict
+    # images(indices) -> uint8 [k, H, W, 3], for the notebook's gallery (not in the JSON)
+    images: object = dataclasses.field(default=None, repr=False, compare=False)
 
     @property
     def passed(self):
@@ -84,6 +90,14 @@ class EvaluationResult:
     def to_dict(self):
         return self.data
 
+    def _repr_html_(self):
+        from .report_html import render_fragment
+
+        try:
+            return render_fragment(self.data, images=self.images)
+        except Exception:   # noqa: BLE001 - a notebook falls back to the text repr
+            return None
+
     def __repr__(self):
         acc = self.accuracy
         return "<EvaluationResult %s, accuracy %s, %d checks>" % (
@@ -102,7 +116,7 @@ def _as_list(data):
 def evaluate(submission, data, profile=None, runtime=None, python=None, batch_size=None,
              time_limit=None, memory_limit=None, json_path=None, html_path=None, progress=True,
              isolate=True, detective=True, variants=True, keep_workdir=False,
-             expect_preprocess=None, card=None):
+             expect_preprocess=None, card=None, classes=None):
     """Replay the hidden-test protocol on ``submission`` and score it on ``data``.
 
     Args:
@@ -128,6 +142,8 @@ def evaluate(submission, data, profile=None, runtime=None, python=None, batch_si
       expect_preprocess: the preprocessing mode training used (caffe, tf, torch, rescale,
         none), as the user states it: the detective confirms or contradicts it.
       card: a run dir written by ``leafsub export``: its model card states the mode.
+      classes: the class count, for a generic profile (``classes.from_models``);
+        default: the data's (its class names, else its largest label + 1).
 
     Returns:
       an :class:`EvaluationResult` (``.passed``, ``.exit_code``, ``.to_dict()``).
@@ -141,7 +157,7 @@ def evaluate(submission, data, profile=None, runtime=None, python=None, batch_si
       >>> result.passed, result.accuracy                              # doctest: +SKIP
       (True, 0.8125)
     """
-    from ..profiles import load_profile
+    from ..profiles import load_profile, with_classes
     from .runtimes import resolve_runtime
 
     started = time.monotonic()
@@ -173,6 +189,14 @@ def evaluate(submission, data, profile=None, runtime=None, python=None, batch_si
     if time_limit <= 0 or memory_limit <= 0:
         raise UsageError("--time-limit and --memory-limit must be positive.")
     packs = [_open_data(d, prof) for d in datas]
+    if classes is None and prof["classes"].get("from_models"):
+        # The data's class names, else its largest label + 1 (--classes when the data
+        # lacks the model's last classes).
+        prof = with_classes(prof, max([p.n_classes for p in packs] + [prof["classes"]["count"]]),
+                            "the data's classes")
+    else:
+        prof = with_classes(prof, classes, "--classes")
+    n_classes = int(prof["classes"]["count"])
     for pack in packs:
         top = int(pack.labels.max()) if pack.n else -1
         if top >= n_classes:
@@ -182,6 +206,12 @@ def evaluate(submission, data, profile=None, runtime=None, python=None, batch_si
     stated = _stated_preprocess(expect_preprocess, card)
     chosen = resolve_runtime(runtime=runtime, python=python, say=say.say,
                              framework=protocol.framework, environment=protocol.environment)
+    if os.path.abspath(chosen.python) == os.path.abspath(sys.executable):
+        # The child runs with this Python: without the framework it could only crash.
+        from ..frameworks import require
+        require(protocol.framework, "Evaluating a submission of the %s profile with this "
+                "Python (the child that runs model.py imports %s)" % (prof["name"],
+                                                                      protocol.framework))
 
     replay = Replay(prof, packs, chosen, say, batch_size=batch_size, time_limit=time_limit,
                     memory_limit=memory_limit, isolate=isolate)
@@ -306,13 +336,15 @@ def _finish(replay, started, json_path, html_path, keep_workdir):
         shutil.rmtree(replay.workdir, ignore_errors=True)
     if json_path:
         write_atomic(json_path, dumps(result))
+    pack = replay.packs[0] if len(replay.packs) == 1 and is_image(replay.prof) else None
+    images = None
+    if pack is not None:
+        h, w = int(replay.inp["shape"][0]), int(replay.inp["shape"][1])
+        images = (lambda idx: pack.read(idx, size=(h, w)))   # noqa: E731
     if html_path:
         from .report_html import write_report
-        pack = replay.packs[0] if len(replay.packs) == 1 and is_image(replay.prof) else None
-        h, w = int(replay.inp["shape"][0]), int(replay.inp["shape"][1])
-        images = (lambda idx: pack.read(idx, size=(h, w))) if pack is not None else None
         write_report(result, html_path, images=images)
-    return EvaluationResult(result)
+    return EvaluationResult(result, images=images)
 
 
 def _peak_rss_mb():

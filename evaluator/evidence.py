@@ -102,6 +102,8 @@ def _model_files(folder):
                 found.append((rel, "keras"))
             elif name.endswith((".h5", ".hdf5")):
                 found.append((rel, "h5"))
+            elif name.endswith((".pt", ".pth")):
+                found.append((rel, "torch"))
             if len(found) >= MAX_FILES:
                 return found
     return found
@@ -229,9 +231,12 @@ def _number(value):
 def read(folder):
     """What the model files under ``folder`` say (see the module docstring)."""
     preset = _presets()
-    out = {"read": [], "bases": [], "layers": [], "unreadable": []}
+    out = {"read": [], "bases": [], "layers": [], "unreadable": [], "torch": []}
     for rel, kind in _model_files(folder):
         full = os.path.join(folder, rel)
+        if kind == "torch":   # TorchScript holds no keras preset to read: named, not parsed
+            out["torch"].append(rel)
+            continue
         try:
             if kind == "savedmodel":
                 data = _read_bytes(full)

@@ -618,3 +618,73 @@ def write_report(result, html_path, images=None, title=None, max_gallery=MAX_GAL
     text = render_report(result, images=images, title=title, max_gallery=max_gallery)
     write_atomic(html_path, text)
     return os.fspath(html_path)
+
+
+# --------------------------------------------------------------------------- notebook
+
+NOTEBOOK_SCOPE = "leafsub-report"
+NOTEBOOK_GALLERY = 12
+
+
+def scoped_css(css, scope):
+    """``css`` with every rule confined to elements under ``.scope``: a notebook page keeps
+    its own look (``:root``, ``body``, ``main`` become the scope itself)."""
+    def rules(text):
+        out, pos = [], 0
+        while True:
+            brace = text.find("{", pos)
+            if brace < 0:
+                return "".join(out)
+            selector = text[pos:brace].strip()
+            if selector.startswith("@"):   # @media (...){ rules }: scope the rules inside
+                depth, end = 1, brace + 1
+                while depth:
+                    depth += {"{": 1, "}": -1}.get(text[end], 0)
+                    end += 1
+                out.append("%s{%s}" % (selector, rules(text[brace + 1:end - 1])))
+                pos = end
+                continue
+            end = text.find("}", brace)
+            out.append("%s{%s}" % (",".join(one(s) for s in selector.split(",")),
+                                   text[brace + 1:end]))
+            pos = end + 1
+
+    def one(selector):
+        selector = selector.strip()
+        if selector in (":root", "html", "body", "main"):
+            return "." + scope
+        return ".%s %s" % (scope, selector)
+
+    return rules(css)
+
+
+def render_fragment(result, images=None, max_gallery=NOTEBOOK_GALLERY):
+    """The report as one ``<div>`` for a notebook cell (``EvaluationResult._repr_html_``):
+    the verdict, the metrics, what failed or warned (in full), the misclassified images,
+    then the passing checks folded. Styles scoped to the div; no scripts; user strings
+    escaped as in the file report."""
+    result = _as_dict(result)
+    metrics = result.get("metrics") or {}
+    checks = result.get("checks") or []
+    names = _class_names(result, metrics)
+    meta = []
+    if result.get("profile"):
+        meta.append("<span>profile <b>%s</b></span>" % e(result["profile"]))
+    if result.get("n_images") is not None:
+        meta.append("<span>%s images</span>" % e("{:,}".format(int(result["n_images"]))))
+    if result.get("runtime"):
+        meta.append("<span>runtime %s</span>" % e(result["runtime"]))
+    title = "leafsub evaluation" + (": " + os.path.basename(str(result["submission"]))
+                                    if result.get("submission") else "")
+    image_input = (result.get("input") or {}).get("kind", "image") == "image"
+    return "".join([
+        '<div class="%s"><style>%s</style>' % (NOTEBOOK_SCOPE, scoped_css(CSS, NOTEBOOK_SCOPE)),
+        '<header><h1>%s</h1><p class="meta">%s</p>%s</header>' % (
+            e(title), "".join(meta), _verdict_html(result, checks)),
+        _metrics_html(result, metrics),
+        _attention_html(checks),
+        _gallery_html(result, names, images, max_gallery) if image_input else "",
+        _phases_html(result),
+        _checks_html(checks),
+        "</div>",
+    ])

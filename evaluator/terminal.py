@@ -22,12 +22,20 @@ def use_color(stream=None):
     return hasattr(stream, "isatty") and stream.isatty() and os.environ.get("TERM") != "dumb"
 
 
+def in_notebook(stream=None):
+    """True when ``stream`` (stderr) is a Jupyter kernel's output stream: a notebook cell
+    redraws a line on a carriage return as a terminal does."""
+    stream = stream or sys.stderr
+    return "ipykernel" in sys.modules and type(stream).__name__ == "OutStream"
+
+
 class Progress:
-    """Progress on stderr: a bar on a terminal, a few lines elsewhere."""
+    """Progress on stderr: a bar on a terminal or in a notebook cell, a few lines elsewhere
+    (a log file, CI)."""
 
     def __init__(self, enabled):
         self.enabled = enabled
-        self.tty = enabled and sys.stderr.isatty()
+        self.tty = enabled and (sys.stderr.isatty() or in_notebook())
         self.started = None
         self.last_pct = -1
 
@@ -108,20 +116,27 @@ def format_evaluation(d, width=80, color=False, verbose=False):
         == "image" else "samples", d.get("runtime", "")))
     lines.extend(environment_lines(d.get("environment"), width))
     lines.append("")
-    name_w = min(28, max([len(c["name"]) for c in d["checks"]] + [8]))
+    checks = d["checks"]
+    shown = checks if verbose else [c for c in checks if c["status"] != "pass"]
+    passed = [c for c in checks if c["status"] == "pass"]
+    if passed and not verbose:
+        # As pytest does: the passing checks fold into one line; what needs attention
+        # follows in full. --verbose lists every check.
+        lines.append(_folded(passed, width, style))
+    name_w = min(28, max([len(c["name"]) for c in shown] + [8]))
     indent = " " * (6 + name_w + 1)
-    for c in d["checks"]:
-        if c["status"] == "pass" and not verbose and c["name"].startswith(("data:", "variant:")):
-            continue
+    for c in shown:
         detail = " ".join(escape(c["detail"].split("\n")[0]).split())
         body = textwrap.wrap(detail, width=max(20, width - len(indent))) or [""]
         lines.append("%s  %-*s %s" % (style(MARK[c["status"]], c["status"]), name_w,
                                       c["name"][:name_w], body[0]))
         for more in body[1:]:
             lines.append(indent + more)
-        if c["status"] != "pass" and "\n" in c["detail"]:
-            for extra in c["detail"].split("\n")[1:][:8]:
-                lines.append(indent + escape(extra)[:width - len(indent)])
+        if c["status"] != "pass" or verbose:
+            for extra in c["detail"].split("\n")[1:]:
+                for piece in textwrap.wrap(escape(extra), width=max(20, width - len(indent)),
+                                           subsequent_indent="  ") or [""]:
+                    lines.append(indent + piece)
     m = d.get("metrics")
     lines.append("")
     if m:
@@ -129,8 +144,8 @@ def format_evaluation(d, width=80, color=False, verbose=False):
         lines.append("accuracy %.4f (95 %% CI %.4f-%.4f)   balanced %.4f   macro F1 %.4f" % (
             m["accuracy"], ci.get("low", float("nan")), ci.get("high", float("nan")),
             m["balanced_accuracy"], m["macro_f1"]))
-        for phase in d.get("phases") or []:
-            pm = phase.get("metrics")
+        for phase in (d.get("phases") or []) if len(d.get("phases") or []) > 1 else []:
+            pm = phase.get("metrics")  # one phase is the line above: not said twice
             lines.append("  %-20s %5d images  accuracy %s" % (
                 phase["name"][:20], phase["n_images"], "%.4f" % pm["accuracy"] if pm else "n/a"))
         weakest = sorted(m.get("per_class") or [], key=lambda r: r["recall"])[:3]
@@ -146,8 +161,35 @@ def format_evaluation(d, width=80, color=False, verbose=False):
     n_fail = sum(c["status"] == "fail" for c in d["checks"])
     n_warn = sum(c["status"] == "warn" for c in d["checks"])
     if d["passed"]:
-        verdict = "PASSED" + (" with %d warning%s" % (n_warn, "s" * (n_warn != 1)) if n_warn else "")
+        verdict = "PASSED: %d check%s passed" % (len(passed), "s" * (len(passed) != 1)) + (
+            ", %d warning%s" % (n_warn, "s" * (n_warn != 1)) if n_warn else "")
     else:
-        verdict = "FAILED: %d check%s failed" % (n_fail, "s" * (n_fail != 1))
+        verdict = "FAILED: %d check%s failed" % (n_fail, "s" * (n_fail != 1)) + (
+            " (%s)" % ", ".join(c["name"] for c in checks if c["status"] == "fail")
+            if n_fail <= 3 else "") + (", %d warning%s" % (n_warn, "s" * (n_warn != 1))
+                                       if n_warn else "")
     lines.append(style("verdict: " + verdict, "pass" if d["passed"] else "fail"))
     return lines
+
+
+def _folded(passed, width, style):
+    """``PASS  23 checks passed: layout, load, ...`` on one line of at most ``width`` columns."""
+    rest = "  %d check%s passed: " % (len(passed), "s" * (len(passed) != 1))
+    room = width - len(MARK["pass"]) - len(rest)
+    names = []
+    for c in passed:
+        name = c["name"]
+        if ": " in name:   # "model.py: syntax", "model.py: class", ...: "model.py" once
+            name = name.split(": ", 1)[0]
+            name = "variants" if name == "variant" else name
+        if name not in names:
+            names.append(name)
+    text = ""
+    for i, name in enumerate(names):
+        piece = (", " if text else "") + name
+        left = len(names) - i - 1
+        if len(text) + len(piece) + (len(", +%d more" % left) if left else 0) > room:
+            text += (", " if text else "") + "+%d more" % (left + 1)
+            break
+        text += piece
+    return style(MARK["pass"], "pass") + rest + text

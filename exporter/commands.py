@@ -83,10 +83,13 @@ def _import_fn(ref):
 @click.option("--json", "json_path", type=click.Path(), help="Write the result as JSON.")
 def export_command(model_path, run_dir, preprocess, preprocess_fn, scale, offset, class_names,
                    profile, probe, output, name, force, json_path):
-    """Export MODEL_PATH (SavedModel folder, .keras or .h5) to RUN_DIR.
+    """Export a Keras model on disk, MODEL_PATH (SavedModel folder, .keras or .h5), to RUN_DIR.
 
     RUN_DIR receives an inference-only SavedModel, the model card leafsub.json and
-    probe.npz (the goldens every later step checks against).
+    probe.npz (the goldens every later step checks against). Needs leafsub[tensorflow].
+    A PyTorch model is exported from Python, where the module and its validation
+    transforms are: leafsub.export(module, "runs/cnn", preprocess=val_transforms,
+    class_names=[...], probe=x_val[:8]) (needs leafsub[torch]).
 
     \b
     Example:

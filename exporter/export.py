@@ -381,6 +381,9 @@ def export(model, run_dir, preprocess=None, class_names=None, probe=None, prepro
       >>> leafsub.export(model, "runs/resnet", preprocess="caffe",
       ...                class_names=train_ds.class_names, probe=x_val[:8])
     """
+    from ..frameworks import require
+    require("tensorflow", "Exporting a Keras model (%s)" % (
+        model if isinstance(model, (str, os.PathLike)) else type(model).__name__))
     from ..submission_template import runtime
     from . import detect as detect_mod
 

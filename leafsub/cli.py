@@ -23,14 +23,16 @@ EXIT_INTERNAL = 3
 @click.option("--verbose", is_flag=True, help="Show TensorFlow's start-up log lines (hidden by "
               "default; LEAFSUB_DEBUG=1 shows them too, and tracebacks of internal errors).")
 def cli(verbose):
-    """Turn trained Keras models into a verified CodaLab submission zip.
+    """Turn trained Keras or PyTorch models into a verified CodaLab submission zip.
 
     \b
     The flow:
-      leafsub export   model on disk -> run dir (SavedModel + leafsub.json + probe.npz)
+      leafsub export   model on disk -> run dir (model + leafsub.json + probe.npz)
+                       (a torch.nn.Module: leafsub.export(module, ...) in Python)
       leafsub build    run dirs -> submission.zip (checked against the goldens)
       leafsub evaluate submission.zip + data -> verdict, metrics, report
       leafsub demo     all of the above on a built-in synthetic data set
+      leafsub profiles the built-in challenge profiles (TensorFlow and PyTorch)
       leafsub bundle   (organizers) profile + hidden data -> a Codabench competition bundle
 
     Exit codes: 0 all checks passed, 1 a check failed (the submission is at

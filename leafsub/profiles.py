@@ -92,6 +92,52 @@ def load_profile(name_or_path=None):
     return _validated(data, str(source))
 
 
+def with_classes(profile, count, source):
+    """The profile with ``count`` classes, for a profile whose ``classes.from_models`` says
+    that the count comes from the models or the data (generic, torch-generic).
+
+    ``count`` None: the profile as it is. A profile that fixes its classes (a challenge's)
+    keeps them: asking for another count is a UsageError naming ``source``.
+    """
+    if count is None:
+        return profile
+    count = int(count)
+    if count < 2:
+        raise UsageError("%s %d: a classifier has at least 2 classes." % (source, count))
+    classes = profile["classes"]
+    if count == classes["count"]:
+        return profile
+    if not classes.get("from_models"):
+        raise UsageError("%s %d: profile %s is a challenge's and has %d classes; the class "
+                         "count can only be set for a generic profile (%s)." % (
+                             source, count, profile["name"], classes["count"],
+                             ", ".join(n for n in builtin_names() if n.endswith("generic"))))
+    profile = copy.deepcopy(profile)
+    profile["classes"]["count"] = count
+    names = profile["classes"].get("names")
+    if names and len(names) != count:
+        del profile["classes"]["names"]
+    return profile
+
+
+def profile_option_help(default=True):
+    """The --profile help text, from the registry (the profiles/ folder), not a hand list."""
+    names = builtin_names()
+    return ("Challenge profile: a built-in one (%s%s) or your own profile.json. 'leafsub "
+            "profiles' describes each." % (", ".join(names), "; default %s" % DEFAULT_PROFILE
+                                           if default else ""))
+
+
+def describe_builtins():
+    """One line per built-in profile: its name, framework and title (for --help texts)."""
+    lines = []
+    for name in builtin_names():
+        prof = load_profile(name)
+        lines.append("%s (%s): %s" % (name, "PyTorch" if prof.get("framework") == "torch"
+                                      else "TensorFlow", prof.get("title", "")))
+    return lines
+
+
 def model_dir(profile, index, count):
     """The folder name of member ``index`` (1-based) in a submission of ``count`` models."""
     if count == 1:

@@ -152,6 +152,9 @@ class _QuietFinder(importlib.abc.MetaPathFinder):
 
 
 _FINDER = _QuietFinder()
+# Looked past by leafsub.frameworks.available: asking whether TensorFlow is installed must
+# not spend this one-shot finder before the real import.
+QUIET_FINDER = _FINDER
 
 
 def install():

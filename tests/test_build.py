@@ -407,8 +407,20 @@ def test_build_help():
     proc = run_cli("build", "--help")
     assert proc.returncode == 0
     for option in ("--models", "--weights", "--combine", "--tta", "--profile", "--output",
-                   "--json", "--force", "--compression", "--preprocess"):
+                   "--json", "--force", "--compression", "--preprocess", "--classes"):
         assert option in proc.stdout
+    # The profiles come from the registry (leafsub/profiles/), not from a hand list.
+    from leafsub.profiles import builtin_names
+    flat = " ".join(proc.stdout.split()).replace("- ", "-")   # click wraps at hyphens
+    assert "torch-generic" in builtin_names()
+    for name in builtin_names():
+        assert name in flat, name
+    assert "Keras" not in flat or "PyTorch" in flat
+    listed = run_cli("profiles")
+    assert listed.returncode == 0 and len(listed.stdout.splitlines()) == len(builtin_names())
+    assert "torch-generic (PyTorch)" in listed.stdout and "an2dl-2022 (TensorFlow)" in listed.stdout
+    top = run_cli("--help")
+    assert "Keras or PyTorch" in top.stdout and "profiles" in top.stdout
 
 
 def test_the_build_process_never_imports_tensorflow(tmp_path, runs):
@@ -420,3 +432,18 @@ def test_the_build_process_never_imports_tensorflow(tmp_path, runs):
                           timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip().splitlines()[-1] == "False"
+
+
+def test_a_generic_profile_takes_its_class_count_from_the_models_or_classes():
+    from leafsub.profiles import load_profile, with_classes
+
+    generic = load_profile("torch-generic")
+    assert generic["classes"]["from_models"] and load_profile("generic")["classes"]["from_models"]
+    assert with_classes(generic, 8, "--classes")["classes"]["count"] == 8
+    assert generic["classes"]["count"] == 2   # the loaded profile itself is left alone
+    with pytest.raises(UsageError, match="at least 2 classes"):
+        with_classes(generic, 1, "--classes")
+    challenge = load_profile("an2dl-2022")
+    assert with_classes(challenge, 8, "--classes") is challenge
+    with pytest.raises(UsageError, match="an2dl-2022 is a challenge's and has 8 classes"):
+        with_classes(challenge, 5, "--classes")

@@ -221,7 +221,14 @@ def test_a_keras_file_shows_its_rescaling_layer_and_nothing_is_said_as_nothing(
     rescaling = [x for x in plain["layers"] if x["file"] == "plain.keras"]
     assert rescaling and rescaling[0]["scale"] == pytest.approx(1 / 127.5)
     assert rescaling[0]["offset"] == -1
-    assert "no SavedModel, .keras or .h5" in D.evidence_sentence(evidence.read(str(tmp_path)))
+    nothing = D.evidence_sentence(evidence.read(str(tmp_path)))
+    assert "no model file was found" in nothing and "SavedModel, .keras or .h5" in nothing
+    assert "TorchScript" in nothing   # both frameworks are named
+    torch_zip = tmp_path / "torch" / "SubmissionModel"
+    torch_zip.mkdir(parents=True)
+    (torch_zip / "model.pt").write_bytes(b"PK")
+    said = D.evidence_sentence(evidence.read(str(tmp_path / "torch")))
+    assert "PyTorch model (SubmissionModel/model.pt)" in said and "SavedModel" not in said
 
 
 # --------------------------------------------------------------------------- end to end

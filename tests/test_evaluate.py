@@ -86,7 +86,21 @@ def test_leafsub_built_submission_passes_with_the_accuracy_we_compute(work, tmp_
     assert accuracy > 0.9
     low, high = d["metrics"]["accuracy_ci"]["low"], d["metrics"]["accuracy_ci"]["high"]
     assert low <= accuracy <= high
-    assert "verdict: PASSED" in proc.stdout
+    # The terminal, as pytest's: the passing checks on one line, the verdict last, short.
+    lines = proc.stdout.splitlines()
+    print(proc.stdout)
+    assert len(lines) <= 15, proc.stdout
+    assert lines[-1].startswith("verdict: PASSED: %d checks passed" % len(d["checks"]))
+    folded = [line for line in lines if line.startswith("PASS  %d checks passed: " % len(d["checks"]))]
+    assert len(folded) == 1 and folded[0].startswith("PASS  %d checks passed: archive, layout, "
+                                                     "model.py" % len(d["checks"]))
+    assert len(folded[0]) <= 80 and not any(line.startswith("PASS  goldens") for line in lines)
+    assert sum(line.startswith("accuracy ") for line in lines) == 1
+    assert "report written to %s" % html_path in proc.stdout
+    from leafsub.evaluator.terminal import format_evaluation   # what --verbose prints
+    verbose = "\n".join(format_evaluation(d, verbose=True))
+    assert "PASS  goldens" in verbose and "PASS  deterministic" in verbose
+    assert "checks passed:" not in verbose and verbose.count("\nPASS  ") == len(d["checks"])
     # The report: confusion matrix, and a gallery of the misclassified images, embedded.
     html = open(html_path, encoding="utf-8").read()
     assert 'id="confusion"' in html and 'id="misclassified"' in html

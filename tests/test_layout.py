@@ -155,7 +155,7 @@ def test_each_steps_command_bodies_sit_in_its_commands_module():
     from leafsub.builder import commands as builder_commands
 
     assert [(c.name, c.callback.__module__) for c in builder_commands.COMMANDS] == [
-        ("build", "leafsub.builder.commands")]
+        ("build", "leafsub.builder.commands"), ("profiles", "leafsub.builder.commands")]
     from leafsub.tools import commands as tools_commands
 
     assert [c.callback.__module__ for c in tools_commands.COMMANDS] == [

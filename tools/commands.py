@@ -344,6 +344,8 @@ def demo_command(out_dir, quick, seed, force, verbose):
     if verbose:  # before TensorFlow is imported: leafsub.tflog reads it then
         os.environ["LEAFSUB_VERBOSE"] = "1"
         os.environ.pop("TF_CPP_MIN_LOG_LEVEL", None)
+    from ..frameworks import require
+    require("tensorflow", "leafsub demo (it trains two small Keras models)")
     from .demo import run_demo
 
     summary = run_demo(out_dir, quick=quick, seed=seed, force=force)
