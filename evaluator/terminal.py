@@ -88,8 +88,8 @@ def environment_lines(env, width=80):
     out = ["replayed in %s: %s" % (where, shown(rep.get("packages") or {}, names))]
     out.append("platform: %s" % (shown(known, tuple(known)) if known else "not published"))
     if env.get("differs"):
-        out.append("differs: %s" % ", ".join("%s %s here, %s on the platform" % (
-            x["package"], x["replay"] or "absent", x["platform"]) for x in env["differs"]))
+        # The versions of both sides are on the two lines above: name what differs.
+        out[-1] += "; differs: %s" % ", ".join(x["package"] for x in env["differs"])
     elif env.get("same"):
         out[-1] += " (the same)"
     wrapped = []
@@ -111,10 +111,11 @@ def format_evaluation(d, width=80, color=False, verbose=False):
     data_text = ", ".join(map(os.path.basename, data)) if isinstance(data, list) else \
         os.path.basename(str(data))
     lines.append("leafsub evaluate: %s on %s" % (os.path.basename(d["submission"]), data_text))
-    lines.append("profile %s, %d %s, %s" % (
+    env_lines = environment_lines(d.get("environment"), width)
+    lines.append("profile %s, %d %s%s" % (
         d["profile"], d["n_images"], "images" if (d.get("input") or {}).get("kind", "image")
-        == "image" else "samples", d.get("runtime", "")))
-    lines.extend(environment_lines(d.get("environment"), width))
+        == "image" else "samples", "" if env_lines else ", " + d.get("runtime", "")))
+    lines.extend(env_lines)
     lines.append("")
     checks = d["checks"]
     shown = checks if verbose else [c for c in checks if c["status"] != "pass"]
