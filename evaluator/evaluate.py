@@ -74,7 +74,11 @@ class EvaluationResult:
     @property
     def predictions(self):
         p = self.data.get("predictions")
-        return None if p is None else np.asarray(p, dtype=np.int64)
+        if p is None:
+            return None
+        if (self.data.get("output") or {}).get("kind") == "values":
+            return np.asarray(p, dtype=np.float64)   # a forecast (one phase, or phases alike)
+        return np.asarray(p, dtype=np.int64)
 
     def check(self, name):
         """The first check record named ``name`` (or None)."""
@@ -153,7 +157,7 @@ def evaluate(submission, data, profile=None, runtime=None, python=None, batch_si
         raise UsageError("No data to evaluate on: give --data with a folder of class "
                          "sub-folders, an .npz or an .h5 (labelled images).")
     prof = load_profile(profile)
-    n_classes = int(prof["classes"]["count"])
+    n_classes = int((prof.get("classes") or {}).get("count", 0))
     # "is None", not "or": an explicit 0 is a mistake to report, not a request for the default.
     batch_size = int(prof["input"].get("batch_size", 32) if batch_size is None else batch_size)
     if batch_size < 1:
@@ -168,6 +172,8 @@ def evaluate(submission, data, profile=None, runtime=None, python=None, batch_si
         raise UsageError("--time-limit and --memory-limit must be positive.")
     packs = [_open_data(d, prof) for d in datas]
     for pack in packs:
+        if pack.labels is None:  # a values pack (a forecast's targets)
+            continue
         top = int(pack.labels.max()) if pack.n else -1
         if top >= n_classes:
             raise UsageError("%s: labels go up to %d, but the %s profile has %d classes. Use the "
@@ -240,8 +246,12 @@ def _peak_rss_mb():
 
 def _open_data(path, prof):
     """An image pack, or, for a profile whose input is not an image, a tensor pack of its shape."""
-    from ..datasets import open_pack, open_tensor_pack
+    from ..datasets import open_pack, open_tensor_pack, open_values_pack
+    from ..profiles import is_values, predict_args
 
+    if is_values(prof):
+        return open_values_pack(path, tuple(prof["input"]["shape"]), predict_args(prof),
+                                prof["output"].get("shape"))
     if is_image(prof):
         pack = open_pack(path)
         raw = getattr(getattr(pack, "_source", None), "shape", ())

@@ -24,9 +24,10 @@ import time
 
 import numpy as np
 
-from ..profiles import is_image
+from ..profiles import is_image, is_values, predict_args
 from . import checks as C
 from . import metrics as M
+from . import values as V
 
 
 def phase_name(path, i):
@@ -100,20 +101,21 @@ class Replay:
                  isolate):
         self.prof, self.packs, self.runtime, self.say = prof, packs, runtime, say
         self.iface, self.inp = prof["interface"], prof["input"]
-        self.n_classes = int(prof["classes"]["count"])
+        self.n_classes = int((prof.get("classes") or {}).get("count", 0))
         self.batch_size, self.time_limit = batch_size, time_limit
         self.memory_limit, self.isolate = memory_limit, isolate
         self.workdir = tempfile.mkdtemp(prefix="leafsub-eval-")
         self.child = None
         self.root = None
         self.phase_files = []
+        self.arg_files = {}   # phase file -> the .npy of each extra predict argument
         self.result = {
             "passed": False, "profile": prof["name"], "profile_title": prof.get("title"),
             "assumptions": prof.get("assumptions", []),
             "data": [os.path.abspath(p.path) for p in packs] if len(packs) > 1
             else os.path.abspath(packs[0].path),
             "n_images": int(sum(p.n for p in packs)),
-            "class_names": prof["classes"].get("names"), "runtime": runtime.label,
+            "class_names": (prof.get("classes") or {}).get("names"), "runtime": runtime.label,
             "input": {"kind": prof["input"].get("kind", "image"),
                       "shape": list(prof["input"]["shape"]), "dtype": prof["input"]["dtype"]},
             "metrics": None, "checks": [],
@@ -176,6 +178,10 @@ class Replay:
             write_tensor_npy(pack, path, progress=self.say.bar("preparing %s" % name)
                              if pack.n >= 5000 else None)
             self.phase_files.append(path)
+            for k, arg in enumerate(predict_args(self.prof)[1:]):  # categories, ...
+                self.arg_files.setdefault(path, []).append(os.path.join(
+                    data_dir, "phase%d-arg%d.npy" % (i, k)))
+                np.save(self.arg_files[path][-1], pack.extras[arg], allow_pickle=False)
             for note in pack.notes:
                 self.checks.append(C.check("data: %s" % name, "pass", note))
         self.say.say("  %d samples of shape %s prepared for the child" % (
@@ -190,7 +196,8 @@ class Replay:
                    "channel_order": self.inp.get("channel_order", "RGB"),
                    "kind": self.inp.get("kind", "image"),
                    "framework": self.prof.get("framework", "tensorflow"),
-                   "layout": self.inp.get("layout", "NHWC")}
+                   "layout": self.inp.get("layout", "NHWC"),
+                   "args": predict_args(self.prof), "batched": self.inp.get("batched", True)}
         if self.iface.get("working_dir") == "scratch":
             request["cwd"] = os.path.join(self.workdir, "scratch")
             os.makedirs(request["cwd"])
@@ -237,6 +244,8 @@ class Replay:
 
         Returns ``(labels per phase, raw outputs of phase 0)``.
         """
+        if is_values(self.prof):  # a forecast: values.py checks and scores it
+            return V.main_pass(self)
         from .runner import ChildStopped
 
         method = self.iface["method"]
@@ -318,6 +327,8 @@ class Replay:
                    "container": self.inp["container"], "dtype": self.inp["dtype"],
                    "batch_size": self.batch_size}
         command.update(override)
+        if images in self.arg_files:
+            command["args"] = self.arg_files[images]
         if indices is not None:
             path = out + ".indices.npy"
             np.save(path, np.asarray(indices, dtype=np.int64))
