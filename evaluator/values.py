@@ -10,10 +10,15 @@ This module holds, in pure numpy (the evaluator's parent never imports TensorFlo
 * the output checks (:func:`interpret_values`): shape with the expected and received
   shapes, numbers, finite values;
 * the agreement of two runs (:func:`compare_values`: deterministic, harness variants);
-* the metrics (:func:`values_metrics`): MSE, RMSE, MAE overall, per horizon step, per
+* the metrics (:func:`values_metrics`, :func:`pooled_metrics`, and the paired
+  comparison of two forecasts on the same samples, :func:`paired_values_test`): MSE, RMSE, MAE overall, per horizon step, per
   feature and per category, percentile-bootstrap intervals over the samples;
 * the main pass of a values replay (:func:`main_pass`), which ``replay.Replay`` hands
   over to for such a profile, and the terminal's lines (:func:`terminal_lines`).
+
+Standalone: numpy and the standard library only (``leafsub bundle`` copies it into the
+scoring program as ``leafsub_values.py``); the main pass imports leafsub's own modules
+inside the function.
 
 Conventions: the error is ``prediction - target``; an output ``[N, H]`` has H horizon
 steps of one series; ``[N, H, F]`` has H steps of F features. MSE over all values is the
@@ -24,12 +29,18 @@ import os
 
 import numpy as np
 
-from . import checks as C
-
 METRICS = ("mse", "rmse", "mae")
 RTOL = 1e-4          # two runs agree when |a - b| <= ATOL_SCALE * scale + RTOL * |b|
 ATOL_SCALE = 1e-5
 _BOOT_CHUNK = 64     # bootstrap resamples drawn at once (memory: 64 x N int64)
+
+
+class C:
+    """The check record, as ``checks.check`` makes it (this file is also copied alone)."""
+
+    @staticmethod
+    def check(name, status, detail):
+        return {"name": name, "status": status, "detail": detail}
 
 
 def expected_shape(profile, pack):
@@ -257,6 +268,7 @@ def main_pass(replay):
     checks, container, input not mutated; metrics, phases). Returns
     ``(values per phase, raw outputs of phase 0)``.
     """
+    from . import checks
     from .replay import EndReplay, phase_name
     from .runner import ChildStopped
 
@@ -312,7 +324,7 @@ def main_pass(replay):
     timing = replay.result["timing"]
     timing["predict_s"] = round(predict_s, 3)
     timing["images_per_s"] = round(n / predict_s, 1) if predict_s > 0 else None
-    replay.checks.append(C.output_container(sorted(types), prof, method))
+    replay.checks.append(checks.output_container(sorted(types), prof, method))
     if replay.inp["container"] == "numpy":
         replay.checks.append(C.check(
             "input not mutated", "warn" if mutated else "pass",
@@ -358,3 +370,114 @@ def terminal_lines(result):
         lines.append("per step RMSE: first %.4g, last %.4g (worst at step %d)" % (
             steps[0]["rmse"], steps[-1]["rmse"], max(steps, key=lambda r: r["rmse"])["step"]))
     return lines
+
+
+# --------------------------------------------------------------------------- two forecasts
+
+def score_keys(metric="mse"):
+    """The leaderboard's columns for a values challenge: its metric first, then the others."""
+    return [metric] + [k for k in METRICS if k != metric]
+
+
+def _phase_arrays(values):
+    """A result's targets or predictions: one array, or a list of per-phase arrays (ragged)."""
+    try:
+        return [np.asarray(values, dtype=np.float64)]
+    except ValueError:  # phases whose horizons differ: [[...9 steps...], [...18 steps...]]
+        return [np.asarray(v, dtype=np.float64) for v in values]
+
+
+def paired_values_test(y_true, pred_a, pred_b, metric="mse", n_boot=2000, n_perm=10000, seed=0,
+                       level=0.95, alpha=0.05):
+    """Is forecast B better than A on the same samples? A paired test on per-sample errors.
+
+    Each sample's error (its mean squared error for MSE/RMSE, its mean absolute error for
+    MAE) under A and under B are paired: the p-value is a two-sided sign-flip permutation
+    test of their mean difference (``n_perm`` random flips; exact enough for p >= 1e-4),
+    the interval a paired percentile bootstrap of the metric's difference B - A.
+    Lower is better: B is better when the difference is negative and significant.
+
+    Args:
+      y_true, pred_a, pred_b: arrays ``[N, ...]`` of the same shape, or lists of them (one
+        per phase, their shapes may differ: every sample weighs as its number of values).
+
+    Returns:
+      a JSON-ready dict: ``kind`` "values", ``metric``, ``n_images``, ``a`` and ``b``
+      ({mse, rmse, mae}), ``diff`` {diff, low, high, level}, ``p_value``, ``better``
+      ("a", "b" or None), ``significant``, ``verdict`` (a sentence).
+    """
+    phases_t, phases_a, phases_b = (p if isinstance(p, list) else [p]
+                                    for p in (y_true, pred_a, pred_b))
+    sq_a, ab_a, sq_b, ab_b, weights = [], [], [], [], []
+    for t, a, b in zip(phases_t, phases_a, phases_b):
+        for sq, ab, pred in ((sq_a, ab_a, a), (sq_b, ab_b, b)):
+            s, m = per_sample_errors(t, pred)
+            sq.append(s)
+            ab.append(m)
+        weights.append(np.full(len(t), np.asarray(t[0]).size, dtype=np.float64))
+    sq_a, ab_a, sq_b, ab_b, w = (np.concatenate(v) for v in (sq_a, ab_a, sq_b, ab_b, weights))
+    n = w.size
+    if metric == "mae":
+        e_a, e_b = ab_a, ab_b
+    else:
+        e_a, e_b = sq_a, sq_b
+
+    def value(e, idx=None):
+        e_, w_ = (e, w) if idx is None else (e[idx], w[idx])
+        mean = np.sum(e_ * w_, axis=-1) / np.sum(w_, axis=-1)
+        return np.sqrt(mean) if metric == "rmse" else mean
+
+    summary = {}
+    for key, sq, ab in (("a", sq_a, ab_a), ("b", sq_b, ab_b)):
+        mse = float(np.sum(sq * w) / np.sum(w))
+        summary[key] = {"mse": mse, "rmse": float(np.sqrt(mse)),
+                        "mae": float(np.sum(ab * w) / np.sum(w))}
+    diff = float(value(e_b) - value(e_a))
+    rng = np.random.default_rng(seed)
+    boots = []
+    for start in range(0, n_boot, _BOOT_CHUNK):
+        idx = rng.integers(0, n, size=(min(_BOOT_CHUNK, n_boot - start), n))
+        boots.append(value(e_b, idx) - value(e_a, idx))
+    boots = np.concatenate(boots)
+    low, high = np.percentile(boots, [(1 - level) / 2 * 100, (1 + level) / 2 * 100])
+    d = (e_b - e_a) * w
+    observed = abs(float(np.sum(d)))
+    extreme = 0
+    for start in range(0, n_perm, _BOOT_CHUNK):
+        signs = rng.choice(np.array([-1.0, 1.0]), size=(min(_BOOT_CHUNK, n_perm - start), n))
+        extreme += int(np.sum(np.abs(signs @ d) >= observed - 1e-12 * max(observed, 1.0)))
+    p = 1.0 if observed == 0 else (extreme + 1) / (n_perm + 1)
+    name = metric.upper()
+    if p < alpha and diff < 0:
+        better, verdict = "b", "B is better than A (%s %+.4g, p=%.2g)" % (name, diff, p)
+    elif p < alpha and diff > 0:
+        better, verdict = "a", "A is better than B (%s %+.4g, p=%.2g)" % (name, diff, p)
+    else:
+        better = None
+        verdict = "no evidence that %s is better than %s (p=%.2g)" % (
+            (("B", "A") if diff <= 0 else ("A", "B")) + (p,))
+    return {"kind": "values", "metric": metric, "n_images": int(n), "a": summary["a"],
+            "b": summary["b"], "diff": {"diff": diff, "low": float(low), "high": float(high),
+                                        "level": level},
+            "p_value": float(p), "test": "paired sign-flip permutation test on per-sample "
+            "errors (%d flips)" % n_perm, "better": better, "significant": bool(p < alpha),
+            "verdict": verdict}
+
+
+def compare_text(d, width=80):
+    """The lines of ``leafsub compare`` for two forecasts."""
+    name = d["metric"].upper()
+    lines = ["leafsub compare  (%sforecasts, %d samples)" % (
+        "profile %s, " % d["profile"] if d.get("profile") else "", d["n_images"]), ""]
+    for key in ("a", "b"):
+        s = (d.get("submissions") or {}).get(key) or {}
+        path = str(s.get("submission", ""))[-(width - 50):]
+        m = d[key]
+        lines.append("  %s  %-*s MSE %.5g  RMSE %.5g  MAE %.5g" % (
+            key.upper(), width - 50, path, m["mse"], m["rmse"], m["mae"]))
+    diff = d["diff"]
+    lines += ["", "  B - A  %s %+.4g   %d%% CI [%+.4g, %+.4g]   p=%.2g (%s)" % (
+        name, diff["diff"], round(100 * diff["level"]), diff["low"], diff["high"],
+        d["p_value"], d["test"]), "", "Verdict: %s." % (d["verdict"][0].upper()
+                                                         + d["verdict"][1:])]
+    return "\n".join(lines)

@@ -130,7 +130,8 @@ def run(input_dir, output_dir, program_dir, submission_dir):
                "constructor": iface["constructor"], "method": iface["method"],
                "range": list(inp.get("range") or (0, 255)),
                "channel_order": inp.get("channel_order", "RGB"),
-               "kind": inp.get("kind", "image"), "block_network": True}
+               "kind": inp.get("kind", "image"), "block_network": True,
+               "args": iface.get("args") or ["X"], "batched": inp.get("batched", True)}
     cwd = root
     if iface.get("working_dir") == "scratch":
         cwd = tempfile.mkdtemp(prefix="scratch-")
@@ -173,7 +174,10 @@ def run(input_dir, output_dir, program_dir, submission_dir):
     out = os.path.join(output_dir, PREDICTIONS)
     command = {"op": "predict", "images": os.path.join(input_dir, protocol["images"]),
                "out": out, "progress": False, "container": inp["container"],
-               "dtype": inp["dtype"], "batch_size": int(inp["batch_size"])}
+               "dtype": inp["dtype"], "batch_size": int(inp["batch_size"]),
+               # the extra predict arguments (categories, ...): input_data/<name>.npy
+               "args": [os.path.join(input_dir, a + ".npy") for a in
+                        (iface.get("args") or ["X"])[1:]]}
     started = time.time()
     reply = call("predict", command)
     watchdog.timer.cancel()

@@ -352,3 +352,72 @@ def test_value_packs_hold_strings_beside_the_series_and_refuse_pickles(tmp_path)
         f["x"], f["y"], f["categories"] = x, y, np.array([b"A", b"B", b"C"])
     pack = open_values_pack(tmp_path / "p.h5", (200,), ("X", "categories"))
     assert list(pack.extras["categories"]) == ["A", "B", "C"]
+
+
+# --------------------------------------------------------------------------- organizers, compare
+
+def test_a_forecasting_bundle_scores_by_mse_and_its_check_agrees_with_evaluate(work, tmp_path):
+    import zipfile
+
+    import yaml
+
+    bundle = tmp_path / "competition.zip"
+    proc = run_cli("bundle", "--profile", PROFILE, "--data", work["phase1"], "-o", bundle)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    with zipfile.ZipFile(bundle) as z:
+        names = set(z.namelist())
+        doc = yaml.safe_load(z.read("competition.yaml"))
+        evaluation = z.read("pages/evaluation.md").decode()
+    assert {"phases/phase1/input_data/samples.npy", "phases/phase1/input_data/categories.npy",
+            "phases/phase1/reference_data/targets.npy",
+            "scoring_program/leafsub_values.py"} <= names
+    assert not any(n.endswith("labels.npy") for n in names)
+    columns = doc["leaderboards"][0]["columns"]
+    assert [(c["key"], c["sorting"]) for c in columns] == [
+        ("mse", "asc"), ("rmse", "asc"), ("mae", "asc")]
+    assert "predict(X, categories)" in evaluation and "MSE (ranking, lower is better)" in evaluation
+
+    zip9 = _zip(work, "bundle9.zip", model_py(), horizon=9)
+    report = tmp_path / "check.json"
+    proc = run_cli("bundle", "--check", bundle, "--submission", zip9, "--json", report, "-q")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "verdict: the bundle agrees with leafsub evaluate" in proc.stdout
+    (task,) = json.loads(report.read_text())["tasks"]
+    assert task["scores"] == task["evaluate"]["metrics"], task
+    assert task["scores"]["mse"] == pytest.approx(_persistence_mse(work["phase1"])[0], rel=1e-5)
+
+    zip18 = _zip(work, "bundle18.zip", model_py(), horizon=18)   # 18 where 9 are due
+    proc = run_cli("bundle", "--check", bundle, "--submission", zip18, "--json", report, "-q")
+    assert proc.returncode == 0, proc.stdout + proc.stderr   # both sides fail it alike
+    (task,) = json.loads(report.read_text())["tasks"]
+    assert task["scores"] is None and "output: shape" in task["evaluate"]["failed"]
+
+
+def test_compare_tells_a_better_forecast_by_a_paired_test_on_per_sample_errors(work, tmp_path):
+    a = _zip(work, "cmp-a.zip", model_py(ret="out.numpy() + 0.05"), horizon=9)
+    b = _zip(work, "cmp-b.zip", model_py(), horizon=9)
+    out = tmp_path / "compare.json"
+    proc = run_cli("compare", a, b, "--data", work["phase1"], "--profile", PROFILE,
+                   "--json", out)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    d = json.loads(out.read_text())
+    assert d["kind"] == "values" and d["better"] == "b" and d["p_value"] < 0.05
+    assert d["diff"]["diff"] < 0 and d["diff"]["high"] < 0
+    assert "B is better than A" in proc.stdout
+
+
+def test_the_paired_test_finds_no_difference_between_equal_forecasts():
+    from leafsub.evaluator.values import paired_values_test
+
+    rng = np.random.default_rng(0)
+    y = rng.normal(size=(50, 9))
+    noise = rng.normal(0, 0.5, size=(50, 9))
+    same = paired_values_test(y, y + noise, y - noise)   # mirror images: equal errors
+    assert same["better"] is None and same["p_value"] == 1.0
+    far = paired_values_test(y, y + noise, y + noise / 4, metric="rmse")
+    assert far["better"] == "b" and far["b"]["rmse"] < far["a"]["rmse"]
+    y18 = rng.normal(size=(30, 18))   # phase 2's horizon: 18 steps
+    pooled = paired_values_test([y, y18], [y + noise, y18 + 0.5], [y + noise / 4, y18 + 0.1])
+    assert pooled["n_images"] == 80 and pooled["better"] == "b"
+    assert pooled["a"]["mse"] == pytest.approx((np.sum(noise ** 2) + 30 * 18 * 0.25)
+                                               / (50 * 9 + 30 * 18))
