@@ -231,7 +231,7 @@ def compare(a, b, data, profile=None, n_boot=2000, seed=0, level=0.95, alpha=ALP
     da, db = dicts
     if (da.get("output") or {}).get("kind") == "values":  # forecasts: per-sample errors
         from . import values as V
-        targets, pa, pb = (V._phase_arrays(d) for d in (da["targets"], da["predictions"],
+        targets, pa, pb = (V.phase_arrays(d) for d in (da["targets"], da["predictions"],
                                                          db["predictions"]))
         if [p.shape for p in pa] != [p.shape for p in pb]:
             raise UsageError("%s and %s returned forecasts of different shapes; compare needs "

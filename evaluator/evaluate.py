@@ -216,9 +216,12 @@ def _finish(replay, started, json_path, html_path, keep_workdir):
     if html_path:
         from .report_html import write_report
         pack = replay.packs[0] if len(replay.packs) == 1 and is_image(replay.prof) else None
-        h, w = int(replay.inp["shape"][0]), int(replay.inp["shape"][1])
-        images = (lambda idx: pack.read(idx, size=(h, w))) if pack is not None else None
-        write_report(result, html_path, images=images)
+        size = tuple(int(d) for d in replay.inp["shape"][:2]) if pack is not None else None
+        images = (lambda idx: pack.read(idx, size=size)) if pack is not None else None
+        values = replay.packs[0] if len(replay.packs) == 1 and getattr(
+            replay.packs[0], "kind", None) == "values" else None
+        write_report(result, html_path, images=images,
+                     history=values.read if values is not None else None)
     return EvaluationResult(result)
 
 

@@ -245,7 +245,7 @@ class Replay:
         Returns ``(labels per phase, raw outputs of phase 0)``.
         """
         if is_values(self.prof):  # a forecast: values.py checks and scores it
-            return V.main_pass(self)
+            return V.main_pass(self, EndReplay, phase_name)
         from .runner import ChildStopped
 
         method = self.iface["method"]

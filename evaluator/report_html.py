@@ -540,9 +540,11 @@ def _verdict_html(result, checks):
             % (cls, big, e(why)))
 
 
-def render_report(result, images=None, title=None, max_gallery=MAX_GALLERY):
-    """The report's HTML text. See :func:`write_report` for the arguments."""
+def render_report(result, images=None, title=None, max_gallery=MAX_GALLERY, history=None):
+    """The report's HTML text. See :func:`write_report` for the arguments (``history``: a
+    forecast's inputs, ``history(indices)``, drawn before the forecasts)."""
     result = _as_dict(result)
+    values = (result.get("output") or {}).get("kind") == "values"
     metrics = result.get("metrics") or {}
     checks = result.get("checks") or []
     names = _class_names(result, metrics)
@@ -572,6 +574,7 @@ def render_report(result, images=None, title=None, max_gallery=MAX_GALLERY):
         # The answer first (verdict, metrics, what failed or warned), then where a person
         # looks next (the mistakes), then the detail; passing checks folded near the end.
         _metrics_html(result, metrics),
+        _values_html(result, history) if values else "",
         _attention_html(checks),
         # A time series or feature vector has no picture to show.
         _gallery_html(result, names, images, max_gallery)
@@ -589,7 +592,13 @@ def render_report(result, images=None, title=None, max_gallery=MAX_GALLERY):
     return "".join(parts)
 
 
-def write_report(result, html_path, images=None, title=None, max_gallery=MAX_GALLERY):
+def _values_html(result, history):
+    from .report_values import sections
+    return sections(result, history=history, section=_section)
+
+
+def write_report(result, html_path, images=None, title=None, max_gallery=MAX_GALLERY,
+                 history=None):
     """Write the evaluation report as one self-contained HTML file (atomically).
 
     Args:
@@ -603,6 +612,7 @@ def write_report(result, html_path, images=None, title=None, max_gallery=MAX_GAL
 
     Returns the path written.
     """
-    text = render_report(result, images=images, title=title, max_gallery=max_gallery)
+    text = render_report(result, images=images, title=title, max_gallery=max_gallery,
+                         history=history)
     write_atomic(html_path, text)
     return os.fspath(html_path)

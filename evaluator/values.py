@@ -261,15 +261,16 @@ def _category_arg(pack):
     return None, None
 
 
-def main_pass(replay):
+def main_pass(replay, end, phase_name):
     """Every sample of every phase, as the platform feeds them; score the values.
 
     The values counterpart of ``Replay.main_pass`` (same records: predicts, the output
-    checks, container, input not mutated; metrics, phases). Returns
-    ``(values per phase, raw outputs of phase 0)``.
+    checks, container, input not mutated; metrics, phases); ``end`` is the exception that
+    ends the replay, ``phase_name(path, i)`` a phase's name (replay.py's, passed in:
+    this module does not import replay.py). Returns ``(values per phase, raw outputs of
+    phase 0)``.
     """
     from . import checks
-    from .replay import EndReplay, phase_name
     from .runner import ChildStopped
 
     prof, method = replay.prof, replay.iface["method"]
@@ -286,13 +287,13 @@ def main_pass(replay):
                 label="predicting" if len(replay.packs) == 1 else name)
         except ChildStopped as err:
             replay.checks.append(replay.stopped_check("predicts", err, "predicting %s" % name))
-            raise EndReplay()
+            raise end()
         if not reply.get("ok"):
             output_problem = reply.get("kind") == "output"
             replay.checks.append(C.check("output: shape" if output_problem else "predicts",
                                          "fail", replay.failure_detail(
                                              reply, traceback=not output_problem)))
-            raise EndReplay()
+            raise end()
         predict_s += float(reply["predict_s"])
         types.update(reply["types"])
         mutated += int(reply.get("mutated_batches", 0))
@@ -379,7 +380,7 @@ def score_keys(metric="mse"):
     return [metric] + [k for k in METRICS if k != metric]
 
 
-def _phase_arrays(values):
+def phase_arrays(values):
     """A result's targets or predictions: one array, or a list of per-phase arrays (ragged)."""
     try:
         return [np.asarray(values, dtype=np.float64)]

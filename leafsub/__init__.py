@@ -12,7 +12,14 @@ TensorFlow is imported only when a function that needs it runs, so that
 
 __version__ = "0.1.0"
 
-__all__ = ["export", "build", "evaluate", "compare", "__version__"]
+__all__ = ["export", "export_forecaster", "build", "evaluate", "compare", "__version__"]
+
+
+def export_forecaster(*args, **kwargs):
+    """Export a Keras forecaster with its input window and scaling; see
+    :func:`leafsub.exporter.forecast.export_forecaster`."""
+    from .exporter.forecast import export_forecaster as _export
+    return _export(*args, **kwargs)
 
 
 def export(*args, **kwargs):

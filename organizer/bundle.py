@@ -541,10 +541,13 @@ def open_hidden(path, profile):
     tensor pack whose samples have the profile's input shape (refused otherwise).
     """
     from ..datasets import open_pack, open_tensor_pack
-    from ..evaluator.evaluate import SERIES_HINT_PX, _open_data
+    from ..evaluator.evaluate import SERIES_HINT_PX
 
     if _values(profile):  # inputs, targets and the extra arguments, as evaluate reads them
-        return _open_data(path, profile)
+        from ..datasets import open_values_pack
+        return open_values_pack(path, tuple(profile["input"]["shape"]),
+                                profile["interface"].get("args") or ["X"],
+                                profile["output"].get("shape"))
     if not _is_image(profile):
         return open_tensor_pack(path, tuple(int(d) for d in profile["input"]["shape"]))
     pack = open_pack(path)

@@ -141,7 +141,8 @@ def _persistence_mse(path):
 def test_a_persistence_forecaster_passes_both_phases_scored_by_mse(work, tmp_path):
     """9 steps in phase 1, 18 in phase 2: the horizon comes from each phase's targets."""
     zip9 = _zip(work, "f9.zip", model_py(), horizon=9)
-    proc, result = _evaluate(zip9, work["phase1"], tmp_path)
+    report = tmp_path / "report.html"
+    proc, result = _evaluate(zip9, work["phase1"], tmp_path, "--html", report)
     assert proc.returncode == 0, proc.stdout
     mse, mae = _persistence_mse(work["phase1"])
     m = result["metrics"]
@@ -156,6 +157,11 @@ def test_a_persistence_forecaster_passes_both_phases_scored_by_mse(work, tmp_pat
                  "variant: float64 input", "variant: batch size 7"):
         assert _check(result, name)["status"] == "pass", (name, result["checks"])
     assert "MSE" in proc.stdout
+    # The report draws the error per step and a few series, forecast over truth: pictures.
+    page = report.read_text()
+    for title in ("Error per horizon step", "Forecasts over the truth", "MSE per category"):
+        assert title in page
+    assert page.count("<svg") >= 5 and "<script" not in page and "series " in page
 
     zip18 = _zip(work, "f18.zip", model_py(), horizon=18)
     proc, result = _evaluate(zip18, work["phase2"], tmp_path)
@@ -421,3 +427,112 @@ def test_the_paired_test_finds_no_difference_between_equal_forecasts():
     assert pooled["n_images"] == 80 and pooled["better"] == "b"
     assert pooled["a"]["mse"] == pytest.approx((np.sum(noise ** 2) + 30 * 18 * 0.25)
                                                / (50 * 9 + 30 * 18))
+
+
+# --------------------------------------------------------------------------- export -> build -> evaluate
+
+def drift_model(window=50, steps=9, drift=0.1):
+    """In the scaled units: the window's last value plus ``drift``, for ``steps`` steps."""
+    import keras
+
+    inputs = keras.Input((window,))
+    dense = keras.layers.Dense(steps)
+    model = keras.Model(inputs, dense(inputs))
+    kernel = np.zeros((window, steps), dtype=np.float32)
+    kernel[-1, :] = 1.0
+    dense.set_weights([kernel, np.full(steps, drift, dtype=np.float32)])
+    return model
+
+
+def test_a_forecaster_with_a_scaler_is_exported_built_and_rolled_out_to_each_phase(
+        work, tmp_path):
+    """The team's model reads the last 50 steps scaled by a RobustScaler and predicts 9; the
+    build crops, scales, unscales and, for phase 2, rolls the model out to 18 steps."""
+    import leafsub
+    from sklearn.preprocessing import RobustScaler
+
+    train, _, _ = forecast_data(64, 9, seed=9)
+    scaler = RobustScaler().fit(train.reshape(-1, 1))
+    run = tmp_path / "run"
+    card = leafsub.export_forecaster(drift_model(), run, scaler=scaler, probe=train[:6])
+    assert (card["window"], card["steps"], card["features"]) == (50, 9, None)
+    assert card["scale"] == pytest.approx([1 / scaler.scale_[0]])
+    step = 0.1 * scaler.scale_[0]   # the drift of one call, in the platform's units
+
+    def expected_mse(path, horizon):
+        with np.load(path) as z:
+            x, y = z["x"].astype(np.float64), z["y"]
+        ahead = np.arange(horizon) // 9 + 1   # calls so far: 1 for steps 1-9, 2 for 10-18
+        return float(np.mean((x[:, -1:] + step * ahead - y) ** 2))
+
+    for horizon, phase in ((9, "phase1"), (18, "phase2")):
+        zip_path = tmp_path / ("built%d.zip" % horizon)
+        proc = run_cli("build", "-m", run, "--profile", PROFILE, "--horizon", horizon,
+                       "-o", zip_path)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert "PASS  self-check: goldens" in proc.stdout
+        with __import__("zipfile").ZipFile(zip_path) as z:
+            text = z.read("model.py").decode()
+        assert "def predict(self, X, categories):" in text and '"horizon": %d' % horizon in text
+        assert ("rolled out" in text) == (horizon > 9)
+        proc, result = _evaluate(zip_path, work[phase], tmp_path)
+        assert proc.returncode == 0, proc.stdout + json.dumps(result["checks"], indent=1)
+        assert result["metrics"]["mse"] == pytest.approx(expected_mse(work[phase], horizon),
+                                                         rel=1e-4)
+
+    proc = run_cli("build", "-m", run, "--profile", PROFILE, "--horizon", 18, "--no-rollout",
+                   "-o", tmp_path / "no.zip")
+    assert proc.returncode == 2 and "--rollout" in proc.stderr
+    assert not (tmp_path / "no.zip").exists()
+
+
+def test_the_forecast_runtime_crops_scales_and_rolls_out():
+    from leafsub.submission_template import forecast as F
+
+    x = np.arange(12, dtype=np.float32).reshape(2, 6)
+    cfg = {"window": 4, "steps": 2, "horizon": 5, "features": None, "scale": [0.5],
+           "offset": [1.0], "rollout": True}
+    calls = []
+
+    def model(w):   # the scaled window's last value, twice
+        calls.append(w.copy())
+        return np.repeat(w[:, -1:], 2, axis=1)
+
+    y = F.forecast(model, x, cfg)
+    assert y.shape == (2, 5) and np.allclose(y, x[:, -1:])    # scale and unscale cancel
+    assert np.allclose(calls[0], x[:, -4:] * 0.5 + 1) and len(calls) == 3
+    assert F.crop(x[:, :2], 4).tolist() == [[0, 0, 0, 1], [0, 0, 6, 7]]
+    with pytest.raises(ValueError, match="rollout"):
+        F.forecast(model, x, dict(cfg, rollout=False))
+
+
+def test_a_2021_forecaster_gets_the_whole_series_and_returns_864_steps_as_a_tensor(tmp_path):
+    """Per-feature StandardScaler, a model predicting 96 steps from the last 48, rolled out
+    nine times; predict gets one [T, 7] tf.Tensor and returns a tf.Tensor [864, 7]."""
+    import keras
+
+    import leafsub
+    from sklearn.preprocessing import StandardScaler
+
+    rng = np.random.default_rng(4)
+    offsets = np.array([1.0, -5.0, 20.0, 0.0, 3.0, 100.0, -1.0])
+    x = (rng.normal(0, 2, size=(2, 300, 7)) + offsets).astype(np.float32)
+    y = rng.normal(0, 2, size=(2, 864, 7)) + offsets
+    data = tmp_path / "series.npz"
+    np.savez(data, x=x, y=y)
+    inputs = keras.Input((48, 7))
+    model = keras.Model(inputs, keras.layers.RepeatVector(96)(
+        keras.layers.GlobalAveragePooling1D()(inputs)))
+    scaler = StandardScaler().fit(x.reshape(-1, 7))
+    run = tmp_path / "run2021"
+    leafsub.export_forecaster(model, run, scaler=scaler, probe=x)
+    zip_path = tmp_path / "built2021.zip"
+    proc = run_cli("build", "-m", run, "--profile", "an2dl-2021-forecast", "-o", zip_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "horizon 864, rolled out" in proc.stdout
+    proc, result = _evaluate(zip_path, data, tmp_path, profile="an2dl-2021-forecast")
+    assert proc.returncode == 0, proc.stdout + json.dumps(result["checks"], indent=1)
+    assert "tensorflow" in _check(result, "output: container")["detail"].lower()
+    forecast = np.repeat(x[:, -48:].astype(np.float64).mean(axis=1, keepdims=True), 864, axis=1)
+    assert result["metrics"]["rmse"] == pytest.approx(np.sqrt(np.mean((forecast - y) ** 2)),
+                                                      rel=1e-4)
