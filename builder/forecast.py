@@ -26,6 +26,8 @@ from . import zipwrite
 
 TEMPLATE = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir,
                         "submission_template", "forecast.py")
+ZIP_MANIFEST = "leafsub-forecast.json"
+ZIP_PROBE = "leafsub-forecast-probe.npz"
 MARKER = "# --- leafsub: the forecaster's runtime (submission_template/forecast.py) ---"
 
 
@@ -215,9 +217,13 @@ def build_forecaster(run_dir, profile, output, horizon=None, rollout=True, force
         if say:
             say("self-check: model.py on the export's probe series, in a fresh process")
         check = self_check(stage, profile, card, config, run_dir, work)
-        with open(os.path.join(stage, "leafsub-forecast.json"), "w", encoding="utf-8") as f:
+        # The goldens travel with the zip: leafsub evaluate checks them in its runtime.
+        shutil.copyfile(os.path.join(run_dir, PROBE_NAME), os.path.join(stage, ZIP_PROBE))
+        with open(os.path.join(stage, ZIP_MANIFEST), "w", encoding="utf-8") as f:
             f.write(dumps({"leafsub_forecast_build": 1, "profile": profile["name"],
-                           "forecast": config, "card": card}))
+                           "forecast": config, "card": card,
+                           "probe": {"file": ZIP_PROBE,
+                                     "tolerance": card["probe"]["tolerance"]}}))
         zipwrite.write_zip_atomic(output, zipwrite.entries_from_tree(stage))
     finally:
         shutil.rmtree(work, ignore_errors=True)

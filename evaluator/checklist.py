@@ -59,6 +59,10 @@ def run_checks(replay, submission, detective=True, variants=True, stated=(None, 
         if manifest is not None:
             golden_check(replay.predict, manifest, probe, replay.workdir, replay.checks,
                          replay.prof)
+        elif is_values(replay.prof):  # a forecaster's build: its own manifest and probe
+            check = V.golden_check(replay)
+            if check is not None:
+                replay.checks.append(check)
         timing["checks_s"] = round(time.monotonic() - started, 3)
         if detective and not is_image(replay.prof):
             replay.checks.append(C.not_an_image("mismatch detective", replay.prof))

@@ -579,7 +579,7 @@ def render_report(result, images=None, title=None, max_gallery=MAX_GALLERY, hist
         # A time series or feature vector has no picture to show.
         _gallery_html(result, names, images, max_gallery)
         if (result.get("input") or {}).get("kind", "image") == "image" else "",
-        _phases_html(result),
+        "" if values else _phases_html(result),   # a forecast's phases: in its sections
         _per_class_html(metrics),
         _confusion_html(metrics, names),
         _checks_html(checks),

@@ -145,6 +145,13 @@ def sections(result, history=None, section=None):
                 i, name, err, ", feature 0" if pred.ndim == 3 else ""), "step"))
         out.append(section("series", "Forecasts over the truth", "".join(charts),
                            note="The best, the median and the worst series by their error."))
+    phases = [dict(p["metrics"], phase="%s [%s]" % (p["name"], ", ".join(
+        map(str, p.get("output_shape") or [])))) for p in result.get("phases") or []
+        if p.get("metrics")]
+    if len(phases) > 1:
+        out.append(section("phases", "Phases", bar_rows(
+            phases, m.get("metric", "mse"), "phase", "%s per phase (horizon)" % m.get(
+                "metric", "mse").upper())))
     bars = bar_rows(m.get("per_category") or [], "mse", "category", "MSE per category") + \
         bar_rows(m.get("per_feature") or [], "rmse", "feature", "RMSE per feature")
     if bars:

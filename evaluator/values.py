@@ -482,3 +482,66 @@ def compare_text(d, width=80):
         d["p_value"], d["test"]), "", "Verdict: %s." % (d["verdict"][0].upper()
                                                          + d["verdict"][1:])]
     return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- a build's goldens
+
+FORECAST_MANIFEST = "leafsub-forecast.json"   # written by leafsub build for a forecaster
+
+
+def golden_check(replay):
+    """The goldens of a forecaster built by ``leafsub build`` (``leafsub-forecast.json`` and
+    its probe in the zip), through ``predict`` as the platform calls it, in this runtime.
+
+    Returns the ``goldens`` check, or None when the zip holds no forecaster manifest.
+    """
+    import json
+
+    path = os.path.join(replay.root, FORECAST_MANIFEST)
+    if not os.path.isfile(path):
+        return None
+    try:
+        with open(path, "r", encoding="utf-8") as f:
+            manifest = json.load(f)
+        config, probe = manifest["forecast"], manifest["probe"]
+        with np.load(os.path.join(replay.root, probe["file"]), allow_pickle=False) as z:
+            series = np.asarray(z["series"])
+            golden = np.asarray(z["forecast"] if int(config["horizon"]) <= int(config["steps"])
+                                else z["rollout"], dtype=np.float64)
+        tolerance = float(probe["tolerance"])
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        return C.check("goldens", "warn", "%s is unreadable (%s: %s): the goldens cannot be "
+                       "checked" % (FORECAST_MANIFEST, type(err).__name__, err))
+    shape = replay.prof["input"]["shape"]
+    if len(shape) != series.ndim - 1 or any(d is not None and int(d) != s
+                                            for d, s in zip(shape, series.shape[1:])):
+        return C.check("goldens", "warn", "the build's probe series have shape %s, the profile "
+                       "feeds %s: the goldens cannot be fed as the platform does"
+                       % (list(series.shape[1:]), list(shape)))
+    images = os.path.join(replay.workdir, "forecast-probe.npy")
+    np.save(images, series.astype(replay.prof["input"]["dtype"]))
+    args = []
+    for k, _ in enumerate((replay.prof["interface"].get("args") or ["X"])[1:]):
+        args.append(os.path.join(replay.workdir, "forecast-probe-arg%d.npy" % k))
+        np.save(args[-1], np.array(["A"] * len(series)))   # not read by leafsub's model.py
+    if args:
+        replay.arg_files[images] = args
+    reply, out = replay.predict(images, os.path.join(replay.workdir, "forecast-probe-out.npy"))
+    if not reply.get("ok") or out is None:
+        return C.check("goldens", "fail", "predict() failed on the build's probe series: %s"
+                       % reply.get("error"))
+    k = min(int(config["horizon"]), golden.shape[1])
+    out = np.asarray(out, dtype=np.float64)
+    if out.shape[:2] != (len(golden), int(config["horizon"])):
+        return C.check("goldens", "fail", "predict() returned %s on the build's %d probe series; "
+                       "the build checked [%d, %d]" % (list(out.shape), len(golden), len(golden),
+                                                       int(config["horizon"])))
+    diff = float(np.max(np.abs(out[:, :k] - golden[:, :k])))
+    tol = tolerance * max(1.0, float(np.max(np.abs(golden[:, :k]))))
+    if diff > tol:
+        return C.check("goldens", "fail", "on the build's %d probe series, predict() differs "
+                       "from the export's forecasts by up to %.3g (tolerance %.3g): this runtime "
+                       "does not reproduce what leafsub build checked (a TensorFlow version "
+                       "difference, or an edited model.py)" % (len(golden), diff, tol))
+    return C.check("goldens", "pass", "the build's %d probe series: the export's forecasts over "
+                   "%d steps, reproduced (max difference %.2g)" % (len(golden), k, diff))

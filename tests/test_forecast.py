@@ -479,6 +479,22 @@ def test_a_forecaster_with_a_scaler_is_exported_built_and_rolled_out_to_each_pha
         assert proc.returncode == 0, proc.stdout + json.dumps(result["checks"], indent=1)
         assert result["metrics"]["mse"] == pytest.approx(expected_mse(work[phase], horizon),
                                                          rel=1e-4)
+        goldens = _check(result, "goldens")   # the build's probe, replayed by evaluate
+        assert goldens["status"] == "pass" and "6 probe series" in goldens["detail"]
+
+    # A hand edit after the build (a "small fix" to the forecast) no longer gives the goldens.
+    import zipfile
+    edited = tmp_path / "edited.zip"
+    with zipfile.ZipFile(tmp_path / "built9.zip") as src, zipfile.ZipFile(edited, "w") as dst:
+        for item in src.infolist():
+            data = src.read(item)
+            if item.filename == "model.py":
+                data += (b"\n_forecast = forecast\n\n\ndef forecast(call, x, config):\n"
+                         b"    return _forecast(call, x, config) + 0.01\n")
+            dst.writestr(item, data)
+    proc, result = _evaluate(edited, work["phase1"], tmp_path, "--no-detective")
+    assert proc.returncode == 1 and _check(result, "goldens")["status"] == "fail"
+    assert "edited model.py" in _check(result, "goldens")["detail"]
 
     proc = run_cli("build", "-m", run, "--profile", PROFILE, "--horizon", 18, "--no-rollout",
                    "-o", tmp_path / "no.zip")
@@ -533,6 +549,7 @@ def test_a_2021_forecaster_gets_the_whole_series_and_returns_864_steps_as_a_tens
     proc, result = _evaluate(zip_path, data, tmp_path, profile="an2dl-2021-forecast")
     assert proc.returncode == 0, proc.stdout + json.dumps(result["checks"], indent=1)
     assert "tensorflow" in _check(result, "output: container")["detail"].lower()
+    assert _check(result, "goldens")["status"] == "pass"
     forecast = np.repeat(x[:, -48:].astype(np.float64).mean(axis=1, keepdims=True), 864, axis=1)
     assert result["metrics"]["rmse"] == pytest.approx(np.sqrt(np.mean((forecast - y) ** 2)),
                                                       rel=1e-4)
