@@ -88,6 +88,10 @@ class EvaluationResult:
         return self.data
 
     def __repr__(self):
+        m = self.data.get("metrics") or {}
+        if m.get("kind") == "values":   # a forecast: its leaderboard metric
+            return "<EvaluationResult %s, %s %.6g, %d checks>" % (
+                "passed" if self.passed else "FAILED", m["metric"], m["score"], len(self.checks))
         acc = self.accuracy
         return "<EvaluationResult %s, accuracy %s, %d checks>" % (
             "passed" if self.passed else "FAILED", "n/a" if acc is None else "%.4f" % acc,
