@@ -553,3 +553,16 @@ def test_a_2021_forecaster_gets_the_whole_series_and_returns_864_steps_as_a_tens
     forecast = np.repeat(x[:, -48:].astype(np.float64).mean(axis=1, keepdims=True), 864, axis=1)
     assert result["metrics"]["rmse"] == pytest.approx(np.sqrt(np.mean((forecast - y) ** 2)),
                                                       rel=1e-4)
+
+
+def test_the_forecasting_demo_runs_the_whole_flow_and_beats_repeating_the_last_value(tmp_path):
+    proc = run_cli("demo", "--forecast", "--quick", "--out", tmp_path / "demo")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "phase 1 zip on phase 2: FAILED, as it should" in proc.stdout
+    for name in ("submission-phase1.zip", "submission-phase2.zip", "report-phase2.html"):
+        assert (tmp_path / "demo" / name).is_file()
+    for phase in (1, 2):
+        result = json.loads((tmp_path / "demo" / ("phase%d.json" % phase)).read_text())
+        with np.load(tmp_path / "demo" / ("phase%d.npz" % phase)) as z:
+            naive = float(np.mean((z["x"][:, -1:].astype(np.float64) - z["y"]) ** 2))
+        assert result["passed"] and result["metrics"]["mse"] < naive / 2
