@@ -8,6 +8,7 @@ import click
 
 from ..profiles import describe_builtins, profile_option_help
 from . import zipwrite
+from ..exporter.forecast import is_forecaster
 from .build import build
 from .sizelimit import mb
 
@@ -78,8 +79,14 @@ def _print_summary(result):
               help="Write the result (or the failure) as JSON.")
 @click.option("--force", is_flag=True, help="Replace an existing output zip.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress messages on stderr.")
+@click.option("--horizon", type=int, default=None, metavar="STEPS",
+              help="A forecaster (leafsub.export_forecaster): the steps the phase asks for "
+                   "(default: the profile's output shape).")
+@click.option("--rollout/--no-rollout", default=True, show_default=True,
+              help="A forecaster: feed its forecast back into the window when the horizon "
+                   "exceeds the steps it predicts.")
 def build_command(models, weights, combine, tta, preprocess, profile, classes, output,
-                  compression, json_path, force, quiet):
+                  compression, json_path, force, quiet, horizon, rollout):
     """Build a CodaLab submission zip from exported run dirs.
 
     The zip holds model.py (leafsub's runtime + this build's settings + the
@@ -99,10 +106,32 @@ def build_command(models, weights, combine, tta, preprocess, profile, classes, o
     Exit codes: 0 built and checked, 1 a check failed (goldens, size limit),
     2 bad arguments or run dirs.
     """
+    runs = [m for item in models for m in item.split(",") if m]
+    if len(runs) == 1 and is_forecaster(runs[0]):  # export_forecaster's run dir
+        _build_forecaster(runs[0], profile, output, horizon, rollout, force, json_path, quiet)
+        return
     result = build(list(models), weights=weights, combine=combine, tta=tta, profile=profile,
                    output=output, json_path=json_path, force=force, compression=compression,
                    preprocess=preprocess, progress=not quiet, classes=classes)
     _print_summary(result)
+
+
+def _build_forecaster(run, profile, output, horizon, rollout, force, json_path, quiet):
+    from ..jsonfiles import dumps, write_atomic
+    from ..profiles import load_profile
+    from .forecast import build_forecaster
+
+    say = (lambda text: None) if quiet else (lambda text: click.echo(text, err=True))
+    result = build_forecaster(run, load_profile(profile), output, horizon=horizon,
+                              rollout=rollout, force=force, say=say)
+    if json_path:
+        write_atomic(json_path, dumps(dict(result, passed=True)))
+    cfg = result["forecast"]
+    click.echo("built %s (%d bytes): window %d, model steps %d, horizon %d%s" % (
+        result["path"], result["size_bytes"], cfg["window"], cfg["steps"], cfg["horizon"],
+        ", rolled out" if cfg["horizon"] > cfg["steps"] else ""))
+    for c in result["checks"]:
+        click.echo("PASS  %s: %s" % (c["name"], c["detail"]))
 
 
 @click.command("profiles")

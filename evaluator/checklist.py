@@ -20,9 +20,10 @@ import time
 
 import numpy as np
 
-from ..profiles import is_image
+from ..profiles import is_image, is_values
 from . import checks as C
 from . import detective as D
+from . import values as V
 from .replay import phase_name
 
 MANIFEST_NAME = "leafsub-manifest.json"
@@ -52,13 +53,18 @@ def run_checks(replay, submission, detective=True, variants=True, stated=(None, 
     try:
         if variants:
             variant_checks(replay.predict, replay.phase_files[0], raw_first, replay.packs[0].n,
-                           replay.batch_size, dict(replay.inp,
-                                                   framework=replay.protocol.framework),
+                           replay.batch_size, dict(replay.inp, framework=replay.protocol.framework),
                            replay.workdir, replay.checks,
-                           replay.iface["method"])
+                           replay.iface["method"], compare=V.compare_values
+                           if is_values(replay.prof) else C.compare_labels)
+        manifest, probe = read_manifest(replay.root)
         if manifest is not None:
             golden_check(replay.predict, manifest, probe, replay.workdir, replay.checks,
                          replay.prof)
+        elif is_values(replay.prof):  # a forecaster's build: its own manifest and probe
+            check = V.golden_check(replay)
+            if check is not None:
+                replay.checks.append(check)
         timing["checks_s"] = round(time.monotonic() - started, 3)
         if detective and not is_image(replay.prof):
             replay.checks.append(C.not_an_image("mismatch detective", replay.prof))
@@ -127,7 +133,7 @@ def read_manifest(root):
 
 def class_name_checks(packs, prof):
     """A warning when a pack names its classes differently from the profile."""
-    names = prof["classes"].get("names")
+    names = (prof.get("classes") or {}).get("names")
     out = []
     for i, pack in enumerate(packs):
         if not names or not pack.class_names or list(pack.class_names) == list(names):
@@ -147,7 +153,8 @@ def _strip(check):
     return {k: check[k] for k in ("name", "status", "detail")}
 
 
-def variant_checks(predict, images, main, n, batch_size, inp, workdir, checks, method):
+def variant_checks(predict, images, main, n, batch_size, inp, workdir, checks, method,
+                   compare=C.compare_labels):
     """Same images, other plausible harnesses: the answers must not change."""
     k = min(n, max(batch_size, VARIANT_IMAGES))
     idx = np.arange(k)
@@ -157,7 +164,7 @@ def variant_checks(predict, images, main, n, batch_size, inp, workdir, checks, m
         checks.append(C.check("deterministic", "fail", "the second call on the same images "
                               "failed: %s" % reply.get("error")))
         return
-    checks.append(C.compare_labels("deterministic", reference, again,
+    checks.append(compare("deterministic", reference, again,
                                    "the same %d images twice" % k, severity="fail",
                                    hint="predict() must give the same answer for the same "
                                         "image: no dropout at inference, no random TTA, no state "
@@ -181,7 +188,7 @@ def variant_checks(predict, images, main, n, batch_size, inp, workdir, checks, m
                                   "platform's harness is assumed to be the profile's; another "
                                   "would break it." % reply.get("error")))
             continue
-        checks.append(C.compare_labels(name, reference[:len(ids)], out,
+        checks.append(compare(name, reference[:len(ids)], out,
                                        "%d images" % len(ids), severity="warn",
                                        hint="the answer depends on how the batch is given; "
                                             "convert X with tf.cast(X, tf.float32) first"))

@@ -229,6 +229,22 @@ def compare(a, b, data, profile=None, n_boot=2000, seed=0, level=0.95, alpha=ALP
         dicts.append(d)
         summaries.append(summary)
     da, db = dicts
+    if (da.get("output") or {}).get("kind") == "values":  # forecasts: per-sample errors
+        from . import values as V
+        targets, pa, pb = (V.phase_arrays(d) for d in (da["targets"], da["predictions"],
+                                                         db["predictions"]))
+        if [p.shape for p in pa] != [p.shape for p in pb]:
+            raise UsageError("%s and %s returned forecasts of different shapes; compare needs "
+                             "the same data and profile for both." % (a, b))
+        comparison = V.paired_values_test(targets, pa, pb, da["output"]["metric"],
+                                          n_boot=n_boot, seed=seed, level=level, alpha=alpha)
+        result = CompareResult(comparison, summaries[0], summaries[1],
+                               profile=da.get("profile") or profile, data=os.fspath(data)
+                               if not isinstance(data, (list, tuple)) else
+                               list(map(os.fspath, data)))
+        if json_path:
+            write_atomic(json_path, dumps(result.to_dict()))
+        return result
     labels = _labels_of(da, data)
     pred_a = np.asarray(da["predictions"], dtype=np.int64).reshape(-1)
     pred_b = np.asarray(db["predictions"], dtype=np.int64).reshape(-1)
@@ -285,6 +301,9 @@ def _points(x):
 
 def format_text(d, color=False, width=80):
     """The comparison as plain text lines that fit in ``width`` (80) columns."""
+    if d.get("kind") == "values":
+        from .values import compare_text
+        return compare_text(d, width)
     lines = []
     sub = d.get("submissions") or {}
     head = "leafsub compare"

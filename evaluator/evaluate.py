@@ -33,7 +33,7 @@ import numpy as np
 
 from ..errors import EXIT_CHECK_FAILED, EXIT_OK, UsageError
 from ..jsonfiles import dumps, write_atomic
-from ..profiles import is_image
+from ..profiles import is_image, is_values
 from ..protocol import Protocol
 from . import checks as C
 from . import detective as D
@@ -81,7 +81,11 @@ class EvaluationResult:
     @property
     def predictions(self):
         p = self.data.get("predictions")
-        return None if p is None else np.asarray(p, dtype=np.int64)
+        if p is None:
+            return None
+        if (self.data.get("output") or {}).get("kind") == "values":
+            return np.asarray(p, dtype=np.float64)   # a forecast (one phase, or phases alike)
+        return np.asarray(p, dtype=np.int64)
 
     def check(self, name):
         """The first check record named ``name`` (or None)."""
@@ -99,6 +103,10 @@ class EvaluationResult:
             return None
 
     def __repr__(self):
+        m = self.data.get("metrics") or {}
+        if m.get("kind") == "values":   # a forecast: its leaderboard metric
+            return "<EvaluationResult %s, %s %.6g, %d checks>" % (
+                "passed" if self.passed else "FAILED", m["metric"], m["score"], len(self.checks))
         acc = self.accuracy
         return "<EvaluationResult %s, accuracy %s, %d checks>" % (
             "passed" if self.passed else "FAILED", "n/a" if acc is None else "%.4f" % acc,
@@ -175,7 +183,6 @@ def evaluate(submission, data, profile=None, runtime=None, python=None, batch_si
                          "sub-folders, an .npz or an .h5 (labelled images).")
     prof = load_profile(profile)
     protocol = Protocol.from_profile(prof)
-    n_classes = int(prof["classes"]["count"])
     # "is None", not "or": an explicit 0 is a mistake to report, not a request for the default.
     batch_size = int(protocol.input.batch_size if batch_size is None else batch_size)
     if batch_size < 1:
@@ -189,15 +196,19 @@ def evaluate(submission, data, profile=None, runtime=None, python=None, batch_si
     if time_limit <= 0 or memory_limit <= 0:
         raise UsageError("--time-limit and --memory-limit must be positive.")
     packs = [_open_data(d, prof) for d in datas]
-    if classes is None and prof["classes"].get("from_models"):
+    if is_values(prof):
+        pass  # a forecast has no classes
+    elif classes is None and prof["classes"].get("from_models"):
         # The data's class names, else its largest label + 1 (--classes when the data
         # lacks the model's last classes).
         prof = with_classes(prof, max([p.n_classes for p in packs] + [prof["classes"]["count"]]),
                             "the data's classes")
     else:
         prof = with_classes(prof, classes, "--classes")
-    n_classes = int(prof["classes"]["count"])
+    n_classes = int((prof.get("classes") or {}).get("count", 0))
     for pack in packs:
+        if pack.labels is None:  # a values pack (a forecast's targets)
+            continue
         top = int(pack.labels.max()) if pack.n else -1
         if top >= n_classes:
             raise UsageError("%s: labels go up to %d, but the %s profile has %d classes. Use the "
@@ -341,9 +352,12 @@ def _finish(replay, started, json_path, html_path, keep_workdir):
     if pack is not None:
         h, w = int(replay.inp["shape"][0]), int(replay.inp["shape"][1])
         images = (lambda idx: pack.read(idx, size=(h, w)))   # noqa: E731
+    values = replay.packs[0] if len(replay.packs) == 1 and getattr(
+        replay.packs[0], "kind", None) == "values" else None
     if html_path:
         from .report_html import write_report
-        write_report(result, html_path, images=images)
+        write_report(result, html_path, images=images,
+                     history=values.read if values is not None else None)
     return EvaluationResult(result, images=images)
 
 
@@ -371,8 +385,12 @@ def _peak_rss_mb():
 
 def _open_data(path, prof):
     """An image pack, or, for a profile whose input is not an image, a tensor pack of its shape."""
-    from ..datasets import open_pack, open_tensor_pack
+    from ..datasets import open_pack, open_tensor_pack, open_values_pack
+    from ..profiles import is_values, predict_args
 
+    if is_values(prof):
+        return open_values_pack(path, tuple(prof["input"]["shape"]), predict_args(prof),
+                                prof["output"].get("shape"))
     if is_image(prof):
         pack = open_pack(path)
         raw = pack.raw_shape

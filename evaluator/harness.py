@@ -27,7 +27,9 @@ Commands:
    "container": "tensor"|"numpy", "dtype": "float32"|"uint8", "batch_size": N,
    "out": PATH, "progress": bool}
       feed the images (RGB 0-255) in the given format, batch by batch; save what
-      predict returned (stacked) to OUT.
+      predict returned (stacked) to OUT. ``"args": [PATH, ...]`` (the profile's other
+      predict arguments, one row per sample) are passed after X, positionally; with the
+      request's ``"batched": false`` each sample goes alone, without a batch axis.
   {"op": "evidence"}
       read the model files for the mismatch detective (``leafsub_evidence.py``, a copy
       of leafsub's evidence module beside this script): never imports model.py.
@@ -657,7 +659,10 @@ class Harness:
         if command.get("indices"):
             indices = np.load(command["indices"])
         total = len(indices) if indices is not None else len(images)
-        batch_size = max(1, int(command["batch_size"]))
+        # The profile's other predict arguments (categories, ...): one row per sample.
+        extras = [np.load(p, allow_pickle=False) for p in command.get("args") or ()]
+        batched = self.req.get("batched", True)  # False: one whole sample, no batch axis
+        batch_size = max(1, int(command["batch_size"])) if batched else 1
         method = getattr(self.instance, self.req["method"])
         transform = command.get("transform")
         outputs, types, shapes = [], set(), set()
@@ -667,8 +672,10 @@ class Harness:
         for start in range(0, total, batch_size):
             if indices is not None:
                 rows = images.take(indices[start:start + batch_size])
+                extra_rows = [e[indices[start:start + batch_size]] for e in extras]
             else:
                 rows = images.rows(start, batch_size)
+                extra_rows = [e[start:start + batch_size] for e in extras]
             x = rows if self.req.get("kind") == "tensor" else rows.astype(np.float32)
             if transform:
                 x = self._apply(x, transform, command)
@@ -679,14 +686,17 @@ class Harness:
             torch_tensor = self.torch is not None and command["container"] == "tensor"
             # A torch.Tensor shares x's memory: an in-place op on it shows in x.
             reference = x.copy() if command["container"] == "numpy" or torch_tensor else None
+            fed = x if batched else x[0]
             if torch_tensor:
-                batch = self._from_numpy(x)
+                batch = self._from_numpy(fed)
             else:
-                batch = self._constant(x) if command["container"] == "tensor" else x
+                batch = self._constant(fed) if command["container"] == "tensor" else fed
+            if not batched:
+                extra_rows = [e[0] for e in extra_rows]
             started = time.time()
             unit = "samples" if self.req.get("kind") == "tensor" else "images"
             try:
-                y = method(batch)
+                y = method(batch, *extra_rows)
             except BaseException as e:
                 if isinstance(e, SystemExit):
                     raise SubmissionError("predict", "%s() called sys.exit(%r) on a batch of %d "
@@ -710,6 +720,8 @@ class Harness:
                 if hasattr(y, "numpy") and callable(y.numpy):
                     y = y.numpy()
                 y = np.asarray(y)
+                if not batched:  # one sample's output: stacked with the others below
+                    y = y[None]
             except BaseException as e:
                 raise SubmissionError("output", "%s() returned %s, which is not an array "
                                       "(%s: %s)" % (self.req["method"], type(y).__name__,

@@ -24,10 +24,11 @@ import time
 
 import numpy as np
 
-from ..profiles import is_image
+from ..profiles import is_image, is_values
 from ..protocol import Protocol
 from . import checks as C
 from . import metrics as M
+from . import values as V
 
 
 def phase_name(path, i):
@@ -102,20 +103,21 @@ class Replay:
         self.prof, self.packs, self.runtime, self.say = prof, packs, runtime, say
         self.iface, self.inp = prof["interface"], prof["input"]
         self.protocol = Protocol.from_profile(prof)
-        self.n_classes = int(prof["classes"]["count"])
+        self.n_classes = int((prof.get("classes") or {}).get("count", 0))
         self.batch_size, self.time_limit = batch_size, time_limit
         self.memory_limit, self.isolate = memory_limit, isolate
         self.workdir = tempfile.mkdtemp(prefix="leafsub-eval-")
         self.child = None
         self.root = None
         self.phase_files = []
+        self.arg_files = {}   # phase file -> the .npy of each extra predict argument
         self.result = {
             "passed": False, "profile": prof["name"], "profile_title": prof.get("title"),
             "assumptions": prof.get("assumptions", []),
             "data": [os.path.abspath(p.path) for p in packs] if len(packs) > 1
             else os.path.abspath(packs[0].path),
             "n_images": int(sum(p.n for p in packs)),
-            "class_names": prof["classes"].get("names"), "runtime": runtime.label,
+            "class_names": (prof.get("classes") or {}).get("names"), "runtime": runtime.label,
             "input": {"kind": self.protocol.input.kind,
                       "shape": list(prof["input"]["shape"]), "dtype": prof["input"]["dtype"]},
             "metrics": None, "checks": [],
@@ -178,6 +180,10 @@ class Replay:
             write_tensor_npy(pack, path, progress=self.say.bar("preparing %s" % name)
                              if pack.n >= 5000 else None)
             self.phase_files.append(path)
+            for k, arg in enumerate(self.protocol.interface.args[1:]):  # categories, ...
+                self.arg_files.setdefault(path, []).append(os.path.join(
+                    data_dir, "phase%d-arg%d.npy" % (i, k)))
+                np.save(self.arg_files[path][-1], pack.extras[arg], allow_pickle=False)
             for note in pack.notes:
                 self.checks.append(C.check("data: %s" % name, "pass", note))
         self.say.say("  %d samples of shape %s prepared for the child" % (
@@ -234,6 +240,8 @@ class Replay:
 
         Returns ``(labels per phase, raw outputs of phase 0)``.
         """
+        if is_values(self.prof):  # a forecast: values.py checks and scores it
+            return V.main_pass(self, EndReplay, phase_name)
         from .runner import ChildStopped
 
         method = self.iface["method"]
@@ -325,6 +333,8 @@ class Replay:
                    "container": self.inp["container"], "dtype": self.inp["dtype"],
                    "batch_size": self.batch_size}
         command.update(override)
+        if images in self.arg_files:
+            command["args"] = self.arg_files[images]
         if indices is not None:
             path = os.path.join(self.workdir, name + ".indices.npy")  # the parent's folder
             untrusted.save_npy(path, np.asarray(indices, dtype=np.int64))

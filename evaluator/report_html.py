@@ -551,9 +551,11 @@ def _environment_html(env):
     return "<p class=\"%s\">%s</p>" % (cls, "<br>".join(e(line) for line in lines))
 
 
-def render_report(result, images=None, title=None, max_gallery=MAX_GALLERY):
-    """The report's HTML text. See :func:`write_report` for the arguments."""
+def render_report(result, images=None, title=None, max_gallery=MAX_GALLERY, history=None):
+    """The report's HTML text. See :func:`write_report` for the arguments (``history``: a
+    forecast's inputs, ``history(indices)``, drawn before the forecasts)."""
     result = _as_dict(result)
+    values = (result.get("output") or {}).get("kind") == "values"
     metrics = result.get("metrics") or {}
     checks = result.get("checks") or []
     names = _class_names(result, metrics)
@@ -584,11 +586,12 @@ def render_report(result, images=None, title=None, max_gallery=MAX_GALLERY):
         # The answer first (verdict, metrics, what failed or warned), then where a person
         # looks next (the mistakes), then the detail; passing checks folded near the end.
         _metrics_html(result, metrics),
+        _values_html(result, history) if values else "",
         _attention_html(checks),
         # A time series or feature vector has no picture to show.
         _gallery_html(result, names, images, max_gallery)
         if (result.get("input") or {}).get("kind", "image") == "image" else "",
-        _phases_html(result),
+        "" if values else _phases_html(result),   # a forecast's phases: in its sections
         _per_class_html(metrics),
         _confusion_html(metrics, names),
         _checks_html(checks),
@@ -601,7 +604,13 @@ def render_report(result, images=None, title=None, max_gallery=MAX_GALLERY):
     return "".join(parts)
 
 
-def write_report(result, html_path, images=None, title=None, max_gallery=MAX_GALLERY):
+def _values_html(result, history):
+    from .report_values import sections
+    return sections(result, history=history, section=_section)
+
+
+def write_report(result, html_path, images=None, title=None, max_gallery=MAX_GALLERY,
+                 history=None):
     """Write the evaluation report as one self-contained HTML file (atomically).
 
     Args:
@@ -615,7 +624,8 @@ def write_report(result, html_path, images=None, title=None, max_gallery=MAX_GAL
 
     Returns the path written.
     """
-    text = render_report(result, images=images, title=title, max_gallery=max_gallery)
+    text = render_report(result, images=images, title=title, max_gallery=max_gallery,
+                         history=history)
     write_atomic(html_path, text)
     return os.fspath(html_path)
 

@@ -321,15 +321,28 @@ def _constructor_check(cls, profile, module_file):
                      _profile_label(profile), expected, call))
 
 
+def _parameter_names(fn):
+    """The names of the positional parameters after ``self`` (None with ``*args``)."""
+    if fn.args.vararg is not None:
+        return None
+    names = [a.arg for a in fn.args.posonlyargs + fn.args.args]
+    return names if _is_static(fn) else names[1:]
+
+
 def _method_check(cls, profile, module_file):
-    """Check the prediction method: present and callable with one argument.
+    """Check the prediction method: present and callable with the profile's arguments.
+
+    The platform passes ``interface.args`` positionally (``X``, or ``X, categories``).
+    A signature that binds them under other names works positionally and gets a
+    warning: a platform that passes an argument by keyword would break it.
 
     Returns:
       The "<module>: method" check.
     """
     method = profile["interface"]["method"]
+    args = list(profile["interface"].get("args") or ["X"])
     name = "%s: method" % module_file
-    expected = "%s(self, X)" % method
+    expected = "%s(self, %s)" % (method, ", ".join(args))
     fn = _find_def(cls.body, method, (ast.FunctionDef, ast.AsyncFunctionDef))
     if fn is None:
         if _bindings(cls.body, method) or _inherits(cls):
@@ -341,12 +354,29 @@ def _method_check(cls, profile, module_file):
                                     "%s(...).%s(X) on each batch: add `def %s:`."
                                     % (module_file, cls.name, method, cls.name, method,
                                        expected))
-    if _accepts(fn, 1):
+    if _accepts(fn, len(args)):
+        names = _parameter_names(fn)
+        if len(args) > 1 and names is not None:
+            # The input's own name is free (X, x, inputs); the extra arguments' are data names.
+            differ = [(want, got) for want, got in zip(args[1:], names[1:len(args)])
+                      if want != got]
+            if differ:
+                return check(name, "warn", "%s: %s (line %d) calls %s what the platform "
+                             "calls %s (it calls %s). It works positionally, as the platform is "
+                             "assumed to pass it, but breaks if the platform passes %s by "
+                             "keyword: rename %s." % (
+                                 module_file, _signature(fn), fn.lineno,
+                                 " and ".join(repr(g) for _, g in differ),
+                                 " and ".join(repr(w) for w, _ in differ), expected,
+                                 " and ".join(w for w, _ in differ),
+                                 " and ".join("%s to %s" % (g, w) for w, g in differ)))
         return check(name, "pass", "%s: %s matches %s." % (module_file, _signature(fn), expected))
+    what = "one batch of images" if len(args) == 1 else "%d arguments (%s)" % (
+        len(args), ", ".join(args))
     return check(name, "fail", "%s: class %s has %s (line %d); %s expects %s: the platform "
-                                "passes one batch of images. Change the signature and rebuild."
+                                "passes %s. Change the signature and rebuild."
                   % (module_file, cls.name, _signature(fn), fn.lineno, _profile_label(profile),
-                     expected))
+                     expected, what))
 
 
 def _catches_import_error(node):

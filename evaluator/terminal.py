@@ -140,7 +140,10 @@ def format_evaluation(d, width=80, color=False, verbose=False):
                     lines.append(indent + piece)
     m = d.get("metrics")
     lines.append("")
-    if m:
+    if (d.get("output") or {}).get("kind") == "values":
+        from .values import terminal_lines
+        lines.extend(terminal_lines(d))
+    elif m:
         ci = m.get("accuracy_ci") or {}
         lines.append("accuracy %.4f (95 %% CI %.4f-%.4f)   balanced %.4f   macro F1 %.4f" % (
             m["accuracy"], ci.get("low", float("nan")), ci.get("high", float("nan")),

@@ -305,6 +305,9 @@ class _Model:
         tf.saved_model.save(module, directory, signatures={"serving_default": serve})
 
 
+ModelSource = _Model   # the public name (exporter/forecast.py reads models through it)
+
+
 # --------------------------------------------------------------------------- export
 
 def output_kind(outputs, declared, model):

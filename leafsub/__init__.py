@@ -16,7 +16,14 @@ TensorFlow (``pip install "leafsub[torch]"``; Keras users: ``leafsub[tensorflow]
 
 __version__ = "0.1.0"
 
-__all__ = ["export", "build", "evaluate", "compare", "__version__"]
+__all__ = ["export", "export_forecaster", "build", "evaluate", "compare", "__version__"]
+
+
+def export_forecaster(*args, **kwargs):
+    """Export a Keras forecaster with its input window and scaling; see
+    :func:`leafsub.exporter.forecast.export_forecaster`."""
+    from .exporter.forecast import export_forecaster as _export
+    return _export(*args, **kwargs)
 
 # Defaults shared with exporter/export.py (DEFAULT_PROBE_COUNT, DEFAULT_TOLERANCE), spelled
 # here so that the signature shows them without importing the exporter.

@@ -58,7 +58,17 @@ def is_image(profile):
 
 def sample_shape(profile):
     """The shape of one input sample, without the batch axis (a tuple of ints)."""
-    return tuple(int(d) for d in profile["input"]["shape"])
+    return tuple(None if d is None else int(d) for d in profile["input"]["shape"])
+
+
+def is_values(profile):
+    """Whether ``predict`` returns values (a forecast), scored by MSE/RMSE/MAE, not labels."""
+    return profile["output"]["kind"] == "values"
+
+
+def predict_args(profile):
+    """``predict``'s positional arguments as the platform passes them (``["X"]`` by default)."""
+    return list(profile["interface"].get("args") or ["X"])
 
 
 def load_profile(name_or_path=None):

@@ -63,6 +63,8 @@ class Interface:
     constructor: str          # "path": Class(path_to_submission); "none": Class()
     method: str
     working_dir: str          # "submission" or "scratch"
+    args: tuple = ("X",)      # predict's positional arguments, each fed from the data pack's
+    #                           array of that name (the first is the input; e.g. X, categories)
 
     def call_text(self):
         """``model(path)`` or ``Model()``: the constructor call, as messages quote it."""
@@ -81,6 +83,7 @@ class Input:
     channel_order: str | None  # "RGB"/"BGR" for images, None otherwise
     layout: str               # "NHWC" or "NCHW" (images); "NHWC" means as stored otherwise
     batch_size: int
+    batched: bool = True      # False: predict gets one sample (a whole series [T, F]), no batch axis
 
     @property
     def is_image(self):
@@ -98,7 +101,8 @@ class Input:
         shape = list(self.shape)
         if self.is_image and self.layout == "NCHW":
             shape = [shape[2], shape[0], shape[1]]
-        dims = "[batch, %s]" % ", ".join(map(str, shape))
+        dims = "[%s]" % ", ".join(["batch"] * self.batched + [
+            "T" if d is None else str(d) for d in shape])
         if self.range is None:
             values = "any finite values"
         else:
@@ -111,8 +115,15 @@ class Input:
 @dataclass(frozen=True)
 class Output:
     """What the platform expects back."""
-    kind: str                 # "labels" (one class index per sample) or "probabilities"
+    kind: str                 # "labels" (one class index per sample), "probabilities" or
+    #                           "values" (a float array per sample: a forecast)
     container: str            # "numpy", "tensor" or "any"
+    shape: tuple | None = None  # values: one sample's output shape; None: the data's targets'
+    metric: str | None = None   # values: "mse", "rmse" or "mae" (the leaderboard's)
+
+    @property
+    def is_values(self):
+        return self.kind == "values"
 
 
 @dataclass(frozen=True)
@@ -146,7 +157,7 @@ class Protocol:
         if isinstance(profile, Protocol):
             return profile
         inp, iface, out = profile["input"], profile["interface"], profile["output"]
-        shape = tuple(int(d) for d in inp["shape"])
+        shape = tuple(None if d is None else int(d) for d in inp["shape"])
         kind = inp.get("kind") or _default_kind(shape)
         image = kind == "image"
         rng = inp.get("range")
@@ -159,13 +170,18 @@ class Protocol:
             framework=framework,
             interface=Interface(module=iface["module"], class_name=iface["class_name"],
                                 constructor=iface["constructor"], method=iface["method"],
-                                working_dir=iface.get("working_dir", "submission")),
+                                working_dir=iface.get("working_dir", "submission"),
+                                args=tuple(iface.get("args") or ("X",))),
             input=Input(kind=kind, shape=shape, container=inp["container"], dtype=inp["dtype"],
                         range=tuple(rng) if rng is not None else None,
                         channel_order=inp.get("channel_order", "RGB") if image else None,
                         layout=inp.get("layout", "NHWC"),
-                        batch_size=int(inp.get("batch_size", 32))),
-            output=Output(kind=out["kind"], container=out.get("container", "any")),
+                        batch_size=int(inp.get("batch_size", 32)),
+                        batched=bool(inp.get("batched", True))),
+            output=Output(kind=out["kind"], container=out.get("container", "any"),
+                          shape=tuple(int(d) for d in out["shape"]) if out.get("shape")
+                          else None,
+                          metric=out.get("metric", "mse") if out["kind"] == "values" else None),
             classes=dict(profile.get("classes") or {}),
             required_files=tuple(profile["layout"]["required_files"]),
             time_s=float(limits.get("time_s", 1200)),
@@ -207,6 +223,7 @@ def request_from_json(data, **extra):
                                               "channel_order", "layout")})
     request.update(shape=list(inp["shape"]),
                    range=list(inp["range"]) if inp["range"] is not None else None,
-                   framework=data["framework"])
+                   framework=data["framework"], args=list(iface["args"]),
+                   batched=inp["batched"], output_kind=data["output"]["kind"])
     request.update(extra)
     return request

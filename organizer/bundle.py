@@ -44,7 +44,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 EVALUATOR = os.path.join(HERE, os.pardir, "evaluator")
 
 SCORE_KEYS = ("accuracy", "balanced_accuracy", "macro_f1")
-SCORE_TITLES = {"accuracy": "Accuracy", "balanced_accuracy": "Balanced accuracy",
+SCORE_TITLES = {"mse": "MSE", "rmse": "RMSE", "mae": "MAE",
+                "accuracy": "Accuracy", "balanced_accuracy": "Balanced accuracy",
                 "macro_f1": "Macro F1"}
 # What Codabench's default queue enforces whatever the YAML says (MAX_EXECUTION_TIME_LIMIT
 # of the public workers): 600 s from April 2024 (codabench#1422, after #1154), 1200 s as
@@ -60,7 +61,7 @@ DEFAULT_DOCKER_TORCH = "2.5.1"
 TORCH_DOCKER_TAG = "%s-cuda12.4-cudnn9-runtime"
 # What the scoring program can score (classification metrics of labels): a profile whose
 # output or framework is outside these is refused, not written into a bundle that fails.
-SERVED_OUTPUTS = ("labels", "probabilities")
+SERVED_OUTPUTS = ("labels", "probabilities", "values")
 SERVED_FRAMEWORKS = ("tensorflow", "torch")
 PHASE_DAYS = 28
 FORMATS = ("codabench", "codalab")
@@ -139,6 +140,19 @@ def _is_image(profile):
     return Protocol.from_profile(profile).input.is_image
 
 
+def _values(profile):
+    """A forecasting profile (output.kind values): scored by MSE/RMSE/MAE, lower is better."""
+    return profile["output"]["kind"] == "values"
+
+
+def score_keys(profile):
+    """The leaderboard's column keys: accuracy..., or a values profile's metric first."""
+    if _values(profile):
+        from ..evaluator.values import score_keys as values_keys
+        return values_keys(profile["output"].get("metric", "mse"))
+    return list(SCORE_KEYS)
+
+
 def _words(profile):
     """(one, many): what a hidden sample is called in the bundle's texts."""
     return ("image", "images") if _is_image(profile) else ("sample", "samples")
@@ -181,7 +195,7 @@ def refuse_unserved(profile):
                          % (proto.name, proto.framework, ", ".join(SERVED_FRAMEWORKS)))
     if proto.output.kind not in SERVED_OUTPUTS:
         raise UsageError("Profile %s: output kind %r; the bundle's scoring program scores "
-                         "class labels (output kind %s) only, so no bundle is written. Score "
+                         "outputs of kind %s only, so no bundle is written. Score "
                          "this challenge with a scoring program of your own."
                          % (proto.name, proto.output.kind, " or ".join(SERVED_OUTPUTS)))
 
@@ -202,9 +216,9 @@ def protocol_for(profile, time_limit):
         # The input data's file name (the key keeps its name: older bundles' programs read it).
         "images": "images.npy" if proto.input.is_image else "samples.npy",
         "time_limit_s": max(60, time_limit - WATCHDOG_MARGIN_S),
-        "score_keys": list(SCORE_KEYS),
+        "score_keys": score_keys(profile),
         # The fields of the profile that leafsub's output checks read.
-        "profile_contract": {"name": proto.name, "classes": profile["classes"],
+        "profile_contract": {"name": proto.name, "classes": profile.get("classes"),
                              "output": profile["output"],
                              "input": {"kind": proto.input.kind, "shape": list(proto.input.shape),
                                        "dtype": proto.input.dtype}},
@@ -251,8 +265,9 @@ def competition_yaml(profile, phase_slugs, title, docker_image, time_limit, star
         "leaderboards": [{
             "index": 0, "title": "Results", "key": "main",
             "submission_rule": "Force_Last",
-            "columns": [{"index": i, "title": SCORE_TITLES[k], "key": k, "sorting": "desc",
-                         "precision": 4} for i, k in enumerate(SCORE_KEYS)],
+            "columns": [{"index": i, "title": SCORE_TITLES[k], "key": k,
+                         "sorting": "asc" if _values(profile) else "desc",
+                         "precision": 4} for i, k in enumerate(score_keys(profile))],
         }],
     }
 
@@ -271,6 +286,8 @@ def _pages(profile, protocol, time_limit, wanted):
     container = "a numpy array" if inp["container"] == "numpy" else \
         "a torch.Tensor" if torch else "a tf.Tensor"
     one, many = _words(profile)
+    if _values(profile):
+        return _values_pages(profile, protocol, time_limit, ctor, container)
     overview = ("# %s\n\nClassify each %s into one of %d classes. Submit a zip with %s at its "
                 "top level (not inside a folder).\n\nCheck it before you upload, with the same "
                 "protocol as this competition's workers:\n\n    pip install leafsub\n    leafsub "
@@ -301,6 +318,41 @@ def _pages(profile, protocol, time_limit, wanted):
     terms = ("# Terms\n\nSubmissions must be your own work and may use only the files in your "
              "zip. The organizers may disqualify submissions that try to read the hidden "
              "labels or reach the network.\n")
+    return {"overview.md": overview, "evaluation.md": evaluation, "terms.md": terms}
+
+
+def _values_pages(profile, protocol, time_limit, ctor, container):
+    """The pages of a forecasting competition (the same three pages, its words)."""
+    inp, iface = protocol["input"], protocol["interface"]
+    args = iface.get("args") or ["X"]
+    keys = protocol["score_keys"]
+    overview = ("# %s\n\nForecast each hidden series. Submit a zip with %s at its top level (not "
+                "inside a folder).\n\nCheck it before you upload, with the same protocol as this "
+                "competition's workers:\n\n    pip install leafsub\n    leafsub evaluate "
+                "submission.zip --data your_validation.npz --profile %s\n"
+                % (profile.get("title") or profile["name"], ", ".join(protocol["required_files"]),
+                   profile["name"]))
+    shape = ", ".join("T" if d is None else str(d) for d in inp["shape"])
+    fed = ("one whole series, %s of %s values [%s] (no batch axis)" % (container, inp["dtype"],
+                                                                      shape)
+           if inp.get("batched") is False else "%s of %s values [batch, %s], batches of up to %d"
+           % (container, inp["dtype"], shape, inp["batch_size"]))
+    out = profile["output"].get("shape")
+    evaluation = (
+        "# Evaluation\n\nThe ingestion program imports `%s.py` from your zip, constructs `%s`, and "
+        "calls `%s(%s)` with %s%s. It must return the forecast as float values, %s.\n\n"
+        "The leaderboard shows %s (ranking, lower is better) and %s over every forecast value of "
+        "the hidden series.\n\nTime limit: %d s per run. If your submission fails, its log "
+        "(\"ingestion stdout\") says why, in the words of `leafsub evaluate`.\n"
+        % (iface["module"], ctor, iface["method"], ", ".join(args), fed,
+           "".join("; `%s` one value per series" % a for a in args[1:]),
+           "shape [%s]" % ", ".join(map(str, out)) + (" per series" if inp.get("batched", True)
+                                                        else "")
+           if out else "one row of the phase's horizon per series",
+           keys[0].upper(), " and ".join(k.upper() for k in keys[1:]), time_limit))
+    terms = ("# Terms\n\nSubmissions must be your own work and may use only the files in your "
+             "zip. The organizers may disqualify submissions that try to read the hidden "
+             "targets or reach the network.\n")
     return {"overview.md": overview, "evaluation.md": evaluation, "terms.md": terms}
 
 
@@ -343,9 +395,12 @@ def _readme(profile, docker_image, time_limit, wanted):
                 wanted, DEFAULT_QUEUE_LIMIT_S), WATCHDOG_MARGIN_S),
         "- the scoring program writes `scores.json` (and `scores.txt`) with the keys %s, the "
         "leaderboard's column keys. Rename a column's key and the leaderboard shows n/a." %
-        ", ".join("`%s`" % k for k in SCORE_KEYS),
+        ", ".join("`%s`" % k for k in score_keys(profile)),
         "- every program folder has its `metadata.yaml` with the command to run.",
-        "- %s; `reference_data/labels.npy` the labels (int64 [n])." % data, "",
+        "- %s; %s." % (data, "`reference_data/targets.npy` the targets (float64), and "
+                          "`input_data/<argument>.npy` each extra predict argument"
+                          if _values(profile) else
+                          "`reference_data/labels.npy` the labels (int64 [n])"), "",
         "## Assumptions about Codabench", "",
     ] + ["- " + a for a in ASSUMPTIONS] + [
         "", "## The profile's assumptions (about the challenge's original platform)", "",
@@ -411,13 +466,14 @@ def make_bundle(profile=None, data=None, phases=None, output="competition.zip", 
     image = _is_image(prof)
     one, many = _words(prof)
     wanted_phases = _phases(data, phases, many)
-    n_classes = int(prof["classes"]["count"])
+    values = _values(prof)
+    n_classes = 0 if values else int(prof["classes"]["count"])
     packs = []
     for name, path in wanted_phases:
         pack = open_hidden(path, prof)
         if pack.n == 0:
             raise UsageError("%s (phase %s) has no %s." % (path, name, many))
-        if int(pack.labels.max()) >= n_classes or int(pack.labels.min()) < 0:
+        if not values and (int(pack.labels.max()) >= n_classes or int(pack.labels.min()) < 0):
             raise UsageError("%s: labels go from %d to %d, but the %s profile has %d classes. Use "
                              "this challenge's profile (--profile) or data with its labels."
                              % (path, pack.labels.min(), pack.labels.max(), prof["name"],
@@ -464,7 +520,8 @@ def make_bundle(profile=None, data=None, phases=None, output="competition.zip", 
         shutil.copyfile(os.path.join(HERE, "scoring.py"),
                         os.path.join(stage, "scoring_program", "score.py"))
         for source, target in (("checks.py", "leafsub_checks.py"),
-                               ("metrics.py", "leafsub_metrics.py")):
+                               ("metrics.py", "leafsub_metrics.py"),
+                               ("values.py", "leafsub_values.py")):
             shutil.copyfile(os.path.join(EVALUATOR, source),
                             os.path.join(stage, "scoring_program", target))
         summary = []
@@ -478,10 +535,18 @@ def make_bundle(profile=None, data=None, phases=None, output="competition.zip", 
                           progress=progress)
             else:  # as stored: the pack's dtype and shape, no uint8, no resize, no colours
                 write_tensor_npy(pack, target, progress=progress)
-            np.save(os.path.join(base, "reference_data", "labels.npy"),
-                    np.asarray(pack.labels, dtype=np.int64), allow_pickle=False)
-            put("phases/%s/reference_data/classes.json" % slug,
-                json.dumps({"names": prof["classes"].get("names"), "count": n_classes}) + "\n")
+            if values:  # the targets stay with the scoring; the extra arguments go in
+                np.save(os.path.join(base, "reference_data", "targets.npy"), pack.y,
+                        allow_pickle=False)
+                for arg in (prof["interface"].get("args") or ["X"])[1:]:
+                    np.save(os.path.join(base, "input_data", arg + ".npy"), pack.extras[arg],
+                            allow_pickle=False)
+            else:
+                np.save(os.path.join(base, "reference_data", "labels.npy"),
+                        np.asarray(pack.labels, dtype=np.int64), allow_pickle=False)
+                put("phases/%s/reference_data/classes.json" % slug,
+                    json.dumps({"names": prof["classes"].get("names"), "count": n_classes})
+                    + "\n")
             summary.append({"name": name, "slug": slug, "n_images": int(pack.n),
                             "data": os.path.abspath(pack.path), "unit": many})
         if format == "codalab":
@@ -509,6 +574,11 @@ def open_hidden(path, profile):
     from ..datasets import open_pack, open_tensor_pack
     from ..evaluator.evaluate import SERIES_HINT_PX
 
+    if _values(profile):  # inputs, targets and the extra arguments, as evaluate reads them
+        from ..datasets import open_values_pack
+        return open_values_pack(path, tuple(profile["input"]["shape"]),
+                                profile["interface"].get("args") or ["X"],
+                                profile["output"].get("shape"))
     if not _is_image(profile):
         return open_tensor_pack(path, tuple(int(d) for d in profile["input"]["shape"]))
     pack = open_pack(path)
@@ -615,8 +685,10 @@ def _to_classic(stage, classic, doc, packs, prof):
             "leaderboards": {"Results": board},
             # The same dict object for every column: PyYAML writes it as an anchor (&id001)
             # and aliases, as CodaLab's own bundles do.
-            "columns": {k: {"leaderboard": board, "label": SCORE_TITLES[k], "rank": i + 1,
-                            "numeric_format": 4} for i, k in enumerate(SCORE_KEYS)},
+            "columns": {k: dict({"leaderboard": board, "label": SCORE_TITLES[k], "rank": i + 1,
+                                 "numeric_format": 4}, **({"sort": "asc"} if _values(prof)
+                                                          else {}))
+                        for i, k in enumerate(score_keys(prof))},
         },
     }
     with open(os.path.join(classic, "competition.yaml"), "w", encoding="utf-8") as f:

@@ -535,7 +535,8 @@ def compare(task_name, ran, evaluation, column_keys):
                      if missing else "scores.json has every column key: %s" % ", ".join(
                          column_keys)))
     metrics = ev.get("metrics") or {}
-    diffs = {k: (scores.get(k), metrics.get(k)) for k in SCORE_KEYS
+    keys = list(column_keys) or list(SCORE_KEYS)   # accuracy..., or mse, rmse, mae
+    diffs = {k: (scores.get(k), metrics.get(k)) for k in keys
              if k in scores and (metrics.get(k) is None
                                  or abs(float(scores[k]) - float(metrics[k])) > 1e-12)}
     same_predictions = None
@@ -551,7 +552,7 @@ def compare(task_name, ran, evaluation, column_keys):
                              if same_predictions else "")))
     else:
         out.append(check("%s: same scores" % task_name, "pass", ", ".join(
-            "%s %.4f" % (k, float(scores[k])) for k in SCORE_KEYS if k in scores)
+            "%s %.4f" % (k, float(scores[k])) for k in keys if k in scores)
             + ", the same as leafsub evaluate's, with the same %d predictions"
             % len(ev.get("predictions") or [])))
     return out
@@ -638,8 +639,16 @@ def check_bundle(bundle, submission, runtime=None, python=None, progress=True,
                                               % (task["input_data"], os.path.basename(inputs))))
                 continue
             images = np.load(inputs, mmap_mode="r")
-            labels = np.load(os.path.join(root, task["reference_data"], "labels.npy"))
-            np.savez(data, images=images, labels=labels)
+            targets = os.path.join(root, task["reference_data"], "targets.npy")
+            if os.path.isfile(targets):  # a forecast: x, y and the extra predict arguments
+                labels = np.load(targets)
+                extras = {name[:-4]: np.load(os.path.join(root, task["input_data"], name))
+                          for name in os.listdir(os.path.join(root, task["input_data"]))
+                          if name.endswith(".npy") and name != os.path.basename(inputs)}
+                np.savez(data, x=images, y=labels, **extras)
+            else:
+                labels = np.load(os.path.join(root, task["reference_data"], "labels.npy"))
+                np.savez(data, images=images, labels=labels)
             say("%s: leafsub evaluate on the same %d %s, beside them" % (
                 name, len(labels), "images" if images.ndim == 4 else "samples"))
             # The worker's runs and evaluate's child are independent processes: side by side.
@@ -658,7 +667,7 @@ def check_bundle(bundle, submission, runtime=None, python=None, progress=True,
                 "name": name, "ingestion": ran["ingestion"], "scoring": ran["scoring"],
                 "scores": ran["scores"],
                 "evaluate": {"passed": ev["passed"], "metrics": {
-                    k: (ev.get("metrics") or {}).get(k) for k in SCORE_KEYS},
+                    k: (ev.get("metrics") or {}).get(k) for k in column_keys or SCORE_KEYS},
                     "failed": _failed(ev["checks"])},
                 "timing": {"ingestion_s": (ran["ingestion"] or {}).get("elapsed_s"),
                            "scoring_s": (ran["scoring"] or {}).get("elapsed_s"),

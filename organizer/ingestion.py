@@ -174,7 +174,10 @@ def run(input_dir, output_dir, program_dir, submission_dir):
     out = os.path.join(output_dir, PREDICTIONS)
     command = {"op": "predict", "images": os.path.join(input_dir, protocol["images"]),
                "out": out, "progress": False, "container": inp["container"],
-               "dtype": inp["dtype"], "batch_size": int(inp["batch_size"])}
+               "dtype": inp["dtype"], "batch_size": int(inp["batch_size"]),
+               # the extra predict arguments (categories, ...): input_data/<name>.npy
+               "args": [os.path.join(input_dir, a + ".npy") for a in
+                        (iface.get("args") or ["X"])[1:]]}
     started = time.time()
     reply = call("predict", command)
     watchdog.timer.cancel()
@@ -191,10 +194,10 @@ def run(input_dir, output_dir, program_dir, submission_dir):
                             total_predict_s=round(time.time() - started, 3))
     result["n_images"] = int(reply["n"])
     result["types"] = reply["types"]
-    result["checks"].append(check("predicts", "pass", "%d %s in batches of up to %d, %.1f s "
-                                  "in %s()" % (reply["n"], "images" if inp["kind"] == "image"
-                                               else "samples", inp["batch_size"],
-                                               reply["predict_s"], iface["method"])))
+    result["checks"].append(check("predicts", "pass", "%d %s %s, %.1f s in %s()" % (
+        reply["n"], "images" if inp["kind"] == "image" else "samples",
+        "in batches of up to %d" % inp["batch_size"] if inp["batched"]
+        else "one whole series per call", reply["predict_s"], iface["method"])))
     if guard.attempts:
         result["network"] = list(guard.attempts)
     result["passed"] = True

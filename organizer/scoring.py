@@ -29,6 +29,7 @@ import numpy as np  # noqa: E402
 
 import leafsub_checks as C  # noqa: E402
 import leafsub_metrics as M  # noqa: E402
+import leafsub_values as V  # noqa: E402
 
 
 # The copied checks are worded for leafsub evaluate's report, which shows metrics below a
@@ -71,10 +72,12 @@ def main(input_dir, output_dir):
     checks = list(ingestion["checks"])
     if not ingestion.get("passed"):
         return fail(checks, "the submission failed in the ingestion", output_dir)
-    labels = np.load(os.path.join(ref, "labels.npy"), allow_pickle=False)
     outputs = np.load(os.path.join(res, "predictions.npy"), allow_pickle=False)
     profile = protocol["profile_contract"]
     method = protocol["interface"]["method"]
+    if profile["output"]["kind"] == "values":
+        return score_values(protocol, ref, outputs, ingestion, checks, output_dir)
+    labels = np.load(os.path.join(ref, "labels.npy"), allow_pickle=False)
     predicted, out_checks = C.interpret_outputs(outputs, labels.size, profile, method)
     checks.extend(for_this_log(out_checks))
     checks.append(C.output_container(ingestion.get("types") or [], profile, method))
@@ -83,6 +86,26 @@ def main(input_dir, output_dir):
     n_classes = int(profile["classes"]["count"])
     metrics = M.classification_metrics(labels, predicted, n_classes,
                                        profile["classes"].get("names"))
+    return write_scores(protocol, metrics, checks, predicted, output_dir)
+
+
+def score_values(protocol, ref, outputs, ingestion, checks, output_dir):
+    """A forecast: leafsub's values contract (``leafsub_values.py``) and MSE/RMSE/MAE."""
+    profile = protocol["profile_contract"]
+    method = protocol["interface"]["method"]
+    targets = np.load(os.path.join(ref, "targets.npy"), allow_pickle=False)
+    shape = profile["output"].get("shape") or targets.shape[1:]
+    values, out_checks = V.interpret_values(outputs, len(targets), tuple(shape), method,
+                                            protocol["input"].get("batched", True))
+    checks.extend(out_checks)
+    checks.append(C.output_container(ingestion.get("types") or [], profile, method))
+    if not C.verdict(checks) or values is None:
+        return fail(checks, "the output contract", output_dir)
+    metrics = V.values_metrics(targets, values, metric=profile["output"].get("metric", "mse"))
+    return write_scores(protocol, metrics, checks, values, output_dir)
+
+
+def write_scores(protocol, metrics, checks, predicted, output_dir):
     scores = {key: float(metrics[key]) for key in protocol["score_keys"]}
     for c in checks:
         say("%-4s %s: %s" % (c["status"].upper(), c["name"], c["detail"]))

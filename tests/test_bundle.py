@@ -587,14 +587,19 @@ def test_check_runs_a_series_submission_with_evaluates_scores(series, tmp_path):
         "accuracy", "balanced_accuracy", "macro_f1")}
 
 
-def test_a_profile_the_bundle_cannot_score_is_refused_not_written():
-    # A forecasting profile (output values, not class labels): the scoring program computes
-    # classification metrics, so the bundle refuses it before writing anything.
+def test_a_profile_the_bundle_cannot_serve_is_refused_not_written():
+    # A profile edited past the schema (another framework, an output kind no scoring program
+    # scores): the bundle refuses it before writing anything. Forecasts (values) are served.
     from leafsub.errors import UsageError
     from leafsub.organizer.bundle import refuse_unserved
 
     prof = load_profile("an2dl-2022-ts")
     refuse_unserved(prof)  # labels: served
-    prof["output"] = dict(prof["output"], kind="values")
-    with pytest.raises(UsageError, match="output kind 'values'.*no bundle is written"):
+    refuse_unserved(load_profile("an2dl-2023-forecast"))  # values: served
+    prof["output"] = dict(prof["output"], kind="ranking")
+    with pytest.raises(UsageError, match="output kind 'ranking'.*no bundle is written"):
+        refuse_unserved(prof)
+    prof = load_profile("an2dl-2022-ts")
+    prof["framework"] = "jax"
+    with pytest.raises(UsageError, match="framework 'jax'"):
         refuse_unserved(prof)

@@ -332,7 +332,10 @@ def pack_command(data, output, size, compress, force, json_path):
 @click.option("--seed", default=0, show_default=True, help="Seed of the synthetic data set.")
 @click.option("--force", is_flag=True, help="Replace an existing --out folder.")
 @click.option("--verbose", is_flag=True, help="Show TensorFlow's start-up log lines too.")
-def demo_command(out_dir, quick, seed, force, verbose):
+@click.option("--forecast", is_flag=True,
+              help="The forecasting flow instead (an2dl-2023-forecast: export_forecaster, "
+                   "build for phase 1 and phase 2, evaluate each).")
+def demo_command(out_dir, quick, seed, force, verbose, forecast):
     """Run the whole flow on a built-in synthetic leaf data set.
 
     Generates leaf images, trains two small CNNs with different preprocessing
@@ -344,6 +347,15 @@ def demo_command(out_dir, quick, seed, force, verbose):
     if verbose:  # before TensorFlow is imported: leafsub.tflog reads it then
         os.environ["LEAFSUB_VERBOSE"] = "1"
         os.environ.pop("TF_CPP_MIN_LOG_LEVEL", None)
+    if forecast:
+        from .demo_forecast import run_forecast_demo
+
+        summary = run_forecast_demo(
+            out_dir if out_dir != "leafsub-demo" else "leafsub-demo-forecast", seed=seed,
+            force=force, epochs=8 if quick else 15)
+        if not (all(summary["passed"].values()) and summary["wrong_phase_caught"]):
+            sys.exit(1)
+        return
     from ..frameworks import require
     require("tensorflow", "leafsub demo (it trains two small Keras models)")
     from .demo import run_demo

@@ -26,7 +26,8 @@ One module per concept: :mod:`.conventions` (key names, shape and label checks),
 :mod:`.sources` (raw rows of an array: in memory, a stored or deflated ``.npy``
 member, an HDF5 dataset), :mod:`.pack` (:class:`Pack`, :class:`ArrayPack`),
 :mod:`.folder`, :mod:`.npz`, :mod:`.h5` (the layouts), :mod:`.tensors`
-(:class:`TensorPack`), :mod:`.opening` (``open_pack`` and friends), :mod:`.writers`
+(:class:`TensorPack`), :mod:`.values` (:class:`ValuesPack`: inputs, float
+targets and the extra predict arguments of a forecasting challenge), :mod:`.opening` (``open_pack`` and friends), :mod:`.writers`
 (``write_npy``, ``NpzWriter``, ``write_npz``, ``write_tensor_npy``), :mod:`.imaging`
 (PIL decoding and resizing *for data preparation*, never a prediction of what a
 submission computes) and :mod:`.limits` (the streaming tunables). Import from
@@ -46,6 +47,7 @@ from .opening import from_arrays, open_pack, open_tensor_pack, tensors_from_arra
 from .pack import ArrayPack, Pack
 from .sources import ArraySource, H5Source, StoredNpySource, StreamNpySource
 from .tensors import TensorPack
+from .values import TARGET_KEYS, ValuesPack, open_values_pack, values_from_arrays
 from .writers import NpzWriter, write_npy, write_npz, write_tensor_npy
 
 # The row-source classes under their names from before the split (tests check which
