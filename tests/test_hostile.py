@@ -899,6 +899,16 @@ UNTRUSTED_CASES = [
          ''', head=_PRIVILEGES)), 1, "loads", "fail",
          ("mknod refused (EPERM)", "sethostname refused (EPERM)", "klogctl refused (EPERM)",
           "immutable refused"), absent=("ALLOWED",)),
+    Case("locks-its-folder", "untrusted", "__init__ makes folders in its own folder that its "
+         "owner cannot enter or change (mode 000), to leave the work dir behind",
+         _submission(_init_body('''
+             for name in ("locked", os.path.join(os.environ["HOME"], "locked")):
+                 os.makedirs(os.path.join(name, "inner"))
+                 with open(os.path.join(name, "inner", "kept.bin"), "wb") as f:
+                     f.write(b"x" * 4096)
+                 os.chmod(os.path.join(name, "inner"), 0)
+                 os.chmod(name, 0)
+         ''', head="import os")), 0, "predicts", "pass", ("images",)),
     Case("threads-4000", "untrusted", "predict starts 4,000 threads that sleep (a 64-process "
          "limit that counts processes only lets them all run)",
          _submission(_predict_body('''
