@@ -46,6 +46,7 @@ def run_checks(replay, submission, detective=True, variants=True, stated=(None, 
     # The build's manifest and probe, read from the extracted zip before the child runs
     # (the child may write in the submission's folder).
     manifest, probe = read_manifest(replay.root)
+    forecast = V.read_forecast_manifest(replay.root) if is_values(replay.prof) else None
     replay.start_child()
     replay.load()
     labels_by_phase, raw_first = replay.main_pass()
@@ -57,12 +58,11 @@ def run_checks(replay, submission, detective=True, variants=True, stated=(None, 
                            replay.workdir, replay.checks,
                            replay.iface["method"], compare=V.compare_values
                            if is_values(replay.prof) else C.compare_labels)
-        manifest, probe = read_manifest(replay.root)
         if manifest is not None:
             golden_check(replay.predict, manifest, probe, replay.workdir, replay.checks,
                          replay.prof)
         elif is_values(replay.prof):  # a forecaster's build: its own manifest and probe
-            check = V.golden_check(replay)
+            check = V.golden_check(replay, forecast)
             if check is not None:
                 replay.checks.append(check)
         timing["checks_s"] = round(time.monotonic() - started, 3)

@@ -489,29 +489,50 @@ def compare_text(d, width=80):
 FORECAST_MANIFEST = "leafsub-forecast.json"   # written by leafsub build for a forecaster
 
 
-def golden_check(replay):
-    """The goldens of a forecaster built by ``leafsub build`` (``leafsub-forecast.json`` and
-    its probe in the zip), through ``predict`` as the platform calls it, in this runtime.
+def read_forecast_manifest(root):
+    """A forecaster build's manifest and probe (``leafsub-forecast.json`` and its ``.npz`` in
+    the zip), read once from the extracted zip before the child starts (the child may write
+    in the submission's folder), by descriptor and without pickle.
 
-    Returns the ``goldens`` check, or None when the zip holds no forecaster manifest.
+    Returns None when the zip holds no forecaster manifest, ``{"unreadable": why}`` when it
+    cannot be read, else ``{"config", "series", "golden", "tolerance"}``.
     """
-    import json
+    from . import untrusted
 
-    path = os.path.join(replay.root, FORECAST_MANIFEST)
-    if not os.path.isfile(path):
+    path = os.path.join(root, FORECAST_MANIFEST)
+    if not os.path.lexists(path):
         return None
     try:
-        with open(path, "r", encoding="utf-8") as f:
-            manifest = json.load(f)
+        manifest = untrusted.read_json_file(path, what="the forecaster's manifest")
         config, probe = manifest["forecast"], manifest["probe"]
-        with np.load(os.path.join(replay.root, probe["file"]), allow_pickle=False) as z:
-            series = np.asarray(z["series"])
-            golden = np.asarray(z["forecast"] if int(config["horizon"]) <= int(config["steps"])
-                                else z["rollout"], dtype=np.float64)
-        tolerance = float(probe["tolerance"])
-    except (OSError, ValueError, KeyError, TypeError) as err:
-        return C.check("goldens", "warn", "%s is unreadable (%s: %s): the goldens cannot be "
-                       "checked" % (FORECAST_MANIFEST, type(err).__name__, err))
+        name = probe["file"]
+        if not isinstance(name, str) or os.path.isabs(name) or ".." in name.split("/"):
+            raise ValueError("its probe file %r is not a name inside the zip" % str(name)[:80])
+        z = untrusted.load_npz(os.path.join(root, name), what="the forecaster's probe")
+        series = np.asarray(z["series"])
+        golden = np.asarray(z["forecast"] if int(config["horizon"]) <= int(config["steps"])
+                            else z["rollout"], dtype=np.float64)
+        return {"config": config, "series": series, "golden": golden,
+                "tolerance": float(probe["tolerance"])}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError,
+            untrusted.Untrusted) as err:
+        return {"unreadable": "%s: %s" % (type(err).__name__, err)}
+
+
+def golden_check(replay, forecast):
+    """The goldens of a forecaster built by ``leafsub build`` (``forecast`` from
+    :func:`read_forecast_manifest`), through ``predict`` as the platform calls it, in this
+    runtime. Returns the ``goldens`` check, or None when the zip holds no forecaster manifest.
+    """
+    from . import untrusted
+
+    if forecast is None:
+        return None
+    if "unreadable" in forecast:
+        return C.check("goldens", "warn", "%s is unreadable (%s): the goldens cannot be "
+                       "checked" % (FORECAST_MANIFEST, forecast["unreadable"]))
+    config, series, golden = forecast["config"], forecast["series"], forecast["golden"]
+    tolerance = forecast["tolerance"]
     shape = replay.prof["input"]["shape"]
     if len(shape) != series.ndim - 1 or any(d is not None and int(d) != s
                                             for d, s in zip(shape, series.shape[1:])):
@@ -519,11 +540,11 @@ def golden_check(replay):
                        "feeds %s: the goldens cannot be fed as the platform does"
                        % (list(series.shape[1:]), list(shape)))
     images = os.path.join(replay.workdir, "forecast-probe.npy")
-    np.save(images, series.astype(replay.prof["input"]["dtype"]))
+    untrusted.save_npy(images, series.astype(replay.prof["input"]["dtype"]))
     args = []
     for k, _ in enumerate((replay.prof["interface"].get("args") or ["X"])[1:]):
         args.append(os.path.join(replay.workdir, "forecast-probe-arg%d.npy" % k))
-        np.save(args[-1], np.array(["A"] * len(series)))   # not read by leafsub's model.py
+        untrusted.save_npy(args[-1], np.array(["A"] * len(series)))  # leafsub's model.py ignores it
     if args:
         replay.arg_files[images] = args
     reply, out = replay.predict(images, os.path.join(replay.workdir, "forecast-probe-out.npy"))
