@@ -199,7 +199,10 @@ def test_export_build_evaluate_passes_and_reproduces_the_goldens(work):
         text = z.read("model.py").decode()
     assert {"model.py", "SubmissionModel/model.pt", "leafsub-manifest.json"} <= names
     assert "import tensorflow" not in text and "torch.jit.load" in text
-    assert "x.permute(0, 2, 3, 1)  # the platform feeds channels first" in text
+    # The NCHW batch goes channels last through the runtime's one conversion, told in words.
+    assert "x = x.transpose(0, 2, 3, 1)  # the platform feeds channels first" in text
+    assert "return TorchOps.from_platform(X, PLATFORM_INPUT)" in text
+    assert "def channels_last(x):" in text and "def view_hflip(" not in text
 
     proc, result = evaluate_cli(work, zip_path, work["nchw"], "one")
     checks = checks_of(result)
