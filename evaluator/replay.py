@@ -241,13 +241,42 @@ class Replay:
         Returns ``(labels per phase, raw outputs of phase 0)``.
         """
         if is_values(self.prof):  # a forecast: values.py checks and scores it
-            return V.main_pass(self, EndReplay, phase_name)
+            return V.main_pass(self)
+        method = self.iface["method"]
+        phases, all_labels, all_preds, totals = [], [], [], {}
+        for i, name, pack, reply, outputs in self.phase_outputs(totals):
+            labels, out_checks = C.interpret_outputs(outputs, pack.n, self.prof, method)
+            if i == 0 or any(c["status"] != "pass" for c in out_checks):
+                self.checks.extend(out_checks)
+            phase = {"name": name, "data": os.path.abspath(pack.path), "n_images": pack.n,
+                     "predict_s": round(float(reply["predict_s"]), 3)}
+            if labels is not None and labels.size and labels.min() >= 0 \
+                    and labels.max() < self.n_classes:
+                phase["metrics"] = M.classification_metrics(pack.labels, labels, self.n_classes,
+                                                            self.prof["classes"].get("names"))
+                all_labels.append(pack.labels)
+                all_preds.append(labels)
+            phases.append(phase)
+        totals["predicts"]["detail"] = "%d images in %d batches of up to %d, %.1f s in %s()" % (
+            self.result["n_images"], sum(-(-p.n // self.batch_size) for p in self.packs),
+            self.batch_size, totals["predict_s"], method)
+        self.pass_checks(totals)
+        if len(all_preds) == len(self.packs):
+            self.score(np.concatenate(all_labels), np.concatenate(all_preds))
+        if len(self.packs) > 1:
+            self.result["phases"] = phases
+        return all_preds, totals["raw_first"]
+
+    def phase_outputs(self, totals):
+        """Each phase predicted as the platform calls it, for the labels' and the values'
+        main pass: yields ``(i, name, pack, reply, outputs)``. A failure is recorded as its
+        check and ends the replay. ``totals`` (a dict) gathers what :meth:`pass_checks`
+        judges afterwards: predict_s, types, mutated, the last reply, phase 0's raw outputs
+        and the ``predicts`` check (recorded at phase 0; its detail is the caller's)."""
         from .runner import ChildStopped
 
-        method = self.iface["method"]
-        phases, all_labels, all_preds = [], [], []
-        predict_s, types, mutated, raw_first = 0.0, set(), 0, None
-        predicts = C.check("predicts", "pass", "")  # its detail is known after the last phase
+        totals.update(predict_s=0.0, types=set(), mutated=0, raw_first=None, reply={},
+                      predicts=C.check("predicts", "pass", ""))
         for i, (pack, images) in enumerate(zip(self.packs, self.phase_files)):
             name = phase_name(pack.path, i)
             try:
@@ -263,34 +292,26 @@ class Replay:
                                            "fail", self.failure_detail(
                                                reply, traceback=not output_problem)))
                 raise EndReplay()
-            predict_s += float(reply["predict_s"])
-            types.update(reply["types"])
-            mutated += int(reply.get("mutated_batches", 0))
+            totals["predict_s"] += float(reply["predict_s"])
+            totals["types"].update(reply["types"])
+            totals["mutated"] += int(reply.get("mutated_batches", 0))
+            totals["reply"] = reply
             if i == 0:
-                raw_first = outputs
-                self.checks.append(predicts)
-            labels, out_checks = C.interpret_outputs(outputs, pack.n, self.prof, method)
-            if i == 0 or any(c["status"] != "pass" for c in out_checks):
-                self.checks.extend(out_checks)
-            phase = {"name": name, "data": os.path.abspath(pack.path), "n_images": pack.n,
-                     "predict_s": round(float(reply["predict_s"]), 3)}
-            if labels is not None and labels.size and labels.min() >= 0 \
-                    and labels.max() < self.n_classes:
-                phase["metrics"] = M.classification_metrics(pack.labels, labels, self.n_classes,
-                                                            self.prof["classes"].get("names"))
-                all_labels.append(pack.labels)
-                all_preds.append(labels)
-            phases.append(phase)
+                totals["raw_first"] = outputs
+                self.checks.append(totals["predicts"])
+            yield i, name, pack, reply, outputs
+
+    def pass_checks(self, totals):
+        """After the main pass (labels or values): timing, the output container, the models
+        predict never called, and whether predict modified its input."""
+        method, predict_s, mutated = self.iface["method"], totals["predict_s"], totals["mutated"]
         n = self.result["n_images"]
-        predicts["detail"] = "%d images in %d batches of up to %d, %.1f s in %s()" % (
-            n, sum(-(-p.n // self.batch_size) for p in self.packs), self.batch_size, predict_s,
-            method)
         timing = self.result["timing"]
         timing["predict_s"] = round(predict_s, 3)
         timing["images_per_s"] = round(n / predict_s, 1) if predict_s > 0 else None
-        self.checks.append(C.output_container(sorted(types), self.prof, method))
-        self.checks.extend(C.unused_models(reply.get("loaded"), (self.prof.get("limits") or {})
-                                           .get("zip_mb"), method))
+        self.checks.append(C.output_container(sorted(totals["types"]), self.prof, method))
+        self.checks.extend(C.unused_models(totals["reply"].get("loaded"),
+                                           (self.prof.get("limits") or {}).get("zip_mb"), method))
         if self.inp["container"] == "numpy":
             self.checks.append(C.check(
                 "input not mutated", "warn" if mutated else "pass",
@@ -303,11 +324,6 @@ class Replay:
                 "%s() modified the input tensor in place in %d batches (an in-place op such as "
                 "X.div_(255) or X -= mean); write X = X / 255 instead." % (method, mutated)
                 if mutated else "%s() left every input batch unchanged" % method))
-        if len(all_preds) == len(self.packs):
-            self.score(np.concatenate(all_labels), np.concatenate(all_preds))
-        if len(self.packs) > 1:
-            self.result["phases"] = phases
-        return all_preds, raw_first
 
     def score(self, y_true, y_pred):
         metrics = M.classification_metrics(y_true, y_pred, self.n_classes,

@@ -261,45 +261,19 @@ def _category_arg(pack):
     return None, None
 
 
-def main_pass(replay, end, phase_name):
+def main_pass(replay):
     """Every sample of every phase, as the platform feeds them; score the values.
 
-    The values counterpart of ``Replay.main_pass`` (same records: predicts, the output
-    checks, container, input not mutated; metrics, phases); ``end`` is the exception that
-    ends the replay, ``phase_name(path, i)`` a phase's name (replay.py's, passed in:
-    this module does not import replay.py). Returns ``(values per phase, raw outputs of
-    phase 0)``.
+    The values counterpart of ``Replay.main_pass``, over the same phase loop
+    (``replay.phase_outputs``) and after-pass checks (``replay.pass_checks``): the output
+    checks, metrics and phases are this module's. Returns ``(values per phase, raw outputs
+    of phase 0)``.
     """
-    from . import checks
-    from .runner import ChildStopped
-
     prof, method = replay.prof, replay.iface["method"]
     batched = prof["input"].get("batched", True)
     metric = prof["output"].get("metric", "mse")
-    phases, pairs, all_values = [], [], []
-    predict_s, types, mutated, raw_first = 0.0, set(), 0, None
-    predicts = C.check("predicts", "pass", "")
-    for i, (pack, images) in enumerate(zip(replay.packs, replay.phase_files)):
-        name = phase_name(pack.path, i)
-        try:
-            reply, outputs = replay.predict(
-                images, os.path.join(replay.workdir, "out-phase%d.npy" % i),
-                label="predicting" if len(replay.packs) == 1 else name)
-        except ChildStopped as err:
-            replay.checks.append(replay.stopped_check("predicts", err, "predicting %s" % name))
-            raise end()
-        if not reply.get("ok"):
-            output_problem = reply.get("kind") == "output"
-            replay.checks.append(C.check("output: shape" if output_problem else "predicts",
-                                         "fail", replay.failure_detail(
-                                             reply, traceback=not output_problem)))
-            raise end()
-        predict_s += float(reply["predict_s"])
-        types.update(reply["types"])
-        mutated += int(reply.get("mutated_batches", 0))
-        if i == 0:
-            raw_first = outputs
-            replay.checks.append(predicts)
+    phases, pairs, all_values, totals = [], [], [], {}
+    for i, name, pack, reply, outputs in replay.phase_outputs(totals):
         expected = expected_shape(prof, pack)
         values, out_checks = interpret_values(outputs, pack.n, expected, method, batched)
         if len(replay.packs) > 1:
@@ -319,18 +293,10 @@ def main_pass(replay, end, phase_name):
         phases.append(phase)
     n = replay.result["n_images"]
     calls = sum(-(-p.n // replay.batch_size) if batched else p.n for p in replay.packs)
-    predicts["detail"] = "%d samples in %d calls%s, %.1f s in %s()" % (
+    totals["predicts"]["detail"] = "%d samples in %d calls%s, %.1f s in %s()" % (
         n, calls, " of up to %d" % replay.batch_size if batched else " (one whole series each)",
-        predict_s, method)
-    timing = replay.result["timing"]
-    timing["predict_s"] = round(predict_s, 3)
-    timing["images_per_s"] = round(n / predict_s, 1) if predict_s > 0 else None
-    replay.checks.append(checks.output_container(sorted(types), prof, method))
-    if replay.inp["container"] == "numpy":
-        replay.checks.append(C.check(
-            "input not mutated", "warn" if mutated else "pass",
-            "%s() modified the input array in place in %d calls; copy it first." % (
-                method, mutated) if mutated else "%s() left every input unchanged" % method))
+        totals["predict_s"], method)
+    replay.pass_checks(totals)
     if len(pairs) == len(replay.packs):
         shapes = {tuple(t.shape[1:]) for t, _ in pairs}
         if len(shapes) == 1:
@@ -349,7 +315,7 @@ def main_pass(replay, end, phase_name):
     replay.result["output"] = {"kind": "values", "metric": metric}
     if len(replay.packs) > 1:
         replay.result["phases"] = phases
-    return all_values, raw_first
+    return all_values, totals["raw_first"]
 
 
 def terminal_lines(result):
