@@ -22,9 +22,11 @@ with ``force``. This process never imports TensorFlow nor loads a model (its mem
 stays flat whatever the ensemble's size): everything that runs a model runs in the
 self-check child.
 
-Where each step lives: 1 in configuration.py, 2 and 4-6 in staging.py (with
-render.py, selfcheck.py and zipwrite.py), 3 in sizelimit.py; this module holds the
-``build()`` API, ``BuildResult`` and the order of the steps.
+Where each step lives: 1 in configuration.py, whose ``BuildPlan`` (the profile,
+the ``Member``s, views, combiner, weights, compression, limit, output) every later
+step takes; 2 and 4-6 in staging.py, one function per phase (with render.py,
+selfcheck.py and zipwrite.py); 3 in sizelimit.py. This module holds the ``build()``
+API, ``BuildResult`` and the order of the steps.
 """
 
 
@@ -42,12 +44,12 @@ from ..errors import LeafsubError, UsageError
 from ..jsonfiles import dumps, write_atomic
 from ..profiles import load_profile, with_classes
 from . import zipwrite
-from .configuration import (check_classes, check_framework, check_inputs, parse_weights,
-                            plan_members, resolve_combine, resolve_preprocess, resolve_views,
-                            split_list)
+from .configuration import (BuildPlan, check_classes, check_framework, check_inputs,
+                            parse_weights, plan_members, resolve_combine, resolve_preprocess,
+                            resolve_views, split_list)
 from .sizelimit import MB, expected_size, mb
-from .staging import (MANIFEST_NAME, METADATA_NAME, PROBE_NAME, member_files,
-                      stage_check_write)
+from .staging import (MANIFEST_NAME, METADATA_NAME, PROBE_NAME, BuildLog, stage_check_write,
+                      verify)
 
 
 # --------------------------------------------------------------------------- result
@@ -156,10 +158,8 @@ def build(models, weights=None, combine=None, tta=None, profile=None, output="su
 
 def _build(models, weights, combine, tta, profile_arg, output, json_path, force, compression,
            preprocess, progress, workers, checks, classes=None):
-    say = _Progress(progress)
-    timing = {}
-    started = time.time()
-    notes = []
+    log = BuildLog(say=_Progress(progress), checks=checks)
+    say, notes = log.say, log.notes
 
     # 1. arguments, profile, cards -------------------------------------------------------
     shown = [os.fspath(m) for m in (split_list(models) or [])]
@@ -198,33 +198,28 @@ def _build(models, weights, combine, tta, profile_arg, output, json_path, force,
     combine_name, _, combine_path = resolve_combine(combine, weights, len(runs), notes)
     views = resolve_views(tta)
     check_inputs(cards, runs, specs, profile, views, checks)
-    limit = int(profile["limits"]["zip_mb"] * MB)
-
-    members = plan_members(runs, shown, cards, specs, profile)
-    reserved = {profile["interface"]["module"] + ".py", METADATA_NAME, MANIFEST_NAME, PROBE_NAME}
-    reserved |= {m.dir for m in members}
+    plan = BuildPlan(profile=profile, members=plan_members(runs, shown, cards, specs, profile),
+                     views=views, combine_name=combine_name, combine_path=combine_path,
+                     weights=weights, compression=compression,
+                     limit=int(profile["limits"]["zip_mb"] * MB), output=output, workers=workers)
+    reserved = {plan.module_file, METADATA_NAME, MANIFEST_NAME, PROBE_NAME}
+    reserved |= {m.dir for m in plan.members}
     if combine_path and os.path.basename(combine_path) in reserved:
         raise UsageError("--combine %s: the module name %s clashes with a file of the submission; "
                          "rename it." % (combine_name, os.path.basename(combine_path)))
 
     # 2. files ---------------------------------------------------------------------------
-    say("verifying the SavedModel files against their cards")
-    for m in members:
-        m.files, extra = member_files(m.run_dir, m.card)
-        if extra:
-            notes.append("%s: %d file(s) not recorded at export are left out (%s)"
-                         % (m.run_dir, len(extra), ", ".join(extra[:3])))
-    timing["verify_s"] = round(time.time() - started, 3)
+    verify(plan, log)
 
     # 3. size, before anything costly ------------------------------------------------------
     t = time.time()
-    effective, estimate, raw_total = expected_size(members, profile, combine_path,
-                                                   compression, limit, notes, checks)
-    timing["plan_s"] = round(time.time() - t, 3)
+    plan.effective, estimate, raw_total = expected_size(plan.members, profile, combine_path,
+                                                        compression, plan.limit, notes, checks)
+    log.timing["plan_s"] = round(time.time() - t, 3)
     say("expected size about %s of %s allowed (%s of model files, compression %s)" % (
-        mb(estimate), mb(limit), mb(raw_total), effective))
+        mb(estimate), mb(plan.limit), mb(raw_total), plan.effective))
 
-    # 4. stage ---------------------------------------------------------------------------
+    # 4-6. stage, self-check, write ------------------------------------------------------
     out_dir = os.path.dirname(output)
     try:
         os.makedirs(out_dir, exist_ok=True)
@@ -233,21 +228,18 @@ def _build(models, weights, combine, tta, profile_arg, output, json_path, force,
         raise UsageError("%s: cannot write in this folder (%s). Choose another -o/--output."
                          % (out_dir, e.strerror or e)) from None
     try:
-        entries, stats, digest, selfcheck = stage_check_write(
-            profile, members, views, combine_name, combine_path, weights, effective, workers,
-            output, staging, limit, notes, checks, timing, started, say)
+        outcome = stage_check_write(plan, staging, log)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return _result(output, profile, members, entries, stats, digest, selfcheck, combine_name,
-                   weights, views, compression, effective, checks, limit, timing, notes,
-                   json_path)
+    return _result(plan, outcome, log, json_path)
 
 
-def _result(output, profile, members, entries, stats, digest, selfcheck, combine_name, weights,
-            views, compression, effective, checks, limit, timing, notes, json_path):
-    """The BuildResult of a written zip (and its ``--json``)."""
+def _result(plan, outcome, log, json_path):
+    """The BuildResult of a written zip (and its ``--json``): the members and the
+    top-level files as dicts, with their share of the zip."""
+    entries, stats = outcome.entries, outcome.stats
     member_info = []
-    for m in members:
+    for m in plan.members:
         prefix = m.dir + "/"
         member_info.append({
             "name": m.name, "run_dir": m.run_dir, "dir": m.dir,
@@ -261,12 +253,14 @@ def _result(output, profile, members, entries, stats, digest, selfcheck, combine
               "method": "deflate" if e.method == zipwrite.DEFLATED else "store"}
              for e in other]
     result_obj = BuildResult(
-        path=output, sha256=digest, size_bytes=stats.size, profile=profile["name"],
-        members=member_info, files=files, combine=combine_name, weights=weights, tta=list(views),
-        compression={"policy": compression, "effective": effective,
+        path=plan.output, sha256=outcome.digest, size_bytes=stats.size,
+        profile=plan.profile["name"], members=member_info, files=files,
+        combine=plan.combine_name, weights=plan.weights, tta=list(plan.views),
+        compression={"policy": plan.compression, "effective": plan.effective,
                      "deflated_entries": stats.deflated_entries,
                      "entries": stats.entries, "zip64": stats.zip64, "raw_bytes": stats.raw_bytes},
-        checks=checks, selfcheck=selfcheck.to_dict(), limit_bytes=limit, timing=timing, notes=notes)
+        checks=log.checks, selfcheck=outcome.selfcheck.to_dict(), limit_bytes=plan.limit,
+        timing=log.timing, notes=log.notes)
     if json_path:
         write_atomic(json_path, dumps(result_obj.to_dict()))
     return result_obj

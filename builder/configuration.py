@@ -243,8 +243,10 @@ def check_inputs(cards, runs, specs, profile, views, checks):
 class Member:
     """One model of the build: where it comes from, what model.py runs, where it goes in the zip.
 
-    The build fills in ``files`` (build.member_files), ``bytes`` and ``estimate``
-    (sizelimit.expected_size) as it goes.
+    The build fills in ``files`` (staging.verify), ``bytes`` and ``estimate``
+    (sizelimit.expected_size) as it goes. ``render`` reads a member as it reads one of
+    CONFIG's member dicts (``member["dir"]``, ``member.get("input_shape")``):
+    ``render.config_dict`` is the one projection of a member into CONFIG.
     """
 
     index: int
@@ -263,14 +265,38 @@ class Member:
     bytes: int = 0
     estimate: int = 0
 
-    def config(self):
-        """This member's entry of model.py's CONFIG["members"] (and the self-check's reference)."""
-        entry = {"dir": self.dir, "name": self.name,
-                 "input_size": None if self.input_size is None else list(self.input_size),
-                 "output": self.output, "preprocess": dict(self.preprocess)}
-        if self.input_shape:
-            entry["input_shape"] = list(self.input_shape)
-        return entry
+    def __getitem__(self, key):
+        return getattr(self, key)
+
+    def get(self, key, default=None):
+        return getattr(self, key, default)
+
+
+@dataclasses.dataclass
+class BuildPlan:
+    """Everything the build will write, resolved and checked from the options and the
+    cards (step 1); each later step of build.py takes it.
+
+    The size check (step 3) settles ``effective``, the compression policy the zip is
+    written with.
+    """
+
+    profile: dict
+    members: list  # [Member], in ensemble order
+    views: list  # the TTA view names
+    combine_name: str  # a runtime combiner, or "module:function"
+    combine_path: str  # a user combiner's module file, copied next to model.py; else None
+    weights: list  # one number per member, or None
+    compression: str  # the policy asked for (zipwrite.POLICIES)
+    limit: int  # the profile's limits.zip_mb, in bytes
+    output: str  # the zip to write, an absolute path
+    workers: int = None  # compression threads (None: all CPUs)
+    effective: str = None  # the policy the size check settled on
+
+    @property
+    def module_file(self):
+        """model.py's name in the zip (the profile's ``interface.module``)."""
+        return self.profile["interface"]["module"] + ".py"
 
 
 def plan_members(runs, shown, cards, specs, profile):

@@ -1,13 +1,17 @@
 """Steps 2 and 4 to 6 of ``leafsub build`` (see build.py): the zip's files, staged,
 self-checked and written.
 
-``member_files`` verifies a member's SavedModel files against its card;
-``stage_check_write`` stages exactly the zip's files beside the output, imports the
-staged model.py in a fresh Python process (selfcheck.py) that must reproduce every
-member's goldens and leafsub's own ensemble, adds the probe batch and the manifest,
-and writes the deterministic zip (zipwrite.py) atomically, checking its real size.
+One function per phase, each taking the build's ``BuildPlan`` and reporting to its
+``BuildLog``: ``verify`` checks every member's SavedModel files against its card
+(``member_files``); ``stage_check_write`` runs the others in order: ``stage`` puts
+exactly the zip's files beside the output, ``render`` writes model.py, ``self_check``
+imports it in a fresh Python process (selfcheck.py) that must reproduce every member's
+goldens and leafsub's own ensemble, ``add_probe_and_manifest`` records the probe batch
+and the manifest, and ``write`` writes the deterministic zip (zipwrite.py) atomically,
+checking its real size.
 """
 
+import dataclasses
 import io
 import os
 import platform
@@ -103,25 +107,80 @@ def _link_or_copy(src, dst):
         shutil.copyfile(src, dst)
 
 
-def stage_check_write(profile, members, views, combine_name, combine_path, weights, effective,
-                      workers, output, staging, limit, notes, checks, timing, started, say):
-    """Stage the zip's files in ``staging``, self-check them, write ``output`` (steps 4-6).
+@dataclasses.dataclass
+class BuildLog:
+    """What the build's steps report as they go: the checks and notes of the result, the
+    timings (``*_s``, in the order of the steps), and progress messages (``say``)."""
 
-    Appends to ``checks``, ``notes`` and ``timing`` as it goes.
+    say: object  # say(message): a progress line
+    checks: list = dataclasses.field(default_factory=list)
+    notes: list = dataclasses.field(default_factory=list)
+    timing: dict = dataclasses.field(default_factory=dict)
+    started: float = dataclasses.field(default_factory=time.time)
+
+
+@dataclasses.dataclass
+class SelfChecked:
+    """What the self-check (step 5) hands to the writing of the zip (step 6)."""
+
+    result: object  # selfcheck.SelfCheckResult
+    probe: object  # the probe batch model.py was run on (float32, 0-255)
+    scores: object  # leafsub's own ensemble's scores on it: what predict() must answer
+    versions: dict  # the child's framework and Python versions
+
+
+@dataclasses.dataclass
+class BuildOutcome:
+    """The written zip: its entries (zipwrite.Entry, with their compressed sizes),
+    zipwrite's stats, its SHA-256 and the self-check's result."""
+
+    entries: list
+    stats: object
+    digest: str
+    selfcheck: object  # selfcheck.SelfCheckResult
+
+
+def verify(plan, log):
+    """Step 2: every member's files against its card (sets ``Member.files``; a file not
+    recorded at export is left out, with a note)."""
+    log.say("verifying the SavedModel files against their cards")
+    for m in plan.members:
+        m.files, extra = member_files(m.run_dir, m.card)
+        if extra:
+            log.notes.append("%s: %d file(s) not recorded at export are left out (%s)"
+                             % (m.run_dir, len(extra), ", ".join(extra[:3])))
+    log.timing["verify_s"] = round(time.time() - log.started, 3)
+
+
+def stage_check_write(plan, staging, log):
+    """Stage the zip's files in ``staging``, self-check them, write ``plan.output`` (steps 4-6).
+
+    Appends to ``log``'s checks, notes and timing as it goes.
 
     Returns:
-      ``(entries, stats, digest, selfcheck)``: the zip's entries (zipwrite.Entry, with
-      their compressed sizes), zipwrite's stats, the zip's SHA-256 and the self-check's
-      result (selfcheck.compare).
+      BuildOutcome.
 
     Raises:
-      CheckFailed (exit 1) when the self-check fails or the written zip is above ``limit``
-      (no zip is left behind); UsageError for a profile whose interface cannot be rendered.
+      CheckFailed (exit 1) when the self-check fails or the written zip is above
+      ``plan.limit`` (no zip is left behind); UsageError for a profile whose interface
+      cannot be rendered.
     """
-    from .render import config_dict, render_model_py
-
     t = time.time()
-    for m in members:
+    stage(plan, staging, log)
+    config = render(plan, staging)
+    probe = _probe_images(plan.members[0], plan.profile)
+    staged = {e.name for e in zipwrite.entries_from_tree(staging)}
+    log.timing["stage_s"] = round(time.time() - t, 3)
+    checked = self_check(plan, staging, config, probe, log)
+    keep = add_probe_and_manifest(plan, staging, config, checked)
+    # The zip's files: what was staged, plus those two (nothing the child may have left).
+    return write(plan, staging, staged | keep, checked.result, log)
+
+
+def stage(plan, staging, log):
+    """Step 4: the members' files (linked when possible), ``metadata`` when the profile
+    wants it and a user combiner's module, in ``staging``."""
+    for m in plan.members:
         root = os.path.join(staging, m.dir)
         os.makedirs(root)
         for rel, path, digest in m.files:
@@ -130,41 +189,58 @@ def stage_check_write(profile, members, views, combine_name, combine_path, weigh
                 os.makedirs(target, exist_ok=True)
             else:
                 _link_or_copy(path, target)
-    chunk = _chunk_size(members, len(views))
-    # model.py's CONFIG is what the self-check's reference runs too (Member.config).
-    config = config_dict(profile, [m.config() for m in members], views, combine_name, weights,
+    required = plan.profile["layout"]["required_files"]
+    if METADATA_NAME in required:
+        open(os.path.join(staging, METADATA_NAME), "wb").close()
+    unknown = [name for name in required if name not in (plan.module_file, METADATA_NAME)]
+    if unknown:
+        log.notes.append("the profile requires %s, which leafsub does not create: add it to the "
+                         "zip yourself" % ", ".join(unknown))
+    if plan.combine_path:
+        shutil.copyfile(plan.combine_path,
+                        os.path.join(staging, os.path.basename(plan.combine_path)))
+
+
+def render(plan, staging):
+    """Step 4: model.py, rendered into ``staging``.
+
+    Returns:
+      its CONFIG (``render.config_dict``), which the self-check's reference runs too.
+    """
+    from .render import config_dict, render_model_py
+
+    profile = plan.profile
+    chunk = _chunk_size(plan.members, len(plan.views))
+    config = config_dict(profile, plan.members, plan.views, plan.combine_name, plan.weights,
                          chunk)
     try:
-        text = render_model_py(profile, config["members"], views, combine_name, weights, chunk)
+        text = render_model_py(profile, plan.members, plan.views, plan.combine_name,
+                               plan.weights, chunk)
     except ValueError as e:
         raise UsageError("profile %s: %s. Fix the profile's interface section." % (
             profile["name"], e)) from None
-    module_file = profile["interface"]["module"] + ".py"
-    with open(os.path.join(staging, module_file), "w", encoding="utf-8", newline="\n") as f:
+    with open(os.path.join(staging, plan.module_file), "w", encoding="utf-8", newline="\n") as f:
         f.write(text)
-    required = profile["layout"]["required_files"]
-    if METADATA_NAME in required:
-        open(os.path.join(staging, METADATA_NAME), "wb").close()
-    unknown = [name for name in required if name not in (module_file, METADATA_NAME)]
-    if unknown:
-        notes.append("the profile requires %s, which leafsub does not create: add it to the zip "
-                     "yourself" % ", ".join(unknown))
-    if combine_path:
-        shutil.copyfile(combine_path, os.path.join(staging, os.path.basename(combine_path)))
+    return config
 
-    # 5. self-check: model.py in a fresh process, and leafsub's own runtime beside it ------
-    # (in the child: this process never imports TensorFlow or holds a model)
+
+def self_check(plan, staging, config, probe, log):
+    """Step 5: model.py in a fresh process, and leafsub's own runtime beside it (in the
+    child: this process never imports TensorFlow or holds a model), on ``probe``.
+
+    Returns:
+      SelfChecked.
+
+    Raises:
+      CheckFailed naming the member and the difference when it fails.
+    """
     from .selfcheck import compare, run_child
 
-    probe = _probe_images(members[0], profile)
-    tolerance = max(float(m.card["probe"]["tolerance"]) for m in members)
-    before = {e.name for e in zipwrite.entries_from_tree(staging)}
-    timing["stage_s"] = round(time.time() - t, 3)
-    say("self-check: importing the rendered %s in a fresh Python process" % (
-        profile["interface"]["module"] + ".py"))
+    members, profile = plan.members, plan.profile
+    log.say("self-check: importing the rendered %s in a fresh Python process" % plan.module_file)
     t = time.time()
-    reference = {"members": config["members"], "views": config["tta"], "weights": weights,
-                 "chunk_size": chunk, "method": combine_name}
+    reference = {"members": config["members"], "views": config["tta"], "weights": plan.weights,
+                 "chunk_size": config["chunk_size"], "method": plan.combine_name}
     with tempfile.TemporaryDirectory(prefix="leafsub-probe-") as tmp:
         probe_path = os.path.join(tmp, "probe.npz")
         np.savez(probe_path, images=probe.astype(np.float32))
@@ -172,7 +248,6 @@ def stage_check_write(profile, members, views, combine_name, combine_path, weigh
                                  [os.path.join(m.run_dir, m.card["probe"]["file"])
                                   for m in members], probe_path, reference)
     scores = arrays["reference"]
-    labels = np.argmax(scores, axis=1).astype(np.int64)
     goldens = []
     for m in members:
         with np.load(os.path.join(m.run_dir, m.card["probe"]["file"])) as data:
@@ -183,64 +258,82 @@ def stage_check_write(profile, members, views, combine_name, combine_path, weigh
         return _mismatch_hint(members[i], arrays["hint_diffs"][i], goldens[i]["tolerance"])
 
     result = compare(info, arrays, profile, goldens, scores, hint)
-    checks.extend(result.checks)
-    timing["selfcheck_s"] = round(time.time() - t, 3)
+    log.checks.extend(result.checks)
+    log.timing["selfcheck_s"] = round(time.time() - t, 3)
     if result.failures:
         raise CheckFailed("Self-check failed; no zip was written. %s" % " ".join(result.failures))
-    say("self-check passed: goldens reproduced (max difference %.2g), ensemble equals leafsub's "
-        "runtime (max difference %.2g, tolerance %.2g)" % (
-            max(result.member_diffs), result.ensemble_diff, result.tolerance))
+    log.say("self-check passed: goldens reproduced (max difference %.2g), ensemble equals "
+            "leafsub's runtime (max difference %.2g, tolerance %.2g)" % (
+                max(result.member_diffs), result.ensemble_diff, result.tolerance))
+    return SelfChecked(result=result, probe=probe, scores=scores,
+                       versions=dict(info.get("versions") or {}))
 
-    # The probe batch with what predict() must answer, and the manifest, go in the zip.
+
+def add_probe_and_manifest(plan, staging, config, checked):
+    """Step 5's record in the zip: the probe batch with what predict() must answer, and
+    the manifest. Returns their names."""
+    members, probe, scores = plan.members, checked.probe, checked.scores
+    labels = np.argmax(scores, axis=1).astype(np.int64)
     with open(os.path.join(staging, PROBE_NAME), "wb") as f:
         f.write(_npz_bytes({"images": probe.astype(np.float32), "labels": labels,
                             "scores": scores}))
-    versions = dict(info.get("versions") or {}, leafsub=__version__, numpy=np.__version__)
+    versions = dict(checked.versions, leafsub=__version__, numpy=np.__version__)
     versions["python"] = versions.get("python") or platform.python_version()
     top_files = sorted(n for n in os.listdir(staging) if os.path.isfile(os.path.join(staging, n)))
     manifest = {
         "leafsub_manifest": 1,
-        "profile": profile["name"],
+        "profile": plan.profile["name"],
         "versions": versions,
         "members": [{"dir": m.dir, "name": m.name, "card": m.card,
                      "preprocess": m.preprocess, "preprocess_source": m.preprocess_source,
                      "files": {m.dir + "/" + rel: digest for rel, _, digest in m.files
                                if digest}} for m in members],
-        "combine": combine_name,
-        "weights": weights,
-        "tta": list(views),
-        "chunk_size": chunk,
+        "combine": plan.combine_name,
+        "weights": plan.weights,
+        "tta": list(plan.views),
+        "chunk_size": config["chunk_size"],
         "files": {name: sha256_file(os.path.join(staging, name)) for name in top_files},
-        "probe": {"file": PROBE_NAME, "count": int(len(probe)), "tolerance": tolerance},
+        "probe": {"file": PROBE_NAME, "count": int(len(probe)),
+                  "tolerance": max(float(m.card["probe"]["tolerance"]) for m in members)},
     }
     with open(os.path.join(staging, MANIFEST_NAME), "w", encoding="utf-8", newline="\n") as f:
         f.write(dumps(manifest))
-    # The zip's files: what was staged, plus those two (nothing the child may have left).
-    keep = before | {PROBE_NAME, MANIFEST_NAME}
-    entries = [e for e in zipwrite.entries_from_tree(staging) if e.name in keep]
+    return {PROBE_NAME, MANIFEST_NAME}
 
-    # 6. the zip -------------------------------------------------------------------------
+
+def write(plan, staging, names, selfcheck, log):
+    """Step 6: the zip of ``names`` (staging's entries), written atomically to
+    ``plan.output`` with ``plan.effective`` compression, its real size checked.
+
+    Returns:
+      BuildOutcome.
+    """
     t = time.time()
-    entries = zipwrite.plan(entries, effective)
-    say("writing %s (%d entries, compression %s)" % (output, len(entries), effective))
+    entries = [e for e in zipwrite.entries_from_tree(staging) if e.name in names]
+    entries = zipwrite.plan(entries, plan.effective)
+    log.say("writing %s (%d entries, compression %s)" % (plan.output, len(entries),
+                                                         plan.effective))
 
-    def verify(tmp, stats):
-        if stats.size > limit:
+    def verify_size(tmp, stats):
+        if stats.size > plan.limit:
             sizes = [("%s (%s)" % (m.dir, m.given),
                       sum(e.compressed for e in entries if e.name.startswith(m.dir + "/")))
-                     for m in members]
+                     for m in plan.members]
             sizes.append(("model.py + manifest + probe",
                           sum(e.compressed for e in entries if "/" not in e.name)))
-            checks.append(Check("size", "fail", "%s, limit %s" % (mb(stats.size), mb(limit))))
-            raise size_error(profile, stats.size, limit, sizes, members, effective, 0,
-                             actual=True)
+            log.checks.append(Check("size", "fail", "%s, limit %s" % (mb(stats.size),
+                                                                      mb(plan.limit))))
+            raise size_error(plan.profile, stats.size, plan.limit, sizes, plan.members,
+                             plan.effective, 0, actual=True)
 
-    stats, digest = zipwrite.write_zip_atomic(output, entries, effective, workers=workers,
-                                              planned=True, verify=verify)
-    timing["zip_s"] = round(time.time() - t, 3)
-    timing["total_s"] = round(time.time() - started, 3)
-    checks.append(Check("size", "pass", "%s of %s allowed" % (mb(stats.size), mb(limit))))
-    return entries, stats, digest, result
+    stats, digest = zipwrite.write_zip_atomic(plan.output, entries, plan.effective,
+                                              workers=plan.workers, planned=True,
+                                              verify=verify_size)
+    log.timing["zip_s"] = round(time.time() - t, 3)
+    log.timing["total_s"] = round(time.time() - log.started, 3)
+    log.checks.append(Check("size", "pass", "%s of %s allowed" % (mb(stats.size),
+                                                                  mb(plan.limit))))
+    return BuildOutcome(entries=entries, stats=stats, digest=digest, selfcheck=selfcheck)
 
 
 def _probe_images(first, profile):

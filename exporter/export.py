@@ -47,6 +47,17 @@ class ExportResult:
                 "dropped_bytes": self.dropped_bytes, "notes": list(self.notes)}
 
 
+@dataclasses.dataclass
+class ProbeRun:
+    """The probe batch and what the model in memory made of it: the goldens to be."""
+
+    images: object  # as the platform feeds them (RGB 0-255 images, or raw samples)
+    model_inputs: object  # after the training preprocessing
+    reference: object  # the model's outputs on model_inputs (float64)
+    source: str  # "user" or "synthetic"
+    through: str  # "preprocess_fn" or "declared pipeline"
+
+
 # --------------------------------------------------------------------------- inputs
 
 def synthetic_probe(count, size, seed=0):
@@ -444,19 +455,36 @@ def export(model, run_dir, preprocess=None, class_names=None, probe=None, prepro
                 "probabilities differ by up to %.3g on the probe (tolerance %.g).%s Declare the "
                 "preprocessing training really used." % (spec["mode"], diff, tolerance, hint))
 
-    return _write_run_dir(wrapped, run_dir, images, model_inputs, reference, kind, class_names,
-                          {"height": h, "width": w, "channels": c}, spec, spec_source,
-                          probe_source, through, name, tolerance, notes)
+    card = new_card(name, run_dir, class_names, {"height": h, "width": w, "channels": c}, kind,
+                    spec, spec_source, SAVED_MODEL_DIR, wrapped.source, _keras_versions())
+    probe_run = ProbeRun(images=images, model_inputs=model_inputs, reference=reference,
+                         source=probe_source, through=through)
+    return _write_run_dir(wrapped, run_dir, card, probe_run, tolerance, notes)
 
 
-def _write_run_dir(wrapped, run_dir, images, model_inputs, reference, kind, class_names,
-                   card_input, spec, spec_source, probe_source, through, name, tolerance, notes):
-    """Save the SavedModel, check it reproduces the model, write probe.npz and the card."""
+def _keras_versions():
+    """The card's ``versions`` of a Keras export (``keras`` is "none" when no ``keras`` package imports)."""
+    try:
+        import keras
+        keras_version = keras.__version__
+    except ImportError:
+        keras_version = "none"
+    import tensorflow as tf
+
+    return {"tensorflow": tf.__version__, "keras": keras_version}
+
+
+def _write_run_dir(wrapped, run_dir, card, probe_run, tolerance, notes):
+    """Save the SavedModel, check it reproduces the model, write probe.npz and ``card``
+    (``new_card``'s)."""
     from ..submission_template import runtime
+
+    reference = probe_run.reference
 
     def save(folder):
         wrapped.save(folder)
-        outputs = np.asarray(runtime.load_saved_model(folder)(model_inputs), dtype=np.float64)
+        outputs = np.asarray(runtime.load_saved_model(folder)(probe_run.model_inputs),
+                             dtype=np.float64)
         fidelity = float(np.max(np.abs(outputs - reference)))
         if fidelity > FIDELITY_TOLERANCE * max(1.0, float(np.max(np.abs(reference)))):
             raise CheckFailed("%s: the exported SavedModel does not reproduce the model: outputs "
@@ -465,17 +493,8 @@ def _write_run_dir(wrapped, run_dir, images, model_inputs, reference, kind, clas
                               (wrapped.source, fidelity))
         return outputs, fidelity
 
-    try:
-        import keras
-        keras_version = keras.__version__
-    except ImportError:
-        keras_version = "none"
-    import tensorflow as tf
-
-    card = new_card(name, run_dir, class_names, card_input, kind, spec, spec_source,
-                    SAVED_MODEL_DIR, wrapped.source,
-                    {"tensorflow": tf.__version__, "keras": keras_version})
-    card, fidelity = write_run_dir(run_dir, save, card, images, probe_source, through, tolerance)
+    card, fidelity = write_run_dir(run_dir, save, card, probe_run.images, probe_run.source,
+                                   probe_run.through, tolerance)
     return ExportResult(run_dir=run_dir, card=card, max_fidelity_diff=fidelity,
                         dropped_bytes=wrapped.dropped_bytes, notes=notes)
 
@@ -553,9 +572,11 @@ def _export_samples(wrapped, run_dir, preprocess, arch, preprocess_fn, class_nam
                          % (wrapped.source, reference.shape))
     class_names = check_class_names(class_names, reference.shape[1], wrapped.source)
     kind = output_kind(reference, output, wrapped)
-    return _write_run_dir(wrapped, run_dir, samples, model_inputs, reference, kind, class_names,
-                          {"kind": "tensor", "shape": list(shape)}, spec, "declared",
-                          probe_source, through, name, tolerance, notes)
+    card = new_card(name, run_dir, class_names, {"kind": "tensor", "shape": list(shape)}, kind,
+                    spec, "declared", SAVED_MODEL_DIR, wrapped.source, _keras_versions())
+    probe_run = ProbeRun(images=samples, model_inputs=model_inputs, reference=reference,
+                         source=probe_source, through=through)
+    return _write_run_dir(wrapped, run_dir, card, probe_run, tolerance, notes)
 
 
 def describe_input(card_input):

@@ -256,6 +256,22 @@ def test_model_py_converts_unusual_platform_inputs_and_loads_a_user_combiner():
     assert "_as_rgb_0_255" not in plain and "_combine_method" not in plain
 
 
+def test_a_build_member_renders_the_model_py_of_its_config_entry():
+    # The build hands render its Members; model.py must be the one its CONFIG dicts give.
+    from leafsub.builder.configuration import Member
+
+    members = [Member(index=i, run_dir="/runs/%s" % m["name"], given="runs/%s" % m["name"],
+                      name=m["name"], dir=m["dir"], card={"name": m["name"]},
+                      preprocess=dict(m["preprocess"]), preprocess_source="card (declared)",
+                      input_size=list(m["input_size"]), input_shape=None, output=m["output"],
+                      label="member %d" % i) for i, m in enumerate(MEMBERS, start=1)]
+    profile = load_profile("an2dl-2022")
+    args = (["identity", "hflip"], "weighted", [0.7, 0.3], 16)
+    assert render.config_dict(profile, members, *args)["members"] == MEMBERS
+    assert render.render_model_py(profile, members, *args) == render.render_model_py(
+        profile, MEMBERS, *args)
+
+
 def test_py_literal_round_trips():
     value = {"a": [1, 2.5, None, True], "b": {"c": "quote \" and \\ and é"}, "d": []}
     assert ast.literal_eval(render.py_literal(value)) == value
