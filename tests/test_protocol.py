@@ -22,7 +22,8 @@ def test_every_builtin_profile_gives_one_request_locally_and_from_its_json(name)
     assert local == bundled
     assert set(local) == {"module", "class_name", "constructor", "method", "container", "dtype",
                           "batch_size", "kind", "shape", "range", "channel_order", "layout",
-                          "framework", "folder"}
+                          "framework", "args", "batched", "output_kind", "folder"}
+    assert local["args"][0] == "X" and local["batched"] in (True, False)
     assert None not in (local["framework"], local["layout"], local["batch_size"])
     if proto.input.is_image:
         assert local["channel_order"] in ("RGB", "BGR") and len(local["range"]) == 2
