@@ -154,10 +154,10 @@ def runtimes_command(remove):
         size = " (%s MB)" % r["size_mb"] if r.get("size_mb") else ""
         if r["complete"] and r.get("torch"):
             click.echo("  %-32s torch %s, Python %s, numpy %s%s" % (
-                r["name"], r.get("torch"), r.get("python"), r.get("numpy"), size))
+                r["spec"], r.get("torch"), r.get("python"), r.get("numpy"), size))
         elif r["complete"]:
             click.echo("  %-32s TensorFlow %s, Keras %s, Python %s, numpy %s%s" % (
-                r["name"], r.get("tensorflow"), r.get("keras"), r.get("python"),
+                r["spec"], r.get("tensorflow"), r.get("keras"), r.get("python"),
                 r.get("numpy"), size))
         else:
             click.echo("  %-32s unfinished (rebuilt on next use; --remove deletes it)" % r["name"])

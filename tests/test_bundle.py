@@ -488,7 +488,7 @@ def test_a_series_bundle_stores_the_samples_as_the_pack_holds_them(series):
     # The protocol feeds series, not images: no range, no channel order; the harness is told.
     assert protocol["input"] == {"kind": "tensor", "shape": [36, 6], "container": "tensor",
                                  "dtype": "float32", "batch_size": 32, "range": None,
-                                 "channel_order": None, "layout": "NHWC"}
+                                 "channel_order": None, "layout": "NHWC", "batched": True}
     assert protocol["framework"] == "tensorflow"
     assert protocol["images"] == "samples.npy"
     assert protocol["profile_contract"]["input"]["kind"] == "tensor"

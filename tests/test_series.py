@@ -153,7 +153,7 @@ def test_a_hand_written_series_submission_passes_every_check(work, tmp_path):
     detective = _check(result, "mismatch detective")
     assert detective["detail"].startswith("skipped: not an image profile")
     assert "values" in _check(result, "data: test.npz")["detail"]
-    assert "profile an2dl-2022-ts, 72 samples," in proc.stdout
+    assert "profile an2dl-2022-ts, 72 samples\nreplayed in your Python" in proc.stdout
 
 
 def test_the_series_reach_predict_as_stored_not_as_images(work, tmp_path):
