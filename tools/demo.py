@@ -133,6 +133,19 @@ def _profile_class_names():
     return list(names)
 
 
+def fresh_out_dir(out_dir, force):
+    """The demo's --out folder, created empty (an existing non-empty one only with --force);
+    returns its absolute path."""
+    out_dir = os.path.abspath(out_dir)
+    if os.path.isdir(out_dir) and os.listdir(out_dir):
+        if not force:
+            raise UsageError("%s: already exists and is not empty. Pass --force to replace it, "
+                             "or --out to choose another folder." % out_dir)
+        shutil.rmtree(out_dir)
+    os.makedirs(out_dir)
+    return out_dir
+
+
 def run_demo(out_dir="leafsub-demo", quick=False, seed=0, force=False, say=None):
     """Run the demo; returns a dict with the paths written and the key figures."""
     import keras
@@ -143,13 +156,7 @@ def run_demo(out_dir="leafsub-demo", quick=False, seed=0, force=False, say=None)
 
     say = say or (lambda msg: click.echo(msg, err=True))
     sizes = QUICK if quick else FULL
-    out_dir = os.path.abspath(out_dir)
-    if os.path.isdir(out_dir) and os.listdir(out_dir):
-        if not force:
-            raise UsageError("%s: already exists and is not empty. Pass --force to replace it, "
-                             "or --out to choose another folder." % out_dir)
-        shutil.rmtree(out_dir)
-    os.makedirs(out_dir)
+    out_dir = fresh_out_dir(out_dir, force)
     started = time.time()
 
     class_names = _profile_class_names()

@@ -13,13 +13,11 @@ predict(X, categories) must return the next 9 steps in phase 1 and 18 in phase 2
 """
 
 import os
-import shutil
 import time
 
 import click
 import numpy as np
 
-from ..errors import UsageError
 
 PROFILE = "an2dl-2023-forecast"
 LENGTH, WINDOW, STEPS = 200, 50, 9
@@ -56,15 +54,10 @@ def run_forecast_demo(out_dir="leafsub-demo-forecast", seed=0, force=False, epoc
     from ..evaluator.evaluate import evaluate
     from ..exporter.forecast import export_forecaster
     from ..profiles import load_profile
+    from .demo import fresh_out_dir
 
     say = say or (lambda msg: click.echo(msg, err=True))
-    out_dir = os.path.abspath(out_dir)
-    if os.path.isdir(out_dir) and os.listdir(out_dir):
-        if not force:
-            raise UsageError("%s: already exists and is not empty. Pass --force to replace it, "
-                             "or --out to choose another folder." % out_dir)
-        shutil.rmtree(out_dir)
-    os.makedirs(out_dir)
+    out_dir = fresh_out_dir(out_dir, force)
     started = time.time()
     profile = load_profile(PROFILE)
 
