@@ -567,11 +567,11 @@ def render_report(result, images=None, title=None, max_gallery=MAX_GALLERY, hist
         if result.get(key):
             meta.append("<span>%s <code>%s</code></span>" % (label, e(result[key])))
     if profile_name:
-        meta.append("<span>profile <b>%s</b>%s</span>" % (e(profile_name), " (%s)" % e(profile_title)
+        meta.append("<span>profile <b>%s</b>%s</span>" % (e(profile_name), " – %s" % e(profile_title)
                                                          if profile_title else ""))
     if result.get("n_images") is not None:
         meta.append("<span>%s images</span>" % e("{:,}".format(int(result["n_images"]))))
-    if result.get("runtime"):
+    if result.get("runtime") and not result.get("environment"):  # else the lines below say it
         meta.append("<span>runtime %s</span>" % e(result["runtime"]))
     title = title or "leafsub evaluation" + (": " + os.path.basename(str(result["submission"]))
                                              if result.get("submission") else "")
@@ -682,7 +682,7 @@ def render_fragment(result, images=None, max_gallery=NOTEBOOK_GALLERY):
         meta.append("<span>profile <b>%s</b></span>" % e(result["profile"]))
     if result.get("n_images") is not None:
         meta.append("<span>%s images</span>" % e("{:,}".format(int(result["n_images"]))))
-    if result.get("runtime"):
+    if result.get("runtime") and not result.get("environment"):  # else the lines below say it
         meta.append("<span>runtime %s</span>" % e(result["runtime"]))
     title = "leafsub evaluation" + (": " + os.path.basename(str(result["submission"]))
                                     if result.get("submission") else "")
