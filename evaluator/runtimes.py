@@ -932,9 +932,9 @@ def list_runtimes():
 
 
 def remove_runtime(spec):
-    """Delete the cached runtime for ``spec`` (``"tensorflow==2.15.1"``, several pins, or the
-    folder name ``list_runtimes`` shows) and any unfinished build of it. Returns the removed
-    folder's path, or None when there was nothing."""
+    """Delete the cached runtime for ``spec`` (``"tensorflow==2.15.1"``, several pins as
+    ``leafsub runtimes`` lists them, or the cache folder's name) and any unfinished build of
+    it. Returns the removed folder's path, or None when there was nothing."""
     root = runtimes_dir()
     text = str(spec or "").strip()
     if text and os.sep not in text and not text.startswith(".") \

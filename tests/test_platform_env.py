@@ -276,7 +276,8 @@ def test_explicit_pins_are_the_platforms_environment_and_runtimes_lists_it(blood
     assert "replayed in --runtime: python " in proc.stdout
     listed = run_cli("runtimes")
     assert listed.returncode == 0
-    line, = [x for x in listed.stdout.splitlines() if "keras-3.4.1+tensorflow-2.17.0" in x]
+    # Listed by its pins, framework first: what --runtime and --remove take.
+    line, = [x for x in listed.stdout.splitlines() if "tensorflow==2.17.0,keras==3.4.1 " in x]
     assert "TensorFlow 2.17.0, Keras 3.4.1" in line and " MB)" in line
 
 
