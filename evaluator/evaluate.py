@@ -229,8 +229,8 @@ def evaluate(submission, data, profile=None, runtime=None, python=None, batch_si
     replay.result["submission"] = os.path.abspath(submission)
     replay.result["environment"] = _environment(protocol, chosen, None)
     try:
-        say.say("Evaluating %s with the %s profile (%s)" % (submission, prof["name"],
-                                                            chosen.label))
+        # The replay line below says where it runs (chosen.label in the result's "runtime").
+        say.say("Evaluating %s with the %s profile" % (submission, prof["name"]))
         say.say("  replay: %s" % replay.result["environment"]["summary"])
         run_checks(replay, submission, detective=detective, variants=variants, stated=stated)
     except EndReplay:
