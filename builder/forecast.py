@@ -41,8 +41,8 @@ def forecast_config(card, horizon, rollout):
 def render_model_py(profile, config):
     """The text of model.py for ``profile``'s interface and the FORECAST ``config``."""
     iface, inp = profile["interface"], profile["input"]
-    args = list(iface.get("args") or ["X"])
-    batched = inp.get("batched", True)
+    args = list(iface["args"])
+    batched = inp["batched"]
     ctor = "def __init__(self, path):" if iface["constructor"] == "path" else \
         "def __init__(self):\n        path = os.path.dirname(os.path.abspath(__file__))"
     rollout = ("rolled out: the model predicts %d steps, so its forecast is fed back into "
@@ -134,8 +134,8 @@ def self_check(stage, profile, card, config, run_dir, work):
     out = os.path.join(work, "selfcheck-out.npy")
     request = {"module": iface["module"], "class_name": iface["class_name"],
                "constructor": iface["constructor"], "method": iface["method"],
-               "args": list(iface.get("args") or ["X"]),
-               "batched": profile["input"].get("batched", True),
+               "args": list(iface["args"]),
+               "batched": profile["input"]["batched"],
                "probe": os.path.join(run_dir, PROBE_NAME), "out": out}
     proc = subprocess.run([sys.executable, "-B", "-c", SELFCHECK, stage, json.dumps(request)],
                           cwd=stage, capture_output=True, text=True, timeout=600,

@@ -386,10 +386,10 @@ def _peak_rss_mb():
 def _open_data(path, prof):
     """An image pack, or, for a profile whose input is not an image, a tensor pack of its shape."""
     from ..datasets import open_pack, open_tensor_pack, open_values_pack
-    from ..profiles import is_values, predict_args
+    from ..profiles import is_values
 
     if is_values(prof):
-        return open_values_pack(path, tuple(prof["input"]["shape"]), predict_args(prof),
+        return open_values_pack(path, tuple(prof["input"]["shape"]), list(prof["interface"]["args"]),
                                 prof["output"].get("shape"))
     if is_image(prof):
         pack = open_pack(path)

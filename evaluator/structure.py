@@ -340,7 +340,7 @@ def _method_check(cls, profile, module_file):
       The "<module>: method" check.
     """
     method = profile["interface"]["method"]
-    args = list(profile["interface"].get("args") or ["X"])
+    args = list(profile["interface"]["args"])
     name = "%s: method" % module_file
     expected = "%s(self, %s)" % (method, ", ".join(args))
     fn = _find_def(cls.body, method, (ast.FunctionDef, ast.AsyncFunctionDef))

@@ -270,7 +270,7 @@ def main_pass(replay):
     of phase 0)``.
     """
     prof, method = replay.prof, replay.iface["method"]
-    batched = prof["input"].get("batched", True)
+    batched = prof["input"]["batched"]
     metric = prof["output"].get("metric", "mse")
     phases, pairs, all_values, totals = [], [], [], {}
     for i, name, pack, reply, outputs in replay.phase_outputs(totals):
@@ -508,7 +508,7 @@ def golden_check(replay, forecast):
     images = os.path.join(replay.workdir, "forecast-probe.npy")
     untrusted.save_npy(images, series.astype(replay.prof["input"]["dtype"]))
     args = []
-    for k, _ in enumerate((replay.prof["interface"].get("args") or ["X"])[1:]):
+    for k, _ in enumerate(replay.prof["interface"]["args"][1:]):
         args.append(os.path.join(replay.workdir, "forecast-probe-arg%d.npy" % k))
         untrusted.save_npy(args[-1], np.array(["A"] * len(series)))  # leafsub's model.py ignores it
     if args:

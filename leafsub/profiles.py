@@ -13,6 +13,8 @@ _DEFAULTS = {
     ("input", "channel_order"): "RGB",
     ("input", "batch_size"): 32,
     ("interface", "working_dir"): "submission",
+    ("interface", "args"): ["X"],         # predict's positional arguments, fed in this order
+    ("input", "batched"): True,           # False: one whole sample per call, no batch axis
     ("output", "container"): "any",
 }
 
@@ -34,7 +36,7 @@ def _with_defaults(profile):
     for (section, key), value in _DEFAULTS.items():
         if key == "channel_order" and profile["input"]["kind"] != "image":
             continue  # channels have no order in a time series
-        profile[section].setdefault(key, value)
+        profile[section].setdefault(key, copy.deepcopy(value))
     return profile
 
 
@@ -64,11 +66,6 @@ def sample_shape(profile):
 def is_values(profile):
     """Whether ``predict`` returns values (a forecast), scored by MSE/RMSE/MAE, not labels."""
     return profile["output"]["kind"] == "values"
-
-
-def predict_args(profile):
-    """``predict``'s positional arguments as the platform passes them (``["X"]`` by default)."""
-    return list(profile["interface"].get("args") or ["X"])
 
 
 def load_profile(name_or_path=None):

@@ -324,7 +324,7 @@ def _pages(profile, protocol, time_limit, wanted):
 def _values_pages(profile, protocol, time_limit, ctor, container):
     """The pages of a forecasting competition (the same three pages, its words)."""
     inp, iface = protocol["input"], protocol["interface"]
-    args = iface.get("args") or ["X"]
+    args = iface["args"]
     keys = protocol["score_keys"]
     overview = ("# %s\n\nForecast each hidden series. Submit a zip with %s at its top level (not "
                 "inside a folder).\n\nCheck it before you upload, with the same protocol as this "
@@ -335,7 +335,7 @@ def _values_pages(profile, protocol, time_limit, ctor, container):
     shape = ", ".join("T" if d is None else str(d) for d in inp["shape"])
     fed = ("one whole series, %s of %s values [%s] (no batch axis)" % (container, inp["dtype"],
                                                                       shape)
-           if inp.get("batched") is False else "%s of %s values [batch, %s], batches of up to %d"
+           if not inp["batched"] else "%s of %s values [batch, %s], batches of up to %d"
            % (container, inp["dtype"], shape, inp["batch_size"]))
     out = profile["output"].get("shape")
     evaluation = (
@@ -346,7 +346,7 @@ def _values_pages(profile, protocol, time_limit, ctor, container):
         "(\"ingestion stdout\") says why, in the words of `leafsub evaluate`.\n"
         % (iface["module"], ctor, iface["method"], ", ".join(args), fed,
            "".join("; `%s` one value per series" % a for a in args[1:]),
-           "shape [%s]" % ", ".join(map(str, out)) + (" per series" if inp.get("batched", True)
+           "shape [%s]" % ", ".join(map(str, out)) + (" per series" if inp["batched"]
                                                         else "")
            if out else "one row of the phase's horizon per series",
            keys[0].upper(), " and ".join(k.upper() for k in keys[1:]), time_limit))
@@ -538,7 +538,7 @@ def make_bundle(profile=None, data=None, phases=None, output="competition.zip", 
             if values:  # the targets stay with the scoring; the extra arguments go in
                 np.save(os.path.join(base, "reference_data", "targets.npy"), pack.y,
                         allow_pickle=False)
-                for arg in (prof["interface"].get("args") or ["X"])[1:]:
+                for arg in prof["interface"]["args"][1:]:
                     np.save(os.path.join(base, "input_data", arg + ".npy"), pack.extras[arg],
                             allow_pickle=False)
             else:
@@ -577,7 +577,7 @@ def open_hidden(path, profile):
     if _values(profile):  # inputs, targets and the extra arguments, as evaluate reads them
         from ..datasets import open_values_pack
         return open_values_pack(path, tuple(profile["input"]["shape"]),
-                                profile["interface"].get("args") or ["X"],
+                                profile["interface"]["args"],
                                 profile["output"].get("shape"))
     if not _is_image(profile):
         return open_tensor_pack(path, tuple(int(d) for d in profile["input"]["shape"]))

@@ -177,7 +177,7 @@ def run(input_dir, output_dir, program_dir, submission_dir):
                "dtype": inp["dtype"], "batch_size": int(inp["batch_size"]),
                # the extra predict arguments (categories, ...): input_data/<name>.npy
                "args": [os.path.join(input_dir, a + ".npy") for a in
-                        (iface.get("args") or ["X"])[1:]]}
+                        iface["args"][1:]]}
     started = time.time()
     reply = call("predict", command)
     watchdog.timer.cancel()
