@@ -1,16 +1,22 @@
 """Bench 3 and 4: what the replay costs over a bare inference loop, and the evaluator's memory.
 
-3. ``leafsub evaluate`` (the real CLI, in a subprocess) on N images (3,542 by
-   default: the size of a seed's data set) vs a bare in-process loop over the
+3. ``leafsub evaluate`` (the real CLI, in a subprocess, replaying in this Python) on N
+   images (3,542 by default: the size of a seed's data set) vs a bare loop over the
    same images (the loaded SavedModel's serving function on batches of 32, the
-   model's preprocessing, argmax), interleaved repetition by repetition:
+   model's preprocessing, argmax), interleaved repetition by repetition. The bare
+   loop runs in a fresh process, as evaluate's child does: its time is the loop's,
+   first call included, import and load not (the like-for-like of evaluate's time
+   after start-up); the same loop warmed up in this process is shown beside it:
      * ratio evaluate / bare, excluding start-up, with all checks and the
        detective, and with ``--no-detective``;
      * the same, with every check, for a *hand-written* zip of the same model (the
-       course's model.py applying the right preprocessing, no manifest): nothing
-       vouches for its preprocessing, so the detective runs its sequential candidates
-       (on this random-weight model at chance, its worst case: no candidate is
-       clearly worse, each runs to the cap);
+       course's model.py applying the right preprocessing, no manifest): the detective
+       reads what the model is fed (16 images) and the model's MobileNetV2 base vouches
+       for it, so no candidate runs;
+     * the same model.py with predict's work in one ``tf.function`` ("traced"): what the
+       model is fed cannot be read, nothing vouches, and the detective runs its
+       sequential candidates (on this random-weight model at chance, its worst case: no
+       candidate is clearly worse, each runs to the cap); shown, with no bar;
      * start-up (process start, data written for the child, TensorFlow import,
        the submission's load), as a ratio to the bare loop's own load time and
        in seconds next to it (the bar is stated in seconds: <= 8 s).
@@ -55,11 +61,17 @@ def make_pack(path, n, seed=0):
 
 
 def run_evaluate(zip_path, pack, extra=()):
-    """The CLI in a subprocess; returns (wall seconds, result JSON)."""
+    """The CLI in a subprocess; returns (wall seconds, result JSON).
+
+    The replay runs in this Python (``LEAFSUB_RUNTIME=local``), the TensorFlow the bare loop
+    runs: by default evaluate replays in the profile's platform environment (an2dl-2022:
+    TensorFlow 2.12), and a ratio across two TensorFlow versions would measure them, not
+    the evaluator."""
     out = zip_path + ".result.json"
     started = time.perf_counter()
     proc = subprocess.run([LEAFSUB, "evaluate", zip_path, "--data", pack, "--json", out, "-q",
-                           *extra], capture_output=True, text=True)
+                           *extra], capture_output=True, text=True,
+                          env=dict(os.environ, LEAFSUB_RUNTIME="local"))
     wall = time.perf_counter() - started
     if proc.returncode not in (0, 1):
         sys.exit("leafsub evaluate failed (%d):\n%s" % (proc.returncode, proc.stderr[-3000:]))
@@ -82,11 +94,20 @@ class model:
         X = {preprocess}
         return tf.argmax(list(self.serve(**{{self.name: X}}).values())[0], axis=-1)
 """
+# The same model.py with predict's work in one tf.function: the detective cannot read what
+# the model is fed (a traced call), so nothing vouches and its candidates run (on this
+# model at chance, each to the cap): the detective's worst case, shown without a bar.
+HAND_WRITTEN_TRACED = HAND_WRITTEN.replace(
+    "    def predict(self, X):\n        X = {preprocess}\n",
+    "    @tf.function\n    def predict_traced(self, X):\n        X = {preprocess}\n") + """
+    def predict(self, X):
+        return self.predict_traced(X)
+"""
 PREPROCESS = {"tf": "tf.cast(X, tf.float32) / 127.5 - 1.0", "none": "tf.cast(X, tf.float32)",
               "caffe": "tf.cast(X, tf.float32)[..., ::-1] - [103.939, 116.779, 123.68]"}
 
 
-def hand_written_zip(run, path, mode):
+def hand_written_zip(run, path, mode, traced=False):
     """The run's SavedModel with a hand-written model.py (no manifest, no goldens)."""
     import zipfile
 
@@ -94,7 +115,8 @@ def hand_written_zip(run, path, mode):
         return path
     saved = os.path.join(run, "saved_model")
     with zipfile.ZipFile(path + ".tmp", "w", zipfile.ZIP_STORED) as z:
-        z.writestr("model.py", HAND_WRITTEN.format(preprocess=PREPROCESS[mode]))
+        z.writestr("model.py", (HAND_WRITTEN_TRACED if traced else HAND_WRITTEN).format(
+            preprocess=PREPROCESS[mode]))
         z.writestr("metadata", "")
         for folder, _, files in os.walk(saved):
             for name in sorted(files):
@@ -104,7 +126,49 @@ def hand_written_zip(run, path, mode):
     return path
 
 
+def bare_loop(run, pack, n):
+    """``(loop, load seconds)``: the run's SavedModel loaded in this process, and ``loop()``,
+    the bare inference loop over the pack's first N images (batches of 32, the model's
+    preprocessing, argmax)."""
+    import tensorflow as tf
+
+    from leafsub.datasets import open_pack
+    from leafsub.submission_template import runtime
+
+    images = open_pack(pack).read(np.arange(n))
+    with open(os.path.join(run, "leafsub.json")) as f:
+        spec = json.load(f)["preprocess"]
+    started = time.perf_counter()
+    serve = tf.saved_model.load(os.path.join(run, "saved_model")).signatures["serving_default"]
+    name = list(serve.structured_input_signature[1])[0]
+    load_s = time.perf_counter() - started
+
+    def loop():
+        labels = []
+        for i in range(0, len(images), 32):
+            x = runtime.preprocess(tf.constant(images[i:i + 32], tf.float32), spec)
+            labels.append(np.argmax(list(serve(**{name: x}).values())[0].numpy(), axis=1))
+        return np.concatenate(labels)
+    return loop, load_s
+
+
+def cold_bare(run, pack, n):
+    """The bare loop in a fresh process, as evaluate's child runs: seconds of the loop
+    alone (its first call included, the import and the load not)."""
+    proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--bare-child", run, pack,
+                           str(n)], capture_output=True, text=True)
+    if proc.returncode:
+        sys.exit("the bare loop's process failed:\n" + proc.stderr[-3000:])
+    return json.loads(proc.stdout.strip().splitlines()[-1])["loop_s"]
+
+
 def main():
+    if sys.argv[1:2] == ["--bare-child"]:
+        loop, _ = bare_loop(sys.argv[2], sys.argv[3], int(sys.argv[4]))
+        started = time.perf_counter()
+        loop()
+        print(json.dumps({"loop_s": time.perf_counter() - started}))
+        return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--n", type=int, default=3542)
@@ -113,11 +177,7 @@ def main():
     parser.add_argument("--work", default=work_dir())
     args = parser.parse_args()
 
-    import tensorflow as tf
-
     import leafsub
-    from leafsub.datasets import open_pack
-    from leafsub.submission_template import runtime
 
     os.makedirs(args.work, exist_ok=True)
     run = export_run(args.arch, os.path.join(args.work, "run-" + args.arch))
@@ -126,37 +186,27 @@ def main():
         leafsub.build([run], profile="an2dl-2022", output=zip_path, progress=False)
     pack = make_pack(os.path.join(args.work, "pack-%d.npz" % args.n), args.n)
     with open(os.path.join(run, "leafsub.json")) as f:
-        hand_zip = hand_written_zip(run, os.path.join(args.work, "hand-%s.zip" % args.arch),
-                                    json.load(f)["preprocess"]["mode"])
-    images = open_pack(pack).read(np.arange(args.n))
-    with open(os.path.join(run, "leafsub.json")) as f:
-        spec = json.load(f)["preprocess"]
-
-    started = time.perf_counter()
-    loaded = tf.saved_model.load(os.path.join(run, "saved_model"))
-    serve = loaded.signatures["serving_default"]
-    name = list(serve.structured_input_signature[1])[0]
-    bare_load = time.perf_counter() - started
-
-    def bare():
-        labels = []
-        for i in range(0, len(images), 32):
-            x = runtime.preprocess(tf.constant(images[i:i + 32], tf.float32), spec)
-            labels.append(np.argmax(list(serve(**{name: x}).values())[0].numpy(), axis=1))
-        return np.concatenate(labels)
+        mode = json.load(f)["preprocess"]["mode"]
+    hand_zip = hand_written_zip(run, os.path.join(args.work, "hand-%s.zip" % args.arch), mode)
+    traced_zip = hand_written_zip(run, os.path.join(args.work, "traced-%s.zip" % args.arch),
+                                  mode, traced=True)
+    bare, bare_load = bare_loop(run, pack, args.n)
 
     print("bench_evaluate: %s, %d images, %d repetitions" % (args.arch, args.n, args.repeats))
     bare()  # warm-up: the first call traces the function
-    times = {"bare": [], "eval": [], "eval_nodet": [], "eval_hand": [], "startup": [],
-             "startup_nodet": [], "startup_hand": []}
+    times = {"bare": [], "bare_warm": [], "eval": [], "eval_nodet": [], "eval_hand": [],
+             "eval_traced": [], "startup": [], "startup_nodet": [], "startup_hand": [],
+             "startup_traced": []}
     peaks = {}
     for rep in range(args.repeats):
         t = time.perf_counter()
         bare()
-        times["bare"].append(time.perf_counter() - t)
+        times["bare_warm"].append(time.perf_counter() - t)
+        times["bare"].append(cold_bare(run, pack, args.n))
         for key, zipped, extra in (("eval", zip_path, ()),
                                    ("eval_nodet", zip_path, ("--no-detective",)),
-                                   ("eval_hand", hand_zip, ())):
+                                   ("eval_hand", hand_zip, ()),
+                                   ("eval_traced", traced_zip, ())):
             wall, d = run_evaluate(zipped, pack, extra)
             after_startup = d["timing"]["total_s"] - d["timing"]["startup_s"]
             times[key].append(after_startup)
@@ -166,7 +216,9 @@ def main():
                 times.setdefault(key + " detective images", []).append(sum(
                     c["n"] for c in det.get("candidates", [])))
                 if rep == 0:
-                    print("  %s: detective %s" % (key, "vouched for, no candidate run"
+                    print("  %s: replayed under TensorFlow %s; detective %s" % (
+                        key, (d.get("child") or {}).get("tensorflow"),
+                        "vouched for, no candidate run"
                                                   if det.get("vouched") else
                                                   "ran its candidates on %d images in all"
                                                   % times[key + " detective images"][-1]))
@@ -174,23 +226,30 @@ def main():
             for part in ("predict_s", "checks_s", "detective_s"):
                 times.setdefault("%s %s" % (key, part), []).append(d["timing"].get(part) or 0.0)
             peaks.setdefault("parent_n", []).append(d["timing"]["parent_peak_rss_mb"])
-        print("  repetition %d: bare %.1f s, evaluate %.1f s (+%.1f s start-up), --no-detective "
-              "%.1f s (+%.1f s), hand-written %.1f s (+%.1f s)" % (
-                  rep + 1, times["bare"][-1], times["eval"][-1], times["startup"][-1],
+        print("  repetition %d: bare %.1f s (warm, in this process %.1f s), evaluate %.1f s (+%.1f s start-up), --no-detective "
+              "%.1f s (+%.1f s), hand-written %.1f s (+%.1f s), traced %.1f s (+%.1f s)" % (
+                  rep + 1, times["bare"][-1], times["bare_warm"][-1], times["eval"][-1], times["startup"][-1],
                   times["eval_nodet"][-1], times["startup_nodet"][-1], times["eval_hand"][-1],
-                  times["startup_hand"][-1]))
+                  times["startup_hand"][-1], times["eval_traced"][-1],
+                  times["startup_traced"][-1]))
     report("evaluate / bare loop, excluding start-up (all checks)",
            ratio_stats(times["eval"], times["bare"]), bar=1.15)
     report("evaluate --no-detective / bare loop, excluding start-up",
            ratio_stats(times["eval_nodet"], times["bare"]), bar=1.15)
     report("hand-written zip, all checks / bare loop, excl. start-up",
            ratio_stats(times["eval_hand"], times["bare"]), bar=1.15)
+    report("the same, over the warm bare loop in this process (no bar)",
+           ratio_stats(times["eval"], times["bare_warm"]))
+    report("hand-written, traced: nothing vouches (no bar: the worst case)",
+           ratio_stats(times["eval_traced"], times["bare"]))
     for part, what in (("predict_s", "main pass in predict()"),
                        ("checks_s", "determinism, variants, goldens"),
                        ("detective_s", "mismatch detective")):
         report("evaluate's %s / bare loop" % what, ratio_stats(times["eval " + part], times["bare"]))
     report("hand-written zip: its mismatch detective / bare loop",
            ratio_stats(times["eval_hand detective_s"], times["bare"]))
+    report("hand-written, traced: its mismatch detective / bare loop",
+           ratio_stats(times["eval_traced detective_s"], times["bare"]))
     # Within one evaluate run, seconds apart in the same child: far less exposed to the
     # load of a shared machine than the bare loop, timed in another process minutes away.
     report("same run: detective / evaluate's own main pass (built zip)",
@@ -206,9 +265,10 @@ def main():
     print("%-60s min %7.1f  median %7.1f  max %7.1f  [bar <= 8 s: %s]" % (
         "evaluate start-up, seconds (bar stated in seconds)", lo, med, hi,
         "met" if med <= 8 else "MISSED"))
-    extra = ["start-up s: %s; bare loop s: %s; bare load %.2f s" % (
+    extra = ["start-up s: %s; bare loop s: %s (warm: %s); bare load %.2f s" % (
         ", ".join("%.1f" % s for s in times["startup"]),
-        ", ".join("%.1f" % s for s in times["bare"]), bare_load)]
+        ", ".join("%.1f" % s for s in times["bare"]),
+        ", ".join("%.1f" % s for s in times["bare_warm"]), bare_load)]
     if args.big:
         big = make_pack(os.path.join(args.work, "pack-%d.npz" % args.big), args.big, seed=1)
         _, d = run_evaluate(zip_path, big, ("--no-detective",))

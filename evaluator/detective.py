@@ -405,37 +405,81 @@ def vouched(manifest, goldens_passed, evidence, expected=None):
     for member in members:
         card = member.get("card") or {}
         mode = (card.get("preprocess") or {}).get("mode")
-        if not mode:
+        reason = mode and training_reason(
+            _member_evidence(evidence, member.get("dir")), mode, expected,
+            (card.get("probe") or {}).get("through"))
+        if not reason:
             return None
-        if expected and expected != mode:
-            return None  # the statement contradicts the card: let the images speak
-        own = _member_evidence(evidence, member.get("dir"))
-        modes = evidence_modes(own)
-        layers = [x["layer"] for x in own.get("layers", []) if not x.get("inside")]
-        if expected == mode:
-            reasons.append("'%s' as you stated" % mode)
-        elif modes and all(m == mode for m in modes):
-            reasons.append("'%s', the keras preset of its %s base" % (
-                mode, own["bases"][0]["name"]))
-        elif mode == "none" and layers and not modes:
-            reasons.append("'none', and its model has its own %s layer" % layers[0])
-        elif (card.get("probe") or {}).get("through") == "preprocess_fn":
-            reasons.append("'%s', identified from the training preprocess_fn" % mode)
-        else:
-            return None
+        reasons.append(reason)
     return ("model.py reproduces the build's goldens, so it applies each model card's "
             "pipeline, and that pipeline is the training one: %s. No candidate needed to run."
             % "; ".join("%s %s" % (m.get("dir") or m.get("name"), r)
                         for m, r in zip(members, reasons)))
 
 
+def training_reason(own, mode, expected=None, through=None):
+    """Why ``mode`` is the training preprocessing of the model whose evidence is ``own``,
+    in words, or None: the user stated it, the model's base has it as its keras preset,
+    the model (no known base) normalises inside with its own layer ('none'), or the build
+    recorded it through the training ``preprocess_fn``. A statement of another mode
+    contradicts it: then the images must speak (None)."""
+    if expected and expected != mode:
+        return None
+    modes = evidence_modes(own)
+    layers = [x["layer"] for x in own.get("layers", []) if not x.get("inside")]
+    if expected == mode:
+        return "'%s' as you stated" % mode
+    if modes and all(m == mode for m in modes):
+        return "'%s', the keras preset of its %s base" % (mode, own["bases"][0]["name"])
+    if mode == "none" and layers and not modes:
+        return "'none', and its model has its own %s layer" % layers[0]
+    if through == "preprocess_fn":
+        return "'%s', identified from the training preprocess_fn" % mode
+    return None
+
+
+# The preprocessings a model's input is compared with (``fed``): the stated modes.
+FED_SPECS = {mode: {"mode": mode} for mode in STATED_MODES}
+FED_IMAGES = LOOKS[0]   # images of the sample fed with the models' inputs tapped
+
+
+def vouched_by_input(fed, evidence, n, expected=None):
+    """Why a hand-written submission needs no candidate, or None.
+
+    ``fed``: what the child read at the loaded models' inputs and outputs while
+    ``predict`` ran on ``n`` images (``Harness._fed``), the parent having checked that
+    these answers are the main pass's. When ``predict`` called one loaded model, whose
+    inputs are exactly one named preprocessing of the images, and whose outputs' argmax is
+    what ``predict`` answered on every image, then model.py *is* that pipeline followed
+    by that model on these images. If the model's own evidence (or the user's statement)
+    says the pipeline is the training one, every candidate would be a slip applied on top
+    of the training pipeline: the same grounds as a leafsub build's goldens and card.
+    """
+    used = [f for f in fed or () if f.get("calls")]
+    if len(used) != 1 or n < 1:
+        return None
+    model = used[0]
+    if model["rows"] != n or model["agrees"] != n or len(model["modes"]) != 1:
+        return None
+    mode = model["modes"][0]
+    reason = training_reason(_member_evidence(evidence, model["model"]), mode, expected)
+    if not reason or not model["model"]:
+        return None
+    fed_as = "its raw 0-255 pixels" if mode == "none" else "'%s'-preprocessed images" % mode
+    return ("model.py feeds its model (%s) %s, read at the model's input on %d images, "
+            "and the model's own outputs give predict()'s answers on all of them; that is "
+            "the training preprocessing: %s. No candidate needed to run." % (
+                model["model"], fed_as, n, reason))
+
+
 def _member_evidence(evidence, folder):
-    """The part of the evidence read from one member's folder."""
+    """The part of the evidence read from one member's folder (or one model file)."""
     if not evidence or not folder:
         return evidence or {}
-    prefix = folder.rstrip("/") + "/"
-    keep = lambda items: [x for x in items if str(x.get("file", "")).startswith(prefix)]
-    return {"read": [f for f in evidence.get("read", []) if f.startswith(prefix)],
+    folder = folder.rstrip("/")
+    inside = lambda name: name == folder or name.startswith(folder + "/")
+    keep = lambda items: [x for x in items if inside(str(x.get("file", "")))]
+    return {"read": [f for f in evidence.get("read", []) if inside(f)],
             "bases": keep(evidence.get("bases", [])), "layers": keep(evidence.get("layers", []))}
 
 
@@ -565,14 +609,15 @@ def _rank_plain(results):
             "images": max([r["n"] for r in results] or [0])}
 
 
-def entry(results, check, evidence, expected, expected_from, vouch):
-    """The JSON result's ``detective`` entry."""
+def entry(results, check, evidence, expected, expected_from, vouch, fed=None):
+    """The JSON result's ``detective`` entry (``fed``: what the loaded models were fed,
+    when it was read)."""
     results = results or {"candidates": [], "ranked": [], "tied": [], "separable": False,
                           "images": 0}
     return {"candidates": results["candidates"], "ranked": results["ranked"],
             "tied": results["tied"], "separable": results["separable"],
             "images": results["images"], "culprit": check.get("culprit"),
-            "vouched": vouch, "evidence": evidence,
+            "vouched": vouch, "evidence": evidence, "fed": fed,
             "expected": {"mode": expected, "from": expected_from} if expected else None,
             "verdict": check["detail"], "status": check["status"]}
 

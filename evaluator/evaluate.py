@@ -225,7 +225,7 @@ def evaluate(submission, data, profile=None, runtime=None, python=None, batch_si
                                                                       protocol.framework))
 
     replay = Replay(prof, packs, chosen, say, batch_size=batch_size, time_limit=time_limit,
-                    memory_limit=memory_limit, isolate=isolate)
+                    memory_limit=memory_limit, isolate=isolate, started=started)
     replay.result["submission"] = os.path.abspath(submission)
     replay.result["environment"] = _environment(protocol, chosen, None)
     try:

@@ -248,6 +248,31 @@ class LoadTracker:
         self.watched = {}          # id(object) -> record
         self.keep = []             # the watched objects, so that their ids stay theirs
         self.patched_classes = set()
+        # While a predict command taps (the detective's "fed" reading): one entry per
+        # outermost call of a watched model, (record, its input, its output) as arrays.
+        self.taps = None
+        self._inside = False
+
+    def call(self, record, fn, args, kwargs):
+        """``fn(*args, **kwargs)`` for a watched model: marks it used and, while tapping,
+        keeps what it was fed and what it returned (outermost calls only: a Keras
+        ``predict`` reaches ``__call__`` inside a traced function)."""
+        if record is not None:
+            record["used"] = True
+        if self.taps is None or self._inside or record is None:
+            return fn(*args, **kwargs)
+        self._inside = True
+        try:
+            out = fn(*args, **kwargs)
+        finally:
+            self._inside = False
+        try:
+            fed = args[0] if args else (next(iter(kwargs.values())) if len(kwargs) == 1
+                                        else None)
+            self.taps.append((record, _as_array(fed), _as_array(out)))
+        except Exception:
+            self.taps.append((record, None, None))
+        return out
 
     def install(self, tf=None):
         mods = []
@@ -335,7 +360,7 @@ class LoadTracker:
         inner = getattr(signatures, "_signatures", None)
         if isinstance(inner, dict):
             for key, fn in list(inner.items()):
-                inner[key] = _Called(fn, record)
+                inner[key] = _Called(fn, record, self)
         if how == "tf.saved_model.load":
             for name in dir(obj):
                 if name.startswith("_") or name in ("signatures", "variables",
@@ -349,43 +374,74 @@ class LoadTracker:
                         "RestoredFunction", "Function", "ConcreteFunction", "PolymorphicFunction",
                         "_WrapperFunction", "AtomicFunction"):
                     try:
-                        object.__setattr__(obj, name, _Called(value, record))
+                        object.__setattr__(obj, name, _Called(value, record, self))
                     except Exception:
                         pass
 
     def _watch_class(self, cls):
+        """``__call__`` and, for Keras, ``predict`` on the class, for the watched instances
+        only (another instance of the class goes straight to the original)."""
         if cls in self.patched_classes or "__call__" not in dir(cls):
             return
-        original = cls.__call__
-        watched = self.watched
+        self.patched_classes.add(cls)
+        for attr in ("__call__", "predict"):
+            original = getattr(cls, attr, None)
+            if original is None or (attr == "predict" and not callable(original)):
+                continue
+            try:
+                setattr(cls, attr, self._method(original))
+            except (TypeError, AttributeError):
+                pass
 
-        def __call__(instance, *args, **kwargs):
+    def _method(self, original):
+        tracker, watched = self, self.watched
+
+        def method(instance, *args, **kwargs):
             record = watched.get(id(instance))
-            if record is not None:
-                record["used"] = True
-            return original(instance, *args, **kwargs)
-        try:
-            cls.__call__ = __call__
-            self.patched_classes.add(cls)
-        except (TypeError, AttributeError):
-            pass
+            if record is None:
+                return original(instance, *args, **kwargs)
+            return tracker.call(record, lambda *a, **k: original(instance, *a, **k), args,
+                                kwargs)
+        method.__name__ = getattr(original, "__name__", "method")
+        method.__doc__ = getattr(original, "__doc__", None)
+        return method
 
     def report(self):
         return [dict(r) for r in self.loaded]
 
 
 class _Called:
-    """A function that marks its model used when called; anything else goes to it."""
+    """A function that marks its model used when called (and is tapped, see
+    ``LoadTracker.call``); anything else goes to it."""
 
-    def __init__(self, fn, record):
-        self.__dict__["_fn"], self.__dict__["_record"] = fn, record
+    def __init__(self, fn, record, tracker):
+        self.__dict__.update(_fn=fn, _record=record, _tracker=tracker)
 
     def __call__(self, *args, **kwargs):
-        self._record["used"] = True
-        return self._fn(*args, **kwargs)
+        return self._tracker.call(self._record, self._fn, args, kwargs)
 
     def __getattr__(self, name):
         return getattr(self._fn, name)
+
+
+def _as_array(value):
+    """A model's input or output as a numeric numpy array, or None: a dict or list of one
+    tensor is that tensor; a symbolic tensor (inside a traced function) is None."""
+    import numpy as np
+
+    if isinstance(value, dict) and len(value) == 1:
+        value = next(iter(value.values()))
+    if isinstance(value, (list, tuple)) and len(value) == 1:
+        value = value[0]
+    if hasattr(value, "numpy") and callable(value.numpy):
+        try:
+            value = value.numpy()
+        except Exception:
+            return None
+    if isinstance(value, np.ndarray) and type(value) is np.ndarray and \
+            value.dtype.kind in "fiu" and value.ndim >= 1:
+        return np.array(value, dtype=np.float32)
+    return None
 
 
 class SubmissionError(Exception):
@@ -669,6 +725,10 @@ class Harness:
         mutated = 0
         predict_s = 0.0
         last_progress = 0.0
+        tap = command.get("tap")  # {name: preprocessing spec}: read what the model is fed
+        raws = []
+        if tap:
+            self.tracker.taps = []
         for start in range(0, total, batch_size):
             if indices is not None:
                 rows = images.take(indices[start:start + batch_size])
@@ -677,6 +737,8 @@ class Harness:
                 rows = images.rows(start, batch_size)
                 extra_rows = [e[start:start + batch_size] for e in extras]
             x = rows if self.req.get("kind") == "tensor" else rows.astype(np.float32)
+            if tap:
+                raws.append(x)
             if transform:
                 x = self._apply(x, transform, command)
             else:
@@ -763,9 +825,55 @@ class Harness:
             result = np.zeros((0,), dtype=np.int64)
         images.close()
         write_npy(command["out"], result, np)
-        return {"n": int(total), "predict_s": predict_s, "types": sorted(types),
-                "shape": list(result.shape), "dtype": str(result.dtype), "mutated_batches": mutated,
-                "loaded": self.tracker.report()}
+        reply = {"n": int(total), "predict_s": predict_s, "types": sorted(types),
+                 "shape": list(result.shape), "dtype": str(result.dtype),
+                 "mutated_batches": mutated, "loaded": self.tracker.report()}
+        if tap:
+            taps, self.tracker.taps = self.tracker.taps or [], None
+            reply["fed"] = self._fed(taps, raws, result, tap)
+        return reply
+
+    def _fed(self, taps, raws, result, specs):
+        """What each watched model was fed and returned during one tapped command: per
+        model, the named preprocessings (``specs``, run by leafsub's runtime on the RGB
+        0-255 images) its inputs equal, and on how many images the argmax of its outputs
+        is what ``predict`` returned. The parent decides what that proves (detective.py)."""
+        np = self.np
+        runtime = _import_beside("leafsub_runtime")
+        raw = np.concatenate(raws) if raws else np.zeros((0,), np.float32)
+        labels = None
+        if result.ndim == 2 and result.shape[1] > 1 and result.dtype.kind in "fiu":
+            labels = np.argmax(result, axis=1)
+        elif result.ndim == 1 and result.dtype.kind in "iu":
+            labels = result
+        groups = []
+        for record, fed, out in taps:
+            group = next((g for g in groups if g[0] is record), None)
+            if group is None:
+                group = (record, [], [])
+                groups.append(group)
+            group[1].append(fed)
+            group[2].append(out)
+        report = []
+        for record, feds, outs in groups:
+            entry = {"model": record.get("path") or "", "how": record.get("how") or "",
+                     "calls": len(feds), "rows": -1, "modes": [], "agrees": -1}
+            if all(f is not None for f in feds):
+                fed = np.concatenate(feds) if len(feds) > 1 else feds[0]
+                entry["rows"] = int(fed.shape[0])
+                if fed.shape == raw.shape:
+                    for name, spec in specs.items():
+                        want = np.asarray(runtime.normalize(raw, runtime.validate_spec(spec)),
+                                          dtype=np.float32)
+                        if want.shape == fed.shape and np.allclose(fed, want, rtol=1e-4,
+                                                                   atol=1e-3):
+                            entry["modes"].append(name)
+            if labels is not None and all(o is not None and o.ndim == 2 for o in outs):
+                out = np.concatenate(outs) if len(outs) > 1 else outs[0]
+                if out.shape[0] == len(labels) and out.shape[1] > 1:
+                    entry["agrees"] = int(np.sum(np.argmax(out, axis=1) == labels))
+            report.append(entry)
+        return report
 
 
 def read_evidence(request):

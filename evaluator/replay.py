@@ -99,7 +99,7 @@ class Replay:
     """
 
     def __init__(self, prof, packs, runtime, say, batch_size, time_limit, memory_limit,
-                 isolate):
+                 isolate, started=None):
         self.prof, self.packs, self.runtime, self.say = prof, packs, runtime, say
         self.iface, self.inp = prof["interface"], prof["input"]
         self.protocol = Protocol.from_profile(prof)
@@ -125,7 +125,9 @@ class Replay:
             "predictions": None, "labels": None,
         }
         self.checks = self.result["checks"]
-        self.started = time.monotonic()
+        # When the evaluation began (the data opened, the runtime chosen before this):
+        # ``startup_s`` is everything up to the submission being loaded.
+        self.started = time.monotonic() if started is None else started
 
     # ------------------------------------------------------------------ the steps
 

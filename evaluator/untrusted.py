@@ -181,7 +181,8 @@ _FIELDS = {
     "n": int, "mutated_batches": int, "dtype": str,
     "progress": int, "total": int,
 }
-_LISTS = {"types": str, "network": str, "reads": str, "shape": int, "loaded": dict}
+_LISTS = {"types": str, "network": str, "reads": str, "shape": int, "loaded": dict,
+          "fed": dict}
 _MAPS = {"versions": (str, type(None)), "evidence": None}
 
 
@@ -309,3 +310,26 @@ def check_evidence(evidence):
             optional(item, "scale", _NUMBER)
             optional(item, "offset", _NUMBER)
     return evidence
+
+
+# What one entry of a tapped predict's ``fed`` list holds (``Harness._fed``).
+_FED = {"model": str, "how": str, "calls": int, "rows": int, "agrees": int}
+
+
+def check_fed(fed, modes):
+    """The child's ``fed`` list (what each loaded model was fed, ``Harness._fed``) when
+    shaped as the harness writes it, with only the ``modes`` it was asked about; raises
+    :class:`Untrusted`."""
+    if not isinstance(fed, list) or len(fed) > 100:
+        raise Untrusted("a 'fed' reply that is not a short list")
+    for entry in fed:
+        if not isinstance(entry, dict):
+            raise Untrusted("a 'fed' entry that is not an object")
+        for key, kind in _FED.items():
+            if not isinstance(entry.get(key), kind) or isinstance(entry.get(key), bool):
+                raise Untrusted("a 'fed' entry whose %r is not what the harness writes" % key)
+        named = entry.get("modes")
+        if not isinstance(named, list) or not all(isinstance(m, str) and m in modes
+                                                  for m in named):
+            raise Untrusted("a 'fed' entry whose 'modes' are not the ones asked about")
+    return fed

@@ -561,7 +561,8 @@ class Ensemble:
             return np.zeros((0, 0))
         chunks = []
         for start in range(0, n, self.chunk_size):
-            part = x[start:start + self.chunk_size]
+            # One chunk (the usual platform batch): the batch itself, not a sliced copy.
+            part = x if n <= self.chunk_size else x[start:start + self.chunk_size]
             probs = [m.predict_proba(part, self.views) for m in self.members]
             chunks.append(combine(probs, self.method, self.weights) if len(probs) > 1
                           else probs[0])

@@ -163,6 +163,41 @@ def test_a_leafsub_build_whose_card_the_model_confirms_is_vouched_for():
     assert D.vouched(manifest, True, evidence) is None           # MobileNetV2's preset is tf
 
 
+def test_a_hand_written_model_py_is_vouched_for_by_what_its_model_is_fed():
+    evidence = {"read": ["SubmissionModel/saved_model.pb"], "layers": [],
+                "bases": [{"name": "MobileNetV2", "preset": "tf",
+                           "file": "SubmissionModel/saved_model.pb"}]}
+    fed = lambda **kw: [dict({"model": "SubmissionModel", "how": "tf.saved_model.load",
+                              "calls": 1, "rows": 16, "modes": ["tf"], "agrees": 16}, **kw)]
+    said = D.vouched_by_input(fed(), evidence, 16)
+    assert "'tf'-preprocessed images" in said and "MobileNetV2" in said
+    assert D.vouched_by_input(fed(modes=["rescale"]), evidence, 16) is None  # not its preset
+    assert D.vouched_by_input(fed(modes=[]), evidence, 16) is None    # fed something else
+    assert D.vouched_by_input(fed(agrees=15), evidence, 16) is None   # another path answers
+    assert D.vouched_by_input(fed(rows=8), evidence, 16) is None      # fed a part only
+    assert D.vouched_by_input(fed(), evidence, 16, expected="caffe") is None  # contradicted
+    assert D.vouched_by_input(fed(model="other.keras"), evidence, 16) is None  # no evidence
+    two = fed() + fed(model="Second")
+    assert D.vouched_by_input(two, evidence, 16) is None              # an ensemble
+    # A model file's own evidence: the file itself, not a folder of that name.
+    keras_file = {"read": ["m.keras"], "bases": [], "layers": [
+        {"layer": "Rescaling", "file": "m.keras"}]}
+    assert "own Rescaling layer" in D.vouched_by_input(
+        fed(model="m.keras", modes=["none"]), keras_file, 16)
+
+
+def test_a_forged_fed_reply_is_refused():
+    from leafsub.evaluator import untrusted
+
+    good = {"model": "m", "how": "h", "calls": 1, "rows": 16, "modes": ["tf"], "agrees": 16}
+    assert untrusted.check_fed([good], D.FED_SPECS) == [good]
+    for bad in ({"modes": ["rm -rf"]}, {"agrees": True}, {"rows": "16"}, {"model": None}):
+        with pytest.raises(untrusted.Untrusted):
+            untrusted.check_fed([dict(good, **bad)], D.FED_SPECS)
+    with pytest.raises(untrusted.Untrusted):
+        untrusted.check_fed({"model": "m"}, D.FED_SPECS)
+
+
 def test_a_model_that_answers_one_class_is_not_dropped_on_16_images():
     # No discordant pair at all (every image gets the same class, transformed or not):
     # 16 images cannot exclude a 5-point gain, 64 can.

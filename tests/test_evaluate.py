@@ -132,6 +132,24 @@ def test_double_scaling_is_named_by_the_detective(work):
     assert detective["status"] == "fail" and not result.passed
     assert "double scaling" in detective["detail"] and "x*255" in detective["detail"]
     assert result.exit_code == 1
+    # What the model is fed was read (x/255), and the model's own Rescaling layer says it
+    # takes 0-255 pixels: nothing vouches, the candidates ran.
+    entry = result.to_dict()["detective"]
+    assert entry["fed"][0]["modes"] == ["rescale"] and entry["vouched"] is None
+
+
+def test_a_hand_written_model_py_that_feeds_the_model_its_training_input_is_vouched_for(work):
+    """Raw pixels to a model with its own Rescaling layer, read at the model's input: no
+    candidate needs to run (the detective costs the 16 images it read)."""
+    zip_path = hand_written(work, "raw-rescaling.zip", model_py_2022("raw"), mode="rescaling")
+
+    result = leafsub.evaluate(zip_path, work["data"], progress=False)
+
+    entry = result.to_dict()["detective"]
+    assert result.passed and entry["candidates"] == []
+    assert entry["fed"] == [{"model": "SubmissionModel", "how": "tf.saved_model.load",
+                             "calls": 1, "rows": 16, "modes": ["none"], "agrees": 16}]
+    assert "raw 0-255 pixels" in entry["vouched"] and "Rescaling layer" in entry["vouched"]
 
 
 def test_correct_hand_written_submission_passes(work):
