@@ -80,7 +80,9 @@ def synthetic_probe(count, size, seed=0):
 
 
 def _resolve_spec(preprocess, arch):
-    from ..submission_template import runtime
+    # The spec's checks and the presets are TensorFlow-free: a wrong argument is said
+    # before TensorFlow's import (seconds), not after.
+    from ..submission_template import spec as runtime
 
     if preprocess is None and arch is None:
         return None, None
@@ -398,17 +400,21 @@ def export(model, run_dir, preprocess=None, class_names=None, probe=None, prepro
     from ..frameworks import require
     require("tensorflow", "Exporting a Keras model (%s)" % (
         model if isinstance(model, (str, os.PathLike)) else type(model).__name__))
-    from ..submission_template import runtime
-    from . import detect as detect_mod
-
+    # What can be checked without TensorFlow is checked first (its import takes seconds).
+    if isinstance(model, (str, os.PathLike)) and not os.path.exists(model):
+        raise UsageError("%s: no such file%s." % (
+            model, "" if os.fspath(model).endswith((".keras", ".h5", ".hdf5")) else " or folder"))
     run_dir = check_run_dir(run_dir, force)
-    notes = []
     spec, spec_source = _resolve_spec(preprocess, arch)
     if spec is None and preprocess_fn is None:
         raise UsageError("Say how the model's inputs were preprocessed in training: "
                          "preprocess='caffe'|'tf'|'torch'|'rescale'|'none' (or an architecture "
                          "name such as 'resnet50'), or pass preprocess_fn=<the function you "
                          "used> and leafsub will identify it.")
+    from ..submission_template import runtime
+    from . import detect as detect_mod
+
+    notes = []
     wrapped = _Model(model, notes)
     if len(wrapped.input_shape) != 3:
         return _export_samples(wrapped, run_dir, preprocess, arch, preprocess_fn, class_names,

@@ -7,7 +7,6 @@ hangs is killed; outputs in the wrong form fail with what the profile expects.
 """
 
 import json
-import time
 
 import numpy as np
 import pytest
@@ -160,30 +159,6 @@ def test_correct_hand_written_submission_passes(work):
     assert result.passed, [c for c in result.checks if c["status"] != "pass"]
     assert result.accuracy > 0.9
     assert by_name(result)["mismatch detective"]["status"] == "pass"
-
-
-HANGS = '''
-import time
-class model:
-    def __init__(self, path):
-        pass
-    def predict(self, X):
-        time.sleep(10 ** 6)
-'''
-
-
-def test_a_predict_that_hangs_is_killed_at_the_time_limit(work):
-    zip_path = hand_written(work, "hangs.zip", model_py_2022(body=HANGS))
-    started = time.monotonic()
-
-    result = leafsub.evaluate(zip_path, work["data"], progress=False, time_limit=15)
-
-    elapsed = time.monotonic() - started
-    check = by_name(result)["predicts"]
-    print(check["detail"], "after %.1f s" % elapsed)
-    assert check["status"] == "fail" and "time limit of 15 s" in check["detail"]
-    assert elapsed < 15 + 10
-    assert result.exit_code == 1
 
 
 OUTPUTS = {
