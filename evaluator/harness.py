@@ -858,22 +858,31 @@ class Harness:
         for record, feds, outs in groups:
             entry = {"model": record.get("path") or "", "how": record.get("how") or "",
                      "calls": len(feds), "rows": -1, "modes": [], "agrees": -1}
-            if all(f is not None for f in feds):
-                fed = np.concatenate(feds) if len(feds) > 1 else feds[0]
-                entry["rows"] = int(fed.shape[0])
-                if fed.shape == raw.shape:
-                    for name, spec in specs.items():
-                        want = np.asarray(runtime.normalize(raw, runtime.validate_spec(spec)),
-                                          dtype=np.float32)
-                        if want.shape == fed.shape and np.allclose(fed, want, rtol=1e-4,
-                                                                   atol=1e-3):
-                            entry["modes"].append(name)
-            if labels is not None and all(o is not None and o.ndim == 2 for o in outs):
-                out = np.concatenate(outs) if len(outs) > 1 else outs[0]
-                if out.shape[0] == len(labels) and out.shape[1] > 1:
-                    entry["agrees"] = int(np.sum(np.argmax(out, axis=1) == labels))
+            try:
+                self._compare_fed(entry, feds, outs, raw, labels, specs, runtime)
+            except Exception:   # calls of other shapes than a batch: nothing to compare
+                entry.update(rows=-1, modes=[], agrees=-1)
             report.append(entry)
         return report
+
+    def _compare_fed(self, entry, feds, outs, raw, labels, specs, runtime):
+        """Fill ``entry`` (``_fed``) from one model's calls: the specs its inputs equal,
+        and on how many images its outputs' argmax is predict's answer."""
+        np = self.np
+        if all(f is not None for f in feds):
+            fed = np.concatenate(feds) if len(feds) > 1 else feds[0]
+            entry["rows"] = int(fed.shape[0])
+            if fed.shape == raw.shape:
+                for name, spec in specs.items():
+                    want = np.asarray(runtime.normalize(raw, runtime.validate_spec(spec)),
+                                      dtype=np.float32)
+                    if want.shape == fed.shape and np.allclose(fed, want, rtol=1e-4,
+                                                               atol=1e-3):
+                        entry["modes"].append(name)
+        if labels is not None and all(o is not None and o.ndim == 2 for o in outs):
+            out = np.concatenate(outs) if len(outs) > 1 else outs[0]
+            if out.shape[0] == len(labels) and out.shape[1] > 1:
+                entry["agrees"] = int(np.sum(np.argmax(out, axis=1) == labels))
 
 
 def read_evidence(request):
