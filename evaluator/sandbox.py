@@ -134,14 +134,16 @@ FILE_SIZE_LIMIT = 2 * 2**30
 # shared libraries (FHS locations; the loader's configured folders are added from
 # /etc/ld.so.conf), the loader's cache, the time zone and locale aliases, OpenSSL's
 # configuration (hashlib reads it; not the keys beside it), the random and null devices,
-# and facts about the machine that numerical libraries read to size their thread pools.
-# None of it is the user's.
+# and facts about the machine that numerical libraries read to size their thread pools
+# (TensorFlow 2.12 lists /sys/bus/pci/devices at start and reads each device's NUMA node
+# below /sys/devices: every Linux platform has them, so a refused read there would be
+# blamed on a submission for what its framework does). None of it is the user's.
 SYSTEM_READABLE = (
     "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32",
     "/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/localtime",
     "/etc/locale.alias", "/etc/ssl/openssl.cnf",
     "/dev/null", "/dev/zero", "/dev/random", "/dev/urandom",
-    "/proc/cpuinfo", "/proc/meminfo", "/proc/stat", "/sys/devices/system/cpu",
+    "/proc/cpuinfo", "/proc/meminfo", "/proc/stat", "/sys/devices", "/sys/bus/pci",
 )
 
 # What the interpreter the child runs reads to start and to import its packages: asked

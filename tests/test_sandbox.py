@@ -154,6 +154,24 @@ def test_child_reads_only_what_a_submission_needs(tmp_path):
     assert "disk reads: only the submission" in isolation.summary
 
 
+def test_the_machine_facts_a_framework_reads_at_start_stay_readable(tmp_path):
+    """TensorFlow 2.12 lists the PCI devices and reads their NUMA nodes when it starts: a
+    refusal there was blamed on the submission as a read outside the zip."""
+    isolation = sandbox.plan(tmp_path)
+    if not isolation.reads:
+        pytest.skip("no Landlock here: %s" % isolation.warnings)
+    if not os.path.isdir("/sys/bus/pci/devices") or not os.listdir("/sys/bus/pci/devices"):
+        pytest.skip("no PCI devices listed in /sys on this machine")
+    proc = run_child(isolation, """
+        import os
+        devices = sorted(os.listdir("/sys/bus/pci/devices"))
+        with open(os.path.join("/sys/bus/pci/devices", devices[0], "numa_node")) as f:
+            print(len(devices), f.read().strip())
+        print(open("/sys/devices/system/cpu/online").read().strip())
+    """)
+    assert proc.returncode == 0, proc.stderr
+
+
 def test_the_allow_list_is_asked_of_the_interpreter_the_child_runs():
     paths, problem = sandbox.readable_paths(sys.executable)
     assert problem is None
