@@ -459,11 +459,12 @@ def vouched_by_input(fed, evidence, n, expected=None):
     if len(used) != 1 or n < 1:
         return None
     model = used[0]
-    if model["rows"] != n or model["agrees"] != n or len(model["modes"]) != 1:
-        return None
+    if not model["model"] or model["rows"] != n or model["agrees"] != n or \
+            len(model["modes"]) != 1:
+        return None   # (no path: no evidence of its own to read)
     mode = model["modes"][0]
     reason = training_reason(_member_evidence(evidence, model["model"]), mode, expected)
-    if not reason or not model["model"]:
+    if not reason:
         return None
     fed_as = "its raw 0-255 pixels" if mode == "none" else "'%s'-preprocessed images" % mode
     return ("model.py feeds its model (%s) %s, read at the model's input on %d images, "

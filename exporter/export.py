@@ -82,27 +82,27 @@ def synthetic_probe(count, size, seed=0):
 def _resolve_spec(preprocess, arch):
     # The spec's checks and the presets are TensorFlow-free: a wrong argument is said
     # before TensorFlow's import (seconds), not after.
-    from ..submission_template import spec as runtime
+    from ..submission_template.spec import MODES, preset, validate_spec
 
     if preprocess is None and arch is None:
         return None, None
     if isinstance(preprocess, dict):
         try:
-            return runtime.validate_spec(preprocess), "declared"
+            return validate_spec(preprocess), "declared"
         except ValueError as e:
             raise UsageError("preprocess: %s." % e) from None
     name = preprocess if preprocess is not None else arch
-    if name in runtime.MODES:
+    if name in MODES:
         if name == "affine":
             raise UsageError("preprocess 'affine' needs scale and offset: pass "
                              "{'mode': 'affine', 'scale': [...], 'offset': [...]}.")
-        return runtime.validate_spec({"mode": name}), "declared"
+        return validate_spec({"mode": name}), "declared"
     try:
-        mode = runtime.preset(name)
+        mode = preset(name)
     except ValueError as e:
         raise UsageError("preprocess %r is neither a mode (%s) nor a known architecture. %s"
-                         % (name, ", ".join(runtime.MODES[:-1]), e)) from None
-    return runtime.validate_spec({"mode": mode}), "preset:%s" % name
+                         % (name, ", ".join(MODES[:-1]), e)) from None
+    return validate_spec({"mode": mode}), "preset:%s" % name
 
 
 def check_class_names(class_names, n_outputs, source):
@@ -234,8 +234,6 @@ class _Model:
             model, self.dropped_bytes = _load_model_file(path, self.notes)
             self._from_keras(model)
             self.source = path
-        elif not os.path.exists(path):
-            raise UsageError("%s: no such file or folder." % path)
         elif path.endswith((".pt", ".pth", ".pt2")):
             raise UsageError("%s: a PyTorch file. Export a torch model from Python, where its "
                              "class is: leafsub.export(module, run_dir, preprocess=<your "
@@ -400,7 +398,8 @@ def export(model, run_dir, preprocess=None, class_names=None, probe=None, prepro
     from ..frameworks import require
     require("tensorflow", "Exporting a Keras model (%s)" % (
         model if isinstance(model, (str, os.PathLike)) else type(model).__name__))
-    # What can be checked without TensorFlow is checked first (its import takes seconds).
+    # What can be checked without TensorFlow is checked first (its import takes seconds);
+    # _Model then reads a path that exists.
     if isinstance(model, (str, os.PathLike)) and not os.path.exists(model):
         raise UsageError("%s: no such file%s." % (
             model, "" if os.fspath(model).endswith((".keras", ".h5", ".hdf5")) else " or folder"))
